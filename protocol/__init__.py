@@ -1,0 +1,76 @@
+"""llmtunnel's tunnel protocol: frames, codec, windows and the connection state machine.
+
+Sans-I/O: nothing here touches a socket or an event loop, so edge and agent share it unchanged and
+its tests run synchronously. The specification is ``docs/PROTOCOL.md``; comments cite its sections.
+"""
+
+from protocol.codec import DEFAULT_MAX_FRAME, decode, encode
+from protocol.errors import (
+    ErrorCode,
+    FlowControlError,
+    FrameTooLarge,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    StreamClosed,
+)
+from protocol.frames import (
+    NO_STREAM,
+    Auth,
+    Cancel,
+    Challenge,
+    Delta,
+    End,
+    Error,
+    Frame,
+    FrameType,
+    GoAway,
+    Hello,
+    Models,
+    Open,
+    Ping,
+    Pong,
+    Ready,
+    StreamFrame,
+    Window,
+)
+from protocol.handshake import SUPPORTED_VERSIONS, auth_message, choose_version
+from protocol.mux import Connection, Role, State, connection_error
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "NO_STREAM",
+    "SUPPORTED_VERSIONS",
+    "Auth",
+    "Cancel",
+    "Challenge",
+    "Connection",
+    "Delta",
+    "End",
+    "Error",
+    "ErrorCode",
+    "FlowControlError",
+    "Frame",
+    "FrameTooLarge",
+    "FrameType",
+    "GoAway",
+    "Hello",
+    "LocalProtocolError",
+    "Models",
+    "Open",
+    "Ping",
+    "Pong",
+    "ProtocolError",
+    "Ready",
+    "RemoteProtocolError",
+    "Role",
+    "State",
+    "StreamClosed",
+    "StreamFrame",
+    "Window",
+    "auth_message",
+    "choose_version",
+    "connection_error",
+    "decode",
+    "encode",
+]

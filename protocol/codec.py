@@ -1,0 +1,79 @@
+"""msgpack encoding of frames; every size is checked before allocating (PROTOCOL.md §2).
+
+``decode`` raises only ``FrameTooLarge`` or ``RemoteProtocolError``: whatever msgpack or the
+frame constructors would raise on hostile input is caught here and named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import msgpack
+
+from protocol.errors import FrameTooLarge, RemoteProtocolError
+from protocol.frames import FRAME_CLASSES, Frame
+
+DEFAULT_MAX_FRAME = 1024 * 1024
+
+# Field names in wire order, per frame type, computed once: encode runs per token.
+_FIELDS: dict[int, tuple[str, ...]] = {
+    code: tuple(field.name for field in dataclasses.fields(cls))  # type: ignore[arg-type]
+    for code, cls in FRAME_CLASSES.items()
+}
+
+
+def encode(frame: Frame) -> bytes:
+    """The wire bytes of ``frame``: ``[type, *fields]``."""
+    fields: list[Any] = [int(frame.TYPE)]
+    fields.extend(getattr(frame, name) for name in _FIELDS[frame.TYPE])
+    data: bytes = msgpack.packb(fields, use_bin_type=True)
+    return data
+
+
+def decode(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> Frame:
+    """Parse and validate one frame of at most ``max_frame`` bytes."""
+    if len(data) > max_frame:
+        raise FrameTooLarge(f"frame of {len(data)} bytes exceeds limit {max_frame}")
+    size = len(data)
+    try:
+        # No container or string can be longer than the frame that carries it, so these bounds
+        # stop a forged length prefix from allocating gigabytes from a few bytes.
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=size,
+            max_bin_len=size,
+            max_array_len=size,
+            max_map_len=size // 2,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises a dozen types on garbage; all mean the same here
+        raise RemoteProtocolError(f"malformed frame: {type(exc).__name__}: {exc}") from None
+    if not isinstance(obj, list) or not obj or type(obj[0]) is not int:
+        raise RemoteProtocolError("a frame must be an array starting with its type code")
+    cls = FRAME_CLASSES.get(obj[0])
+    if cls is None:
+        raise RemoteProtocolError(f"unknown frame type {obj[0]}")
+    values = obj[1:]
+    if len(values) != len(cls.SCHEMA):
+        raise RemoteProtocolError(
+            f"{cls.__name__} frame has {len(values)} fields, expected {len(cls.SCHEMA)}"
+        )
+    for index, (value, expected) in enumerate(zip(values, cls.SCHEMA, strict=True)):
+        if not _is_instance(value, expected):
+            name = _FIELDS[cls.TYPE][index]
+            raise RemoteProtocolError(
+                f"{cls.__name__}.{name} has type {type(value).__name__}, expected {expected}"
+            )
+    frame = cls(*values)
+    frame.check()
+    return frame
+
+
+def _is_instance(value: object, expected: type | tuple[type, ...]) -> bool:
+    # bool is a subclass of int in Python but a distinct type on the wire: keep them apart.
+    if isinstance(value, bool):
+        return expected is bool or (isinstance(expected, tuple) and bool in expected)
+    return isinstance(value, expected)

@@ -1,0 +1,309 @@
+"""Tunnel frames: one dataclass per frame type, each with a pinned numeric code (PROTOCOL.md §2).
+
+On the wire a frame is a msgpack array ``[type, field, field, …]`` in the field order below, one
+frame per WebSocket binary message. Frames are frozen and slotted; ``check()`` enforces what the
+field types alone cannot (ranges, sizes), and the codec calls it on every decoded frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, ClassVar
+
+from protocol.errors import RemoteProtocolError
+
+MAX_WINDOW = 2**31 - 1
+NO_STREAM = 0
+
+JSONMap = dict[str, Any]
+
+
+class FrameType(IntEnum):
+    """Wire codes. Never renumber: a test pins every value (PROTOCOL.md §2)."""
+
+    CHALLENGE = 1
+    AUTH = 2
+    READY = 3
+    HELLO = 4
+    MODELS = 5
+    OPEN = 6
+    DELTA = 7
+    END = 8
+    ERROR = 9
+    CANCEL = 10
+    WINDOW = 11
+    PING = 12
+    PONG = 13
+    GOAWAY = 14
+
+
+class Frame:
+    """Base of all frames. ``SCHEMA`` lists the accepted Python types of each field, in order."""
+
+    __slots__ = ()
+    TYPE: ClassVar[FrameType]
+    SCHEMA: ClassVar[tuple[type | tuple[type, ...], ...]]
+
+    def check(self) -> None:
+        """Raise ``RemoteProtocolError`` when a field is out of range."""
+
+
+class StreamFrame(Frame):
+    """A frame that belongs to one stream (or, for ERROR and WINDOW, to the connection: id 0)."""
+
+    __slots__ = ()
+    stream_id: int
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise RemoteProtocolError(message)
+
+
+def _check_stream_id(stream_id: int, *, allow_zero: bool = False) -> None:
+    low = 0 if allow_zero else 1
+    _require(low <= stream_id <= MAX_WINDOW, f"stream id {stream_id} out of range")
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge(Frame):
+    """Edge → agent, first frame: prove you hold the machine key (§3)."""
+
+    TYPE = FrameType.CHALLENGE
+    SCHEMA = (bytes, str, list)
+    nonce: bytes
+    edge_host: str
+    versions: list[int]
+
+    def check(self) -> None:
+        _require(16 <= len(self.nonce) <= 64, f"nonce of {len(self.nonce)} bytes")
+        _require(len(self.edge_host) <= 255, "edge host longer than 255 characters")
+        _require(
+            0 < len(self.versions) <= 16 and all(type(v) is int for v in self.versions),
+            "versions must be a short list of integers",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Auth(Frame):
+    """Agent → edge: machine id, chosen version and the Ed25519 signature over §3's message."""
+
+    TYPE = FrameType.AUTH
+    SCHEMA = (str, int, bytes)
+    machine_id: str
+    version: int
+    signature: bytes
+
+    def check(self) -> None:
+        _require(0 < len(self.machine_id) <= 64, "machine id must be 1 to 64 characters")
+        _require(len(self.signature) == 64, f"signature of {len(self.signature)} bytes, not 64")
+
+
+@dataclass(frozen=True, slots=True)
+class Ready(Frame):
+    """Edge → agent: login accepted; the limits both sides apply from now on (§4)."""
+
+    TYPE = FrameType.READY
+    SCHEMA = (str, int, int, int, (int, float))
+    session_id: str
+    max_frame: int
+    stream_window: int
+    connection_window: int
+    heartbeat_interval: float
+
+    def check(self) -> None:
+        _require(1024 <= self.max_frame <= 64 * 1024 * 1024, f"max_frame {self.max_frame}")
+        _require(0 < self.stream_window <= MAX_WINDOW, f"stream_window {self.stream_window}")
+        _require(
+            0 < self.connection_window <= MAX_WINDOW,
+            f"connection_window {self.connection_window}",
+        )
+        _require(0 < self.heartbeat_interval <= 3600, "heartbeat interval out of range")
+
+
+def _check_models(models: list[Any]) -> None:
+    for model in models:
+        _require(
+            isinstance(model, dict)
+            and isinstance(model.get("name"), str)
+            and isinstance(model.get("capabilities"), list)
+            and all(isinstance(c, str) for c in model["capabilities"]),
+            "each model must be a map with a string name and a list of capabilities",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(Frame):
+    """Agent → edge after READY: who it is, how much it takes at once, what it serves (§5)."""
+
+    TYPE = FrameType.HELLO
+    SCHEMA = (str, int, list)
+    agent_version: str
+    max_concurrency: int
+    models: list[JSONMap]
+
+    def check(self) -> None:
+        _require(1 <= self.max_concurrency <= 100_000, "max_concurrency out of range")
+        _check_models(self.models)
+
+
+@dataclass(frozen=True, slots=True)
+class Models(Frame):
+    """Agent → edge: the model list changed (§5)."""
+
+    TYPE = FrameType.MODELS
+    SCHEMA = (list,)
+    models: list[JSONMap]
+
+    def check(self) -> None:
+        _check_models(self.models)
+
+
+@dataclass(frozen=True, slots=True)
+class Open(StreamFrame):
+    """Edge → agent: start a stream with a neutral request; ``timeout`` seconds, 0 for none (§7)."""
+
+    TYPE = FrameType.OPEN
+    SCHEMA = (int, dict, (int, float))
+    stream_id: int
+    request: JSONMap
+    timeout: float
+
+    def check(self) -> None:
+        _check_stream_id(self.stream_id)
+        _require(isinstance(self.request.get("op"), str), "request has no op")
+        _require(self.timeout >= 0, "negative timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class Delta(StreamFrame):
+    """Agent → edge: coalesced output of one stream. Flow-controlled by its text size (§8)."""
+
+    TYPE = FrameType.DELTA
+    SCHEMA = (int, str, str, list)
+    stream_id: int
+    content: str
+    thinking: str
+    tool_calls: list[JSONMap]
+
+    def check(self) -> None:
+        _check_stream_id(self.stream_id)
+        for call in self.tool_calls:
+            _require(
+                isinstance(call, dict)
+                and isinstance(call.get("id"), str)
+                and isinstance(call.get("name"), str)
+                and isinstance(call.get("arguments"), dict),
+                "a tool call must be a map with string id and name and a map of arguments",
+            )
+
+    @property
+    def flow_size(self) -> int:
+        """Bytes charged against the windows: the UTF-8 size of the text (§8)."""
+        return len(self.content.encode()) + len(self.thinking.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class End(StreamFrame):
+    """Agent → edge: the stream finished normally (§7)."""
+
+    TYPE = FrameType.END
+    SCHEMA = (int, str, int, int, dict)
+    stream_id: int
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    timings: dict[str, int]
+
+    def check(self) -> None:
+        _check_stream_id(self.stream_id)
+        _require(self.prompt_tokens >= 0 and self.completion_tokens >= 0, "negative usage")
+
+
+@dataclass(frozen=True, slots=True)
+class Error(StreamFrame):
+    """Either way: stream 0 closes the connection, any other id ends that stream (§6)."""
+
+    TYPE = FrameType.ERROR
+    SCHEMA = (int, str, str, bool)
+    stream_id: int
+    code: str
+    message: str
+    retryable: bool
+
+    def check(self) -> None:
+        _check_stream_id(self.stream_id, allow_zero=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel(StreamFrame):
+    """Edge → agent: stop the stream (client gone, deadline); the agent aborts the backend call."""
+
+    TYPE = FrameType.CANCEL
+    SCHEMA = (int, str)
+    stream_id: int
+    reason: str
+
+    def check(self) -> None:
+        _check_stream_id(self.stream_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Window(StreamFrame):
+    """Edge → agent: more credit for a stream, or for the connection when stream id is 0 (§8)."""
+
+    TYPE = FrameType.WINDOW
+    SCHEMA = (int, int)
+    stream_id: int
+    increment: int
+
+    def check(self) -> None:
+        _check_stream_id(self.stream_id, allow_zero=True)
+        _require(0 < self.increment <= MAX_WINDOW, f"window increment {self.increment}")
+
+
+@dataclass(frozen=True, slots=True)
+class Ping(Frame):
+    """Either way: answer with PONG carrying the same payload (§9)."""
+
+    TYPE = FrameType.PING
+    SCHEMA = (int,)
+    payload: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong(Frame):
+    TYPE = FrameType.PONG
+    SCHEMA = (int,)
+    payload: int
+
+
+@dataclass(frozen=True, slots=True)
+class GoAway(Frame):
+    """Either way: no new streams; running ones finish, then the connection closes (§10)."""
+
+    TYPE = FrameType.GOAWAY
+    SCHEMA = (str,)
+    reason: str
+
+
+FRAME_CLASSES: dict[int, type[Frame]] = {
+    cls.TYPE: cls
+    for cls in (
+        Challenge,
+        Auth,
+        Ready,
+        Hello,
+        Models,
+        Open,
+        Delta,
+        End,
+        Error,
+        Cancel,
+        Window,
+        Ping,
+        Pong,
+        GoAway,
+    )
+}

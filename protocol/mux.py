@@ -1,0 +1,287 @@
+"""The tunnel connection as a sans-I/O state machine (PROTOCOL.md §4 to §10).
+
+Theory of operation. One ``Connection`` object lives on each end of one WebSocket. The I/O layer
+hands every received binary message to ``receive()``, which validates it against the connection
+state, the stream table and the credit windows, and returns the frame for the application to act
+on (or ``None`` when the frame belonged to a stream this side already closed and is dropped on
+purpose). The application calls ``send()`` for every frame it wants to emit; ``send()`` checks the
+same rules from the other direction and queues the encoded bytes, which the I/O layer collects with
+``data_to_send()`` and writes in order. Some frames are answered by the machine itself: PING gets a
+PONG, and credit for dropped DELTAs is handed back with WINDOW.
+
+Connection states (the same names on both ends; §4):
+
+    START ──CHALLENGE──► CHALLENGED ──AUTH──► AUTHENTICATING ──READY──► OPEN ──GOAWAY──► DRAINING
+      any state ──ERROR on stream 0──► CLOSED
+
+Streams (§7) are opened only by the edge, with strictly increasing ids (1, 2, 3, …), and
+end with END or ERROR from the agent or CANCEL from the edge. A frame for an id that was opened
+and has since ended is dropped silently (it was in flight when the stream ended); a frame for an
+id never opened is a protocol error.
+
+Errors: ``receive()`` raises ``RemoteProtocolError`` (answer with ERROR on stream 0 and close);
+``send()`` raises ``LocalProtocolError``. Both carry the wire ``code``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from protocol import codec
+from protocol.errors import LocalProtocolError, RemoteProtocolError, StreamClosed
+from protocol.frames import (
+    NO_STREAM,
+    Cancel,
+    Delta,
+    End,
+    Error,
+    Frame,
+    FrameType,
+    GoAway,
+    Open,
+    Ping,
+    Pong,
+    Ready,
+    StreamFrame,
+    Window,
+)
+from protocol.windows import ReceiveWindow, SendWindow
+
+
+class Role(Enum):
+    EDGE = "edge"
+    AGENT = "agent"
+
+
+class State(Enum):
+    START = "start"
+    CHALLENGED = "challenged"
+    AUTHENTICATING = "authenticating"
+    OPEN = "open"
+    DRAINING = "draining"
+    CLOSED = "closed"
+
+
+_EDGE_FRAMES = frozenset(
+    {FrameType.CHALLENGE, FrameType.READY, FrameType.OPEN, FrameType.CANCEL, FrameType.WINDOW}
+)
+_AGENT_FRAMES = frozenset(
+    {
+        FrameType.AUTH,
+        FrameType.HELLO,
+        FrameType.MODELS,
+        FrameType.DELTA,
+        FrameType.END,
+    }
+)
+_EITHER_FRAMES = frozenset({FrameType.ERROR, FrameType.PING, FrameType.PONG, FrameType.GOAWAY})
+SENDERS: dict[FrameType, frozenset[Role]] = {
+    **{t: frozenset({Role.EDGE}) for t in _EDGE_FRAMES},
+    **{t: frozenset({Role.AGENT}) for t in _AGENT_FRAMES},
+    **{t: frozenset({Role.EDGE, Role.AGENT}) for t in _EITHER_FRAMES},
+}
+
+# (state, frame type) → state after the frame, whichever side sent it. A missing entry means the
+# frame is not allowed in that state. ERROR on stream 0 is handled before the table: it always
+# closes.
+_SESSION = {
+    FrameType.HELLO,
+    FrameType.MODELS,
+    FrameType.DELTA,
+    FrameType.END,
+    FrameType.ERROR,
+    FrameType.CANCEL,
+    FrameType.WINDOW,
+    FrameType.PING,
+    FrameType.PONG,
+}
+TRANSITIONS: dict[tuple[State, FrameType], State] = {
+    (State.START, FrameType.CHALLENGE): State.CHALLENGED,
+    (State.CHALLENGED, FrameType.AUTH): State.AUTHENTICATING,
+    (State.AUTHENTICATING, FrameType.READY): State.OPEN,
+    (State.OPEN, FrameType.OPEN): State.OPEN,
+    (State.OPEN, FrameType.GOAWAY): State.DRAINING,
+    (State.DRAINING, FrameType.GOAWAY): State.DRAINING,
+    **{(State.OPEN, t): State.OPEN for t in _SESSION},
+    **{(State.DRAINING, t): State.DRAINING for t in _SESSION},
+}
+_CROSSED_GOAWAY = (State.DRAINING, FrameType.OPEN)
+
+
+class _Stream:
+    __slots__ = ("receive_window", "send_window")
+
+    def __init__(self, window: int) -> None:
+        self.send_window = SendWindow(window)
+        self.receive_window = ReceiveWindow(window)
+
+
+class Connection:
+    """One end of a tunnel. See the module docstring for the promises it keeps."""
+
+    def __init__(self, role: Role, max_frame: int = codec.DEFAULT_MAX_FRAME) -> None:
+        self.role = role
+        self.state = State.START
+        self.max_frame = max_frame
+        self.stream_window = 0
+        self.draining_sent = False
+        self._streams: dict[int, _Stream] = {}
+        self._last_stream_id = 0
+        self._connection_send = SendWindow(0)
+        self._connection_receive = ReceiveWindow(0)
+        self._outbox: list[bytes] = []
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def active_streams(self) -> int:
+        return len(self._streams)
+
+    def is_active(self, stream_id: int) -> bool:
+        return stream_id in self._streams
+
+    def credit(self, stream_id: int) -> int:
+        """Bytes of DELTA text the agent may send on ``stream_id`` right now (§8)."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return 0
+        return min(stream.send_window.available, self._connection_send.available)
+
+    def next_stream_id(self) -> int:
+        return self._last_stream_id + 1
+
+    def data_to_send(self) -> list[bytes]:
+        """Encoded frames queued by ``send()`` and by automatic replies, oldest first."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, frame: Frame) -> None:
+        """Queue ``frame`` after checking it is allowed now; ``LocalProtocolError`` if not."""
+        if self.role not in SENDERS[frame.TYPE]:
+            raise LocalProtocolError(f"the {self.role.value} never sends {frame.TYPE.name}")
+        self._transition(frame, receiving=False)
+        if isinstance(frame, StreamFrame) and frame.stream_id != NO_STREAM:
+            self._account_sent(frame)
+        if isinstance(frame, GoAway):
+            self.draining_sent = True
+        data = codec.encode(frame)
+        if len(data) > self.max_frame:
+            raise LocalProtocolError(
+                f"{frame.TYPE.name} frame of {len(data)} bytes exceeds limit {self.max_frame}"
+            )
+        self._outbox.append(data)
+
+    def _account_sent(self, frame: StreamFrame) -> None:
+        sid = frame.stream_id
+        if isinstance(frame, Open):
+            if sid <= self._last_stream_id:
+                raise LocalProtocolError(f"stream id {sid} is not above {self._last_stream_id}")
+            self._last_stream_id = sid
+            self._streams[sid] = _Stream(self.stream_window)
+            return
+        if isinstance(frame, Window):
+            # The edge grants credit through grant(); a hand-made WINDOW is accepted as is.
+            return
+        if sid not in self._streams:
+            raise StreamClosed(f"stream {sid} is not open")
+        if isinstance(frame, Delta):
+            size = frame.flow_size
+            if size > self.credit(sid):
+                raise LocalProtocolError(
+                    f"DELTA of {size} bytes exceeds the {self.credit(sid)} bytes of credit"
+                )
+            self._streams[sid].send_window.consume(size)
+            self._connection_send.consume(size)
+        elif isinstance(frame, (End, Error, Cancel)):
+            del self._streams[sid]
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive(self, data: bytes) -> Frame | None:
+        """Validate one received message; the frame, or ``None`` for a dropped late frame."""
+        frame = codec.decode(data, self.max_frame)
+        if self.role in SENDERS[frame.TYPE]:
+            raise RemoteProtocolError(f"the {self.role.value} never receives {frame.TYPE.name}")
+        self._transition(frame, receiving=True)
+        if isinstance(frame, Ping):
+            self.send(Pong(frame.payload))
+        if isinstance(frame, StreamFrame) and frame.stream_id != NO_STREAM:
+            return self._account_received(frame)
+        if isinstance(frame, Window):
+            self._connection_send.grow(frame.increment)
+        return frame
+
+    def _account_received(self, frame: StreamFrame) -> Frame | None:
+        sid = frame.stream_id
+        if isinstance(frame, Open):
+            if sid <= self._last_stream_id:
+                raise RemoteProtocolError(f"stream id {sid} is not above {self._last_stream_id}")
+            self._last_stream_id = sid
+            self._streams[sid] = _Stream(self.stream_window)
+            return frame
+        stream = self._streams.get(sid)
+        if stream is None:
+            if sid > self._last_stream_id:
+                raise RemoteProtocolError(f"{frame.TYPE.name} for stream {sid}, never opened")
+            if isinstance(frame, Delta):
+                # Sent before our CANCEL arrived: the peer spent connection credit on it.
+                self._connection_receive.receive(frame.flow_size)
+                self._grant_connection(frame.flow_size)
+            return None
+        if isinstance(frame, Delta):
+            stream.receive_window.receive(frame.flow_size)
+            self._connection_receive.receive(frame.flow_size)
+        elif isinstance(frame, Window):
+            stream.send_window.grow(frame.increment)
+        elif isinstance(frame, (End, Error, Cancel)):
+            del self._streams[sid]
+        return frame
+
+    # ------------------------------------------------------------------ flow control (receiver)
+
+    def consumed(self, stream_id: int, size: int) -> None:
+        """The application delivered ``size`` bytes of a stream's text: maybe announce credit."""
+        self._grant_connection(size)
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            increment = stream.receive_window.consumed(size)
+            if increment:
+                self.send(Window(stream_id, increment))
+
+    def _grant_connection(self, size: int) -> None:
+        increment = self._connection_receive.consumed(size)
+        if increment and self.state in (State.OPEN, State.DRAINING):
+            self.send(Window(NO_STREAM, increment))
+
+    # ------------------------------------------------------------------ state
+
+    def _transition(self, frame: Frame, *, receiving: bool) -> None:
+        error = RemoteProtocolError if receiving else LocalProtocolError
+        if self.state is State.CLOSED:
+            raise error(f"{frame.TYPE.name} after the connection closed")
+        if isinstance(frame, Error) and frame.stream_id == NO_STREAM:
+            self.state = State.CLOSED
+            return
+        new_state = TRANSITIONS.get((self.state, frame.TYPE))
+        if new_state is None and receiving and (self.state, frame.TYPE) == _CROSSED_GOAWAY:
+            # The edge sent OPEN before our GOAWAY reached it: the protocol accepts the frame and
+            # the application refuses the stream with a retryable DRAINING error (§10).
+            new_state = State.DRAINING
+        if new_state is None:
+            raise error(f"{frame.TYPE.name} is not allowed in state {self.state.value}")
+        if isinstance(frame, Ready):
+            self._adopt_limits(frame)
+        self.state = new_state
+
+    def _adopt_limits(self, ready: Ready) -> None:
+        self.max_frame = ready.max_frame
+        self.stream_window = ready.stream_window
+        self._connection_send = SendWindow(ready.connection_window)
+        self._connection_receive = ReceiveWindow(ready.connection_window)
+
+
+def connection_error(error: LocalProtocolError | RemoteProtocolError) -> Error:
+    """The ERROR frame that reports ``error`` to the peer before closing."""
+    return Error(NO_STREAM, str(error.code), str(error)[:1000], False)
