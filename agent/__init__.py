@@ -1,0 +1,1 @@
+"""The GPU-box agent: pairing, the outbound tunnel, and the Ollama backend."""

@@ -1,0 +1,145 @@
+"""The public API handlers: ``/v1/models`` and ``/v1/chat/completions`` (OpenAI dialect).
+
+Each request: authenticate, validate, pick a machine, open a tunnel stream, wait for the first
+event, and only then commit to a status, so that anything that fails before the first token is a
+proper HTTP error. After that, failures end the stream with an error event, never a silent cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from edge import openai_chat
+from edge.auth import authenticate
+from edge.context import CONTEXT
+from edge.errors import ApiError, from_stream_error, read_json_object
+from edge.tunnel import StreamEvent, TunnelStream
+from protocol import Delta, End, Error
+
+routes = web.RouteTableDef()
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # tell reverse proxies not to buffer the stream
+}
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/v1/models")
+async def list_models(request: web.Request) -> web.Response:
+    caller = authenticate(request)
+    models = request.app[CONTEXT].registry.models(caller.tenant.id)
+    created = int(caller.tenant.created_at)
+    data = [
+        {"id": name, "object": "model", "created": created, "owned_by": caller.tenant.slug}
+        for name in sorted(models)
+    ]
+    return web.json_response({"object": "list", "data": data})
+
+
+@routes.post("/v1/chat/completions")
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    caller = authenticate(request)
+    req = openai_chat.parse_request(await read_json_object(request))
+    models = ctx.registry.models(caller.tenant.id)
+    capabilities: list[str] = list(models.get(req.model, {}).get("capabilities", []))
+    if req.model in models:
+        tool_models = sorted(n for n, m in models.items() if "tools" in m.get("capabilities", []))
+        openai_chat.require_tools_capability(req, capabilities, tool_models)
+    neutral = openai_chat.to_neutral(req, capabilities)
+    session = await ctx.registry.acquire(caller.tenant.id, req.model, ctx.config.queue_timeout)
+    stream = session.open_stream(neutral, ctx.config.request_timeout)
+    try:
+        first = await _first_event(stream, ctx.config.first_token_timeout)
+        renderer = openai_chat.ChatRenderer(req.model)
+        if req.stream:
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            return await _stream_chat(request, stream, first, renderer, include_usage)
+        return await _complete_chat(stream, first, renderer, ctx.config.request_timeout)
+    finally:
+        stream.close()
+
+
+async def _first_event(stream: TunnelStream, timeout: float) -> StreamEvent:
+    try:
+        async with asyncio.timeout(timeout):
+            first = await stream.next()
+    except TimeoutError:
+        raise ApiError(
+            504, "backend_timeout", f"the model produced nothing within {timeout:g} s"
+        ) from None
+    if isinstance(first, Error):
+        raise from_stream_error(first.code, first.message)
+    return first
+
+
+async def _complete_chat(
+    stream: TunnelStream, first: StreamEvent, renderer: openai_chat.ChatRenderer, timeout: float
+) -> web.Response:
+    deltas: list[Delta] = []
+    event = first
+    try:
+        async with asyncio.timeout(timeout):
+            while isinstance(event, Delta):
+                deltas.append(event)
+                event = await stream.next()
+    except TimeoutError:
+        raise ApiError(
+            504, "backend_timeout", f"the reply took longer than {timeout:g} s"
+        ) from None
+    if isinstance(event, Error):
+        raise from_stream_error(event.code, event.message)
+    assert isinstance(event, End)
+    return web.json_response(renderer.completion(deltas, event))
+
+
+async def _stream_chat(
+    request: web.Request,
+    stream: TunnelStream,
+    first: StreamEvent,
+    renderer: openai_chat.ChatRenderer,
+    include_usage: bool,
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    await response.prepare(request)
+    await _send(response, renderer.first_chunk())
+    deadline = time.monotonic() + request.app[CONTEXT].config.request_timeout
+    event = first
+    while True:
+        if isinstance(event, Delta):
+            await _send(response, renderer.delta_chunk(event))
+        elif isinstance(event, End):
+            await _send(response, renderer.finish_chunk(event))
+            if include_usage:
+                await _send(response, renderer.usage_chunk(event))
+            await response.write(b"data: [DONE]\n\n")
+            break
+        else:
+            # The OpenAI SDKs raise APIError on a chunk carrying "error": the client learns the
+            # stream failed instead of seeing a reply that just stops.
+            await _send(response, from_stream_error(event.code, event.message).body())
+            break
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                event = await stream.next()
+        except TimeoutError:
+            timeout = ApiError(504, "backend_timeout", "the reply took longer than allowed")
+            await _send(response, timeout.body())
+            break
+    await response.write_eof()
+    return response
+
+
+async def _send(response: web.StreamResponse, payload: dict[str, Any]) -> None:
+    await response.write(b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n")

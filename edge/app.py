@@ -1,0 +1,75 @@
+"""The edge's aiohttp application: routes, the error middleware, startup and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from edge import admin_api, api, pairing
+from edge.context import CONTEXT, EdgeContext
+from edge.errors import ApiError
+from edge.tunnel import accept_agent
+from protocol import ErrorCode
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_CODES_FOR_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as JSON in the OpenAI shape; nothing escapes as a bare 500."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _CODES_FOR_STATUS.get(exc.status, "http_error")
+        message = (
+            f"{exc.reason}: {request.method} {request.path}"
+            if exc.status in (404, 405)
+            else exc.text or exc.reason
+        )
+        return ApiError(exc.status, code, message).response()
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return ApiError(500, "internal_error", "internal error; it has been logged").response()
+
+
+async def _agent_connect(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    return await accept_agent(request, ctx.store, ctx.registry, ctx.config.tunnel)
+
+
+async def _close_agents(app: web.Application) -> None:
+    ctx = app[CONTEXT]
+    sessions = [s for t in ctx.registry.tenants() for s in ctx.registry.sessions(t)]
+    await asyncio.gather(
+        *(
+            s.close(ErrorCode.DRAINING, "the edge is shutting down")
+            for s in sessions
+            if s is not None
+        ),
+        return_exceptions=True,
+    )
+
+
+def create_app(ctx: EdgeContext) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=ctx.config.max_body)
+    app[CONTEXT] = ctx
+    app[pairing.LIMITER] = pairing.AttemptLimiter(ctx.config.pairing_attempts_per_minute)
+    app.add_routes(api.routes)
+    app.add_routes(admin_api.routes)
+    app.add_routes(pairing.routes)
+    app.router.add_get("/agent/connect", _agent_connect)
+    app.on_shutdown.append(_close_agents)
+    return app

@@ -1,0 +1,96 @@
+"""Who is calling: API keys for the public API, admin keys for the admin API (DESIGN.md "API keys").
+
+A key is looked up by its HMAC digest, so the secret is never compared byte by byte against
+anything an attacker controls. The tenant comes from the Host header (``SLUG.DOMAIN``); a Host
+without a slug (an IP address, ``localhost``, the bare domain) falls back to the key's tenant.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from edge.context import CONTEXT
+from edge.errors import ApiError
+from edge.store import AdminKey, ApiKey, Tenant
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    key: ApiKey
+    tenant: Tenant
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The secret from ``Authorization: Bearer …`` or, as Anthropic clients send it, x-api-key."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key", "").strip() or None
+
+
+def host_slug(host: str, domain: str) -> str | None:
+    """The tenant slug named by ``host`` under ``domain``, or ``None`` when the host names none."""
+    name = _strip_port(host).lower().rstrip(".")
+    domain = domain.lower().rstrip(".")
+    if name.endswith("." + domain):
+        return name[: -len(domain) - 1]
+    return None
+
+
+def _strip_port(host: str) -> str:
+    if host.startswith("["):  # [::1]:8443
+        return host[1 : host.find("]")] if "]" in host else host
+    try:
+        ipaddress.IPv6Address(host)
+        return host
+    except ValueError:
+        return host.rsplit(":", 1)[0]
+
+
+def _invalid_key(message: str = "Incorrect API key provided") -> ApiError:
+    return ApiError(401, "invalid_api_key", message)
+
+
+def authenticate(request: web.Request) -> Caller:
+    """The calling key and its tenant, or ``ApiError`` 401."""
+    ctx = request.app[CONTEXT]
+    token = bearer_token(request)
+    if token is None:
+        raise _invalid_key(
+            "Missing API key: send it as `Authorization: Bearer sk-lt-…` or `x-api-key`"
+        )
+    key = ctx.store.api_key_by_hash(ctx.hasher.digest(token))
+    if key is None or key.revoked_at is not None:
+        raise _invalid_key()
+    now = time.time()
+    if key.expires_at is not None and key.expires_at <= now:
+        raise ApiError(401, "key_expired", "This API key has expired")
+    tenant = ctx.store.tenant_by_id(key.tenant_id)
+    if tenant is None:
+        raise _invalid_key()
+    slug = host_slug(request.host, ctx.config.domain)
+    if slug is not None and slug != tenant.slug:
+        # Same message as an unknown key: a key must not learn which other tenants exist.
+        raise _invalid_key()
+    return Caller(key, tenant)
+
+
+def authenticate_admin(request: web.Request) -> AdminKey:
+    """The calling admin key, or ``ApiError`` 401."""
+    ctx = request.app[CONTEXT]
+    token = bearer_token(request)
+    admin = ctx.store.admin_key_by_hash(ctx.hasher.digest(token)) if token else None
+    if admin is None:
+        raise ApiError(401, "invalid_admin_key", "Missing or incorrect admin key")
+    return admin
+
+
+def authorize_tenant(admin: AdminKey, tenant: Tenant) -> None:
+    """Tenant admins manage only their own tenant; the operator manages all."""
+    if admin.tenant_id is not None and admin.tenant_id != tenant.id:
+        raise ApiError(403, "forbidden", "This admin key does not manage that tenant")

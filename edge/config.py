@@ -1,0 +1,37 @@
+"""The edge's settings, with every limit in one place (README "Limits")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge.tunnel import TunnelLimits
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    domain: str
+    data_dir: Path
+    public_scheme: str = "https"
+    public_port: int = 443
+    max_body: int = 16 * MIB
+    request_timeout: float = 600.0  # the whole request, first token to last
+    first_token_timeout: float = 300.0  # includes loading the model on the GPU box
+    queue_timeout: float = 30.0  # waiting for a free slot on a busy machine
+    pairing_ttl: float = 15 * 60.0
+    pairing_attempts_per_minute: int = 10
+    tunnel: TunnelLimits = field(default_factory=TunnelLimits)
+    agent_ca_file: Path | None = None  # a private CA the agent must trust (--self-signed)
+
+    def tenant_url(self, slug: str) -> str:
+        default = 443 if self.public_scheme == "https" else 80
+        port = "" if self.public_port == default else f":{self.public_port}"
+        return f"{self.public_scheme}://{slug}.{self.domain}{port}"
+
+    @property
+    def base_url(self) -> str:
+        default = 443 if self.public_scheme == "https" else 80
+        port = "" if self.public_port == default else f":{self.public_port}"
+        return f"{self.public_scheme}://{self.domain}{port}"

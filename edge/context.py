@@ -1,0 +1,23 @@
+"""What every handler needs, reachable through one typed application key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from edge.config import EdgeConfig
+from edge.credentials import KeyHasher
+from edge.registry import Registry
+from edge.store import Store
+
+
+@dataclass(slots=True)
+class EdgeContext:
+    config: EdgeConfig
+    store: Store
+    registry: Registry
+    hasher: KeyHasher
+
+
+CONTEXT = web.AppKey("llmtunnel_edge", EdgeContext)

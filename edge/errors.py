@@ -1,0 +1,104 @@
+"""Errors the edge answers with, in the OpenAI shape (DESIGN.md "Error contract").
+
+Every failure a client can cause becomes an ``ApiError`` carrying its status, type and code; the
+middleware in ``edge.app`` renders it, so no handler builds error bodies by hand and no exception
+reaches aiohttp as a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    501: "not_implemented_error",
+    502: "api_error",
+    503: "service_unavailable_error",
+    504: "timeout_error",
+}
+
+
+class ApiError(Exception):
+    """A client-facing error: HTTP ``status``, a stable ``code`` and a human ``message``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+        self.headers = headers or {}
+
+    @property
+    def type(self) -> str:
+        return _TYPES.get(self.status, "api_error")
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response(self) -> web.Response:
+        return web.json_response(self.body(), status=self.status, headers=self.headers)
+
+
+def bad_request(
+    message: str, *, param: str | None = None, code: str = "invalid_request"
+) -> ApiError:
+    return ApiError(400, code, message, param=param)
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or an ``ApiError`` (400 malformed, 413 too large)."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        # aiohttp's text names both sizes ("Maximum request body size N exceeded, actual …").
+        raise ApiError(413, "request_too_large", exc.text or "request body too large") from None
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise bad_request("request body must be a JSON object", code="invalid_json")
+    return body
+
+
+# How a stream ERROR from the agent (protocol.ErrorCode) surfaces to API clients.
+STATUS_FOR_STREAM_ERROR = {
+    "bad_request": 400,
+    "model_not_found": 404,
+    "unsupported": 501,
+    "busy": 503,
+    "draining": 503,
+    "backend_unavailable": 502,
+    "backend_error": 502,
+    "backend_timeout": 504,
+}
+
+
+def from_stream_error(code: str, message: str) -> ApiError:
+    return ApiError(STATUS_FOR_STREAM_ERROR.get(code, 502), code, message)

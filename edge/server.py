@@ -1,0 +1,69 @@
+"""Running the edge: open the store, make sure an operator key exists, serve HTTP(S)."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from edge import credentials
+from edge.app import create_app
+from edge.config import EdgeConfig
+from edge.context import EdgeContext
+from edge.registry import Registry
+from edge.store import Store
+
+log = logging.getLogger(__name__)
+
+ADMIN_KEY_FILE = "admin.key"
+
+
+@dataclass(slots=True)
+class RunningEdge:
+    runner: web.AppRunner
+    context: EdgeContext
+    port: int
+    admin_key_path: Path | None  # set when this start created the operator key
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+        self.context.store.close()
+
+
+def open_context(config: EdgeConfig) -> EdgeContext:
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secret = credentials.load_or_create_server_secret(config.data_dir / "server.secret")
+    store = Store(config.data_dir / "edge.db")
+    return EdgeContext(config, store, Registry(), credentials.KeyHasher(secret))
+
+
+def ensure_operator_key(ctx: EdgeContext) -> Path | None:
+    """On first start, create the operator key and write it to ``DATA_DIR/admin.key`` (0600)."""
+    if ctx.store.has_operator_key():
+        return None
+    secret = credentials.new_api_key(credentials.ADMIN_KEY_PREFIX)
+    ctx.store.add_admin_key(credentials.new_id("a"), None, ctx.hasher.digest(secret))
+    path = ctx.config.data_dir / ADMIN_KEY_FILE
+    credentials.write_private_file(path, secret + "\n")
+    return path
+
+
+async def start_edge(
+    config: EdgeConfig, host: str, port: int, ssl_context: ssl.SSLContext | None
+) -> RunningEdge:
+    """Serve the edge on ``host:port`` (0 picks a free port) until ``stop()``."""
+    ctx = open_context(config)
+    admin_key_path = ensure_operator_key(ctx)
+    # handler_cancellation: a client that disconnects cancels its handler at once, which sends
+    # CANCEL through the tunnel and stops generation on the GPU.
+    runner = web.AppRunner(
+        create_app(ctx), handler_cancellation=True, access_log=None, shutdown_timeout=5.0
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    return RunningEdge(runner, ctx, bound, admin_key_path)
