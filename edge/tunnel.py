@@ -47,6 +47,7 @@ from protocol import (
     auth_message,
     connection_error,
 )
+from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +284,9 @@ async def accept_agent(
     """``GET /agent/connect``: log the machine in (CHALLENGE/AUTH), then serve its session."""
     ws = web.WebSocketResponse(max_msg_size=limits.max_frame, compress=False)
     await ws.prepare(request)
-    conn = Connection(Role.EDGE, max_frame=limits.max_frame)
+    conn = Connection(
+        Role.EDGE, max_receive_frame=limits.max_frame, max_send_frame=AGENT_MAX_RECEIVE_FRAME
+    )
     try:
         async with asyncio.timeout(limits.handshake_timeout):
             machine, hello = await _login(ws, conn, request.host, store, limits)

@@ -15,6 +15,8 @@ from protocol.errors import FrameTooLarge, RemoteProtocolError
 from protocol.frames import FRAME_CLASSES, Frame
 
 DEFAULT_MAX_FRAME = 1024 * 1024
+# What an agent accepts: OPEN carries whole requests, images included (PROTOCOL.md §4).
+AGENT_MAX_RECEIVE_FRAME = 64 * 1024 * 1024
 
 # Field names in wire order, per frame type, computed once: encode runs per token.
 _FIELDS: dict[int, tuple[str, ...]] = {

@@ -119,10 +119,16 @@ class _Stream:
 class Connection:
     """One end of a tunnel. See the module docstring for the promises it keeps."""
 
-    def __init__(self, role: Role, max_frame: int = codec.DEFAULT_MAX_FRAME) -> None:
+    def __init__(
+        self,
+        role: Role,
+        max_receive_frame: int = codec.DEFAULT_MAX_FRAME,
+        max_send_frame: int = codec.DEFAULT_MAX_FRAME,
+    ) -> None:
         self.role = role
         self.state = State.START
-        self.max_frame = max_frame
+        self.max_receive_frame = max_receive_frame
+        self.max_send_frame = max_send_frame
         self.stream_window = 0
         self.draining_sent = False
         self._streams: dict[int, _Stream] = {}
@@ -167,9 +173,9 @@ class Connection:
         if isinstance(frame, GoAway):
             self.draining_sent = True
         data = codec.encode(frame)
-        if len(data) > self.max_frame:
+        if len(data) > self.max_send_frame:
             raise LocalProtocolError(
-                f"{frame.TYPE.name} frame of {len(data)} bytes exceeds limit {self.max_frame}"
+                f"{frame.TYPE.name} frame of {len(data)} bytes exceeds limit {self.max_send_frame}"
             )
         self._outbox.append(data)
 
@@ -201,7 +207,7 @@ class Connection:
 
     def receive(self, data: bytes) -> Frame | None:
         """Validate one received message; the frame, or ``None`` for a dropped late frame."""
-        frame = codec.decode(data, self.max_frame)
+        frame = codec.decode(data, self.max_receive_frame)
         if self.role in SENDERS[frame.TYPE]:
             raise RemoteProtocolError(f"the {self.role.value} never receives {frame.TYPE.name}")
         self._transition(frame, receiving=True)
@@ -276,7 +282,9 @@ class Connection:
         self.state = new_state
 
     def _adopt_limits(self, ready: Ready) -> None:
-        self.max_frame = ready.max_frame
+        # READY's max_frame is what the edge accepts: it bounds what the agent sends (§4).
+        if self.role is Role.AGENT:
+            self.max_send_frame = ready.max_frame
         self.stream_window = ready.stream_window
         self._connection_send = SendWindow(ready.connection_window)
         self._connection_receive = ReceiveWindow(ready.connection_window)

@@ -1,0 +1,170 @@
+"""The Ollama backend: model discovery and neutral requests mapped onto the ``ollama`` client.
+
+It sees only the neutral request (DESIGN.md "The neutral model") and yields neutral pieces; it
+knows nothing of HTTP dialects or frames. Closing the generator (the stream was cancelled) closes
+the HTTP response to Ollama, which is what stops generation on the GPU (OLLAMA.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import ollama
+
+from protocol import ErrorCode
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
+
+
+@dataclass(slots=True)
+class Piece:
+    """Some output of a running request."""
+
+    content: str = ""
+    thinking: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The request finished: why, and what it cost."""
+
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    timings: dict[str, int]
+
+
+class BackendError(Exception):
+    """The backend refused or failed a request; ``code`` and ``retryable`` go into ERROR."""
+
+    def __init__(self, code: ErrorCode, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+_STATUS_CODES = {
+    400: (ErrorCode.BAD_REQUEST, False),
+    404: (ErrorCode.MODEL_NOT_FOUND, False),
+    501: (ErrorCode.UNSUPPORTED, False),
+    503: (ErrorCode.BUSY, True),
+}
+
+
+def _translate(exc: Exception) -> BackendError:
+    """Map the ollama client's exceptions onto protocol error codes, once, here."""
+    if isinstance(exc, ollama.ResponseError):
+        code, retryable = _STATUS_CODES.get(exc.status_code, (ErrorCode.BACKEND_ERROR, False))
+        return BackendError(code, exc.error, retryable=retryable)
+    if isinstance(exc, (ConnectionError, httpx.TransportError)):
+        return BackendError(
+            ErrorCode.BACKEND_UNAVAILABLE, f"cannot reach Ollama: {exc}", retryable=True
+        )
+    return BackendError(ErrorCode.BACKEND_ERROR, f"{type(exc).__name__}: {exc}")
+
+
+class OllamaBackend:
+    def __init__(self, host: str = DEFAULT_OLLAMA_URL) -> None:
+        self.host = host
+        # No overall timeout: a long generation is normal. Connecting must be quick, though.
+        self._client = ollama.AsyncClient(host=host, timeout=httpx.Timeout(None, connect=10.0))
+
+    async def discover(self) -> list[dict[str, Any]]:
+        """Every local model with its capabilities, from ``/api/tags`` and ``/api/show``."""
+        try:
+            listing = await self._client.list()
+            models = []
+            for entry in listing.models:
+                if entry.model is None:
+                    continue
+                shown = await self._client.show(entry.model)
+                models.append(_model_info(entry, shown))
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return sorted(models, key=lambda m: m["name"])
+
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[Piece | Finish]:
+        """Run a neutral request; ``BackendError`` for every failure."""
+        op = request.get("op")
+        if op != "chat":
+            raise BackendError(ErrorCode.UNSUPPORTED, f"this agent cannot run {op!r} requests")
+        try:
+            chunks = await self._client.chat(
+                model=request["model"],
+                messages=request.get("messages", []),
+                tools=request.get("tools"),
+                stream=True,
+                think=request.get("think"),
+                format=request.get("format"),
+                options=request.get("options"),
+                keep_alive=request.get("keep_alive"),
+            )
+            called = False
+            async for chunk in chunks:
+                piece = _piece(chunk.message)
+                called = called or bool(piece.tool_calls)
+                if piece.content or piece.thinking or piece.tool_calls:
+                    yield piece
+                if chunk.done:
+                    yield _finish(chunk, called)
+                    return
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise _translate(exc) from exc
+        raise BackendError(ErrorCode.BACKEND_ERROR, "Ollama closed the stream without finishing")
+
+
+def _piece(message: ollama.Message) -> Piece:
+    calls = [
+        # The client drops Ollama's own call ids and indexes, so the agent makes its own.
+        {
+            "id": "call_" + secrets.token_hex(12),
+            "name": call.function.name,
+            "arguments": dict(call.function.arguments),
+        }
+        for call in message.tool_calls or ()
+    ]
+    return Piece(message.content or "", message.thinking or "", calls)
+
+
+def _finish(chunk: ollama.ChatResponse, called_tools: bool) -> Finish:
+    if called_tools:
+        reason = "tool_calls"
+    elif chunk.done_reason == "length":
+        reason = "length"
+    else:
+        reason = "stop"
+    timings = {
+        name: value
+        for name in ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
+        if (value := getattr(chunk, name, None))
+    }
+    return Finish(reason, chunk.prompt_eval_count or 0, chunk.eval_count or 0, timings)
+
+
+def _model_info(entry: ollama.ListResponse.Model, shown: ollama.ShowResponse) -> dict[str, Any]:
+    details = entry.details
+    info: dict[str, Any] = {
+        "name": entry.model,
+        "capabilities": list(shown.capabilities or []),
+        "family": details.family if details and details.family else "",
+        "parameter_size": details.parameter_size if details and details.parameter_size else "",
+        "quantization": details.quantization_level
+        if details and details.quantization_level
+        else "",
+    }
+    model_info = shown.modelinfo or {}
+    architecture = model_info.get("general.architecture")
+    context = model_info.get(f"{architecture}.context_length") if architecture else None
+    if isinstance(context, int):
+        info["context_length"] = context
+    return info

@@ -1,0 +1,100 @@
+"""``llmtunnel agent run``: keep a tunnel to the edge open, reconnecting with backoff and jitter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus, WebSocketException
+
+from agent.backend import BackendError, OllamaBackend
+from agent.config import AgentConfig
+from agent.session import EdgeRefused, TunnelSession, login
+from protocol import ProtocolError
+from protocol.codec import AGENT_MAX_RECEIVE_FRAME
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    max_concurrency: int = 16
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    stable_after: float = 60.0  # a link that lived this long resets the backoff
+    model_refresh: float = 30.0
+    connect_timeout: float = 15.0
+
+
+class AgentStopped(Exception):
+    """Retrying cannot help (the machine was revoked or is unknown): the message says what to do."""
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(cap, base * 2**attempt))  # noqa: S311  # jitter, not secrets
+
+
+async def run_agent(
+    config: AgentConfig, backend: OllamaBackend, options: RunOptions = RunOptions()
+) -> None:
+    """Serve forever (until cancelled); ``AgentStopped`` when the edge refuses this machine."""
+    loop = asyncio.get_running_loop()
+    attempt = 0
+    while True:
+        started = loop.time()
+        try:
+            await connect_once(config, backend, options)
+            log.info("tunnel closed by the edge")
+        except EdgeRefused as exc:
+            if exc.fatal:
+                raise AgentStopped(
+                    f"the edge refused this machine ({exc}); pair it again with "
+                    "`llmtunnel agent pair CODE --edge URL`"
+                ) from None
+            log.warning("the edge closed the tunnel: %s", exc)
+        except InvalidStatus as exc:
+            log.warning("the edge refused the WebSocket: HTTP %d", exc.response.status_code)
+        except (OSError, TimeoutError, WebSocketException, ProtocolError) as exc:
+            log.warning("tunnel to %s failed: %s: %s", config.edge_url, type(exc).__name__, exc)
+        if loop.time() - started >= options.stable_after:
+            attempt = 0
+        delay = backoff_delay(attempt, options.backoff_base, options.backoff_cap)
+        attempt += 1
+        log.info("reconnecting in %.1f s", delay)
+        await asyncio.sleep(delay)
+
+
+async def connect_once(config: AgentConfig, backend: OllamaBackend, options: RunOptions) -> None:
+    """One connection: dial, log in, serve until the link ends."""
+    try:
+        models = await backend.discover()
+    except BackendError as exc:
+        log.warning("Ollama is not answering (%s); connecting with no models for now", exc)
+        models = []
+    async with connect(
+        config.connect_url,
+        ssl=config.ssl_context(),
+        open_timeout=options.connect_timeout,
+        ping_interval=None,  # liveness is the tunnel's own PING/PONG (PROTOCOL.md §9)
+        compression=None,  # tokens are short; deflate would cost more CPU than it saves
+        max_size=AGENT_MAX_RECEIVE_FRAME,
+        user_agent_header="llmtunnel-agent",
+    ) as ws:
+        conn, ready = await login(ws, config, options.max_concurrency, models)
+        log.info(
+            "connected to %s as %s (%d models)", config.edge_url, config.machine_name, len(models)
+        )
+        session = TunnelSession(
+            ws,
+            conn,
+            backend,
+            options.max_concurrency,
+            ready.heartbeat_interval,
+            models,
+            options.model_refresh,
+        )
+        await session.run()

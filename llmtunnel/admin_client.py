@@ -1,0 +1,39 @@
+"""The admin CLI's HTTP client for the edge's admin API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class AdminError(Exception):
+    """The edge answered with an error, or could not be reached; the message is for people."""
+
+
+class AdminClient:
+    def __init__(self, edge_url: str, admin_key: str, ca_file: str | None = None) -> None:
+        self._http = httpx.Client(
+            base_url=edge_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {admin_key}"},
+            verify=ca_file or True,
+            timeout=30.0,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            response = self._http.request(method, "/admin/v1" + path, json=body)
+        except httpx.HTTPError as exc:
+            raise AdminError(f"cannot reach the edge: {exc}") from None
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.status_code >= 400:
+            error = data.get("error", {}) if isinstance(data, dict) else {}
+            message = error.get("message") or response.text or response.reason_phrase
+            raise AdminError(f"{message} (HTTP {response.status_code})")
+        return data
