@@ -1,0 +1,3 @@
+from llmtunnel.cli import app
+
+app(prog_name="llmtunnel")

@@ -1,0 +1,146 @@
+"""A whole llmtunnel deployment on loopback, in this process: simulated Ollama, edge over TLS,
+tenants, keys and agents paired through the real pairing flow. Real sockets everywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+from aiohttp import web
+from edge.tls import ensure_self_signed, server_ssl_context
+
+from agent.backend import OllamaBackend
+from agent.config import AgentConfig
+from agent.pairing import pair
+from agent.runner import RunOptions, run_agent
+from edge.config import EdgeConfig
+from edge.server import RunningEdge, start_edge
+from edge.tunnel import TunnelLimits
+from llmtunnel import sim_ollama
+
+
+@dataclass
+class Agent:
+    config: AgentConfig
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+
+
+@dataclass
+class Stack:
+    edge: RunningEdge
+    edge_url: str
+    ca: str
+    admin_key: str
+    ollama_url: str
+    sim: web.AppRunner | None
+    agents: list[Agent] = field(default_factory=list)
+
+    def admin(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.edge_url + "/admin/v1",
+            headers={"Authorization": f"Bearer {self.admin_key}"},
+            verify=self.ca,
+        )
+
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.edge_url, verify=self.ca, timeout=30)
+
+    def openai(self, key: str, base_url: str | None = None) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=(base_url or self.edge_url) + "/v1",
+            api_key=key,
+            max_retries=0,
+            timeout=30,
+            http_client=httpx.AsyncClient(verify=self.ca),
+        )
+
+    async def tenant(self, slug: str) -> None:
+        async with self.admin() as admin:
+            (await admin.post("/tenants", json={"slug": slug})).raise_for_status()
+
+    async def key(self, slug: str, name: str = "test") -> str:
+        async with self.admin() as admin:
+            response = await admin.post(f"/tenants/{slug}/keys", json={"name": name})
+            response.raise_for_status()
+            secret: str = response.json()["secret"]
+            return secret
+
+    async def pairing_code(self, slug: str, name: str, **extra: Any) -> str:
+        async with self.admin() as admin:
+            response = await admin.post(
+                f"/tenants/{slug}/machines/pair", json={"name": name, **extra}
+            )
+            response.raise_for_status()
+            code: str = response.json()["code"]
+            return code
+
+    async def agent(
+        self, slug: str, name: str = "gpu-1", *, ollama_url: str | None = None, **options: Any
+    ) -> Agent:
+        """Pair a machine and run its agent until it shows up online."""
+        config = await pair(await self.pairing_code(slug, name), self.edge_url, self.ca)
+        backend = OllamaBackend(ollama_url or self.ollama_url)
+        run_options = RunOptions(**{"backoff_base": 0.05, "backoff_cap": 0.5, **options})
+        task = asyncio.create_task(run_agent(config, backend, run_options))
+        agent = Agent(config, task)
+        self.agents.append(agent)
+        await self.wait_online(slug, name)
+        return agent
+
+    async def wait_online(self, slug: str, name: str, online: bool = True) -> None:
+        async with self.admin() as admin, asyncio.timeout(10):
+            while True:
+                machines = (await admin.get(f"/tenants/{slug}/machines")).json()["machines"]
+                state = {m["name"]: m["online"] and bool(m.get("models")) for m in machines}
+                if state.get(name, False) == online:
+                    return
+                await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    tmp_path: Path,
+    *,
+    tokens_per_second: float = 0.0,
+    limits: TunnelLimits | None = None,
+    **edge_options: Any,
+) -> AsyncIterator[Stack]:
+    sim = await sim_ollama.serve(
+        "127.0.0.1", 0, sim_ollama.SimConfig(tokens_per_second=tokens_per_second)
+    )
+    bundle = ensure_self_signed(tmp_path / "tls", "example.test")
+    config = EdgeConfig(
+        domain="example.test",
+        data_dir=tmp_path / "edge",
+        public_port=0,
+        tunnel=limits or TunnelLimits(),
+        **edge_options,
+    )
+    edge = await start_edge(config, "127.0.0.1", 0, server_ssl_context(bundle.cert, bundle.key))
+    assert edge.admin_key_path is not None
+    stack = Stack(
+        edge=edge,
+        edge_url=f"https://localhost:{edge.port}",
+        ca=str(bundle.ca_cert),
+        admin_key=edge.admin_key_path.read_text().strip(),
+        ollama_url=f"http://127.0.0.1:{sim_ollama.bound_port(sim)}",
+        sim=sim,
+    )
+    try:
+        yield stack
+    finally:
+        for agent in stack.agents:
+            await agent.stop()
+        await edge.stop()
+        await sim.cleanup()

@@ -1,0 +1,198 @@
+"""Chat completions through the whole path with the OpenAI SDK, checked against Ollama direct."""
+
+from __future__ import annotations
+
+import json
+
+import ollama
+import openai
+import pytest
+
+from tests.e2e.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+PROMPT = [{"role": "user", "content": "Tell me about tunnels tokens=12"}]
+
+
+async def _direct(stack: Stack, model: str, **kwargs: object) -> ollama.ChatResponse:
+    """The same request straight to the (simulated) Ollama: what the tunnel must reproduce."""
+    client = ollama.AsyncClient(host=stack.ollama_url)
+    return await client.chat(model=model, messages=PROMPT, stream=False, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_models_lists_what_the_machine_serves(acme: tuple[Stack, str]) -> None:
+    stack, key = acme
+    models = await stack.openai(key).models.list()
+    names = {m.id for m in models.data}
+    assert {"qwen3:8b", "llama3.2:3b", "tinyllama:1.1b"} <= names
+    assert all(m.owned_by == "acme" for m in models.data)
+
+
+async def test_streaming_chat_matches_ollama(acme: tuple[Stack, str]) -> None:
+    stack, key = acme
+    direct = await _direct(stack, "llama3.2:3b")
+    stream = await stack.openai(key).chat.completions.create(
+        model="llama3.2:3b",
+        messages=PROMPT,  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == direct.message.content
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finish == ["stop"]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == direct.eval_count == 12
+    assert chunks[-1].usage.prompt_tokens == direct.prompt_eval_count
+
+
+async def test_non_streaming_chat_has_content_and_usage(acme: tuple[Stack, str]) -> None:
+    stack, key = acme
+    direct = await _direct(stack, "llama3.2:3b")
+    reply = await stack.openai(key).chat.completions.create(
+        model="llama3.2:3b",
+        messages=PROMPT,  # type: ignore[arg-type]
+    )
+    assert reply.object == "chat.completion"
+    assert reply.choices[0].message.content == direct.message.content
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens == 12
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + 12
+
+
+async def test_max_tokens_cuts_with_finish_reason_length(acme: tuple[Stack, str]) -> None:
+    stack, key = acme
+    reply = await stack.openai(key).chat.completions.create(
+        model="llama3.2:3b",
+        messages=[{"role": "user", "content": "go on tokens=50"}],
+        max_tokens=5,
+    )
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.usage is not None and reply.usage.completion_tokens == 5
+
+
+async def test_thinking_arrives_as_reasoning_content(acme: tuple[Stack, str]) -> None:
+    stack, key = acme
+    direct = await _direct(stack, "qwen3:8b")
+    assert direct.message.thinking
+    reply = await stack.openai(key).chat.completions.create(
+        model="qwen3:8b",
+        messages=PROMPT,  # type: ignore[arg-type]
+    )
+    message = reply.choices[0].message.model_dump()
+    assert message["reasoning_content"] == direct.message.thinking
+    assert message["content"] == direct.message.content
+
+
+WEATHER_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": f"look up {name}",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+    for name in ("get_weather", "get_time")
+]
+
+
+@pytest.mark.parametrize("model", ["qwen3:8b", "llama3.2:3b"])  # mid-stream and final-chunk calls
+async def test_streamed_tool_calls_get_distinct_indexes(
+    acme: tuple[Stack, str], model: str
+) -> None:
+    stack, key = acme
+    stream = await stack.openai(key).chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "call get_weather and get_time for Paris"}],
+        tools=WEATHER_TOOLS,  # type: ignore[arg-type]
+        stream=True,
+    )
+    calls: dict[int, dict[str, str]] = {}
+    finish = None
+    async for chunk in stream:
+        choice = chunk.choices[0]
+        finish = choice.finish_reason or finish
+        for call in choice.delta.tool_calls or []:
+            assert call.function is not None
+            entry = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+            entry["id"] += call.id or ""
+            entry["name"] += call.function.name or ""
+            entry["arguments"] += call.function.arguments or ""
+    assert finish == "tool_calls"
+    assert sorted(calls) == [0, 1]
+    assert {c["name"] for c in calls.values()} == {"get_weather", "get_time"}
+    assert all(c["id"].startswith("call_") for c in calls.values())
+    assert len({c["id"] for c in calls.values()}) == 2
+    assert all(json.loads(c["arguments"]) == {"city": "example"} for c in calls.values())
+
+
+async def test_tool_result_goes_back_to_the_model(acme: tuple[Stack, str]) -> None:
+    stack, key = acme
+    client = stack.openai(key)
+    first = await client.chat.completions.create(
+        model="qwen3:8b",
+        messages=[{"role": "user", "content": "call get_weather for Paris"}],
+        tools=WEATHER_TOOLS,  # type: ignore[arg-type]
+    )
+    call = first.choices[0].message.tool_calls
+    assert call is not None and first.choices[0].finish_reason == "tool_calls"
+    second = await client.chat.completions.create(
+        model="qwen3:8b",
+        messages=[
+            {"role": "user", "content": "call get_weather for Paris"},
+            first.choices[0].message.model_dump(exclude_none=True),  # type: ignore[list-item]
+            {"role": "tool", "tool_call_id": call[0].id, "content": "sunny, 21 degrees"},
+        ],
+        tools=WEATHER_TOOLS,  # type: ignore[arg-type]
+    )
+    assert "sunny, 21 degrees" in (second.choices[0].message.content or "")
+
+
+async def test_tools_on_a_model_without_tools_is_a_clear_400(acme: tuple[Stack, str]) -> None:
+    stack, key = acme
+    with pytest.raises(openai.BadRequestError) as caught:
+        await stack.openai(key).chat.completions.create(
+            model="tinyllama:1.1b",
+            messages=[{"role": "user", "content": "call get_weather"}],
+            tools=WEATHER_TOOLS,  # type: ignore[arg-type]
+        )
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert error["code"] == "model_does_not_support_tools"
+    assert "qwen3:8b" in error["message"] and "llama3.2:3b" in error["message"]
+
+
+async def test_many_concurrent_streams_are_all_complete(acme: tuple[Stack, str]) -> None:
+    import asyncio
+
+    stack, key = acme
+    client = stack.openai(key)
+
+    async def one(n: int) -> str:
+        stream = await client.chat.completions.create(
+            model="llama3.2:3b",
+            messages=[{"role": "user", "content": f"request {n} tokens=40"}],
+            stream=True,
+        )
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    direct = ollama.AsyncClient(host=stack.ollama_url)
+    texts = await asyncio.gather(*(one(n) for n in range(24)))
+    for n, text in enumerate(texts):
+        expected = await direct.chat(
+            model="llama3.2:3b",
+            messages=[{"role": "user", "content": f"request {n} tokens=40"}],
+        )
+        assert text == expected.message.content

@@ -1,0 +1,190 @@
+"""The command line as an operator and a GPU-box owner use it: real processes, real TLS.
+
+Also the hardest fault: the agent process is SIGKILLed in the middle of a stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+LLMTUNNEL = [sys.executable, "-m", "llmtunnel"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_http(url: str, verify: str | bool = True, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, verify=verify, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} did not come up within {timeout} s")
+
+
+class Processes:
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen[str]] = []
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [*LLMTUNNEL, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.running.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.running:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    running = Processes()
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def run(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [*LLMTUNNEL, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_operator_and_gpu_box_walkthrough(tmp_path: Path, processes: Processes) -> None:
+    ollama_port, edge_port = _free_port(), _free_port()
+    processes.start("sim-ollama", "--port", str(ollama_port), "--tokens-per-second", "200")
+    data_dir = tmp_path / "edge"
+    processes.start(
+        "edge", "serve", "--domain", "example.test", "--listen", f"127.0.0.1:{edge_port}",
+        "--data-dir", str(data_dir), "--self-signed",
+    )  # fmt: skip
+    ca = str(data_dir / "tls" / "ca.pem")
+    edge_url = f"https://localhost:{edge_port}"
+    _wait_http(f"http://127.0.0.1:{ollama_port}/api/version")
+    deadline = time.monotonic() + 20
+    while not Path(ca).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _wait_http(edge_url + "/healthz", verify=ca)
+
+    admin_key_file = data_dir / "admin.key"
+    assert admin_key_file.stat().st_mode & 0o777 == 0o600
+    env = {
+        "LLMTUNNEL_EDGE_URL": edge_url,
+        "LLMTUNNEL_ADMIN_KEY": admin_key_file.read_text().strip(),
+        "LLMTUNNEL_CA_FILE": ca,
+    }
+    tenant = json.loads(run("admin", "tenant", "create", "acme", "--json", env=env))
+    assert tenant["api_base"] == f"https://acme.example.test:{edge_port}/v1"
+    pairing = json.loads(
+        run("admin", "machine", "pair", "acme", "--name", "gpu-1", "--json", env=env)
+    )
+    assert pairing["agent_command"].startswith(f"llmtunnel agent pair {pairing['code']} --edge")
+    key = json.loads(run("admin", "key", "create", "acme", "--name", "laptop", "--json", env=env))
+    assert key["secret"].startswith("sk-lt-")
+    listed = run("admin", "key", "list", "acme", env=env)
+    assert "laptop" in listed and key["secret"] not in listed
+
+    agent_config = tmp_path / "agent.json"
+    out = run(
+        "agent", "pair", pairing["code"], "--edge", edge_url, "--ca-file", ca,
+        "--config", str(agent_config), env={},
+    )  # fmt: skip
+    assert "paired as acme/gpu-1" in out
+    assert agent_config.stat().st_mode & 0o777 == 0o600
+    agent = processes.start(
+        "agent", "run", "--config", str(agent_config),
+        "--ollama", f"http://127.0.0.1:{ollama_port}",
+    )  # fmt: skip
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        machines = json.loads(run("admin", "machine", "list", "acme", "--json", env=env))
+        if machines["machines"][0]["online"]:
+            break
+        time.sleep(0.1)
+    assert machines["machines"][0]["online"]
+
+    client = openai.OpenAI(
+        base_url=edge_url + "/v1",
+        api_key=key["secret"],
+        max_retries=0,
+        timeout=20,
+        http_client=httpx.Client(verify=ca),
+    )
+    reply = client.chat.completions.create(
+        model="llama3.2:3b", messages=[{"role": "user", "content": "hello tokens=4"}]
+    )
+    assert reply.usage is not None and reply.usage.completion_tokens == 4
+
+    # SIGKILL the agent in the middle of a stream: the client gets an error, not a hang.
+    stream = client.chat.completions.create(
+        model="llama3.2:3b",
+        messages=[{"role": "user", "content": "long tokens=100000"}],
+        stream=True,
+    )
+    started = time.monotonic()
+    seen = 0
+    with pytest.raises(openai.APIError, match="disconnected"):
+        for _chunk in stream:
+            seen += 1
+            if seen == 3:
+                os.kill(agent.pid, signal.SIGKILL)
+    assert seen >= 3
+    assert time.monotonic() - started < 15
+
+    run("admin", "machine", "revoke", "acme", "gpu-1", env=env)
+    machines = json.loads(run("admin", "machine", "list", "acme", "--json", env=env))
+    assert machines["machines"] == []
+
+
+def test_edge_serve_refuses_to_guess_the_tls_mode(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*LLMTUNNEL, "edge", "serve", "--domain", "example.test", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "--self-signed" in done.stderr and "--plain-http" in done.stderr
