@@ -88,9 +88,9 @@ async def test_losing_the_agent_mid_stream_ends_the_stream_with_an_error(
         stream=True,
     )
     seen = 0
-    with pytest.raises(openai.APIError, match="disconnected|closed"):
+    with pytest.raises(openai.APIError, match=r"disconnected|closed"):
         async with asyncio.timeout(10):
-            async for chunk in stream:
+            async for _chunk in stream:
                 seen += 1
                 if seen == 5:
                     await stack.agents[0].stop()  # the tunnel drops under the running stream
