@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from edge import openai_chat
+from edge.errors import ApiError
+from protocol import Delta, End
+
+
+def _req(**overrides: Any) -> openai_chat.ChatCompletionRequest:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **overrides}
+    return openai_chat.parse_request(body)
+
+
+def test_only_given_options_are_forwarded() -> None:
+    neutral = openai_chat.to_neutral(_req(), ["completion"])
+    assert "options" not in neutral
+    neutral = openai_chat.to_neutral(
+        _req(temperature=0.2, max_completion_tokens=7, stop="END", seed=3), ["completion"]
+    )
+    assert neutral["options"] == {"num_predict": 7, "temperature": 0.2, "seed": 3, "stop": ["END"]}
+
+
+def test_response_format_and_reasoning_effort_map_to_ollama() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    neutral = openai_chat.to_neutral(
+        _req(
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+            reasoning_effort="low",
+        ),
+        ["completion"],
+    )
+    assert neutral["format"] == schema
+    assert neutral["think"] == "low"
+    assert openai_chat.to_neutral(_req(response_format={"type": "json_object"}), [])["format"] == (
+        "json"
+    )
+
+
+def test_tool_results_get_the_tool_name_back() -> None:
+    messages = [
+        {"role": "user", "content": "weather?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    neutral = openai_chat.to_neutral(_req(messages=messages), ["completion", "tools"])
+    assert neutral["messages"][1]["tool_calls"] == [
+        {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    ]
+    assert neutral["messages"][2] == {
+        "role": "tool",
+        "content": "sunny",
+        "tool_name": "get_weather",
+    }
+
+
+def test_images_need_vision_and_data_urls() -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    content = [{"type": "text", "text": "what is this"}, image]
+    neutral = openai_chat.to_neutral(
+        _req(messages=[{"role": "user", "content": content}]), ["vision"]
+    )
+    assert neutral["messages"][0] == {"role": "user", "content": "what is this", "images": ["AAAA"]}
+    with pytest.raises(ApiError, match="vision"):
+        openai_chat.to_neutral(_req(messages=[{"role": "user", "content": content}]), [])
+
+
+def test_tool_choice_none_drops_tools() -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    assert "tools" not in openai_chat.to_neutral(_req(tools=tools, tool_choice="none"), [])
+    assert (
+        openai_chat.to_neutral(_req(tools=tools), ["tools"])["tools"][0]["function"]["name"] == "f"
+    )
+
+
+def test_renderer_indexes_tool_calls_and_reports_tool_calls_finish() -> None:
+    renderer = openai_chat.ChatRenderer("m")
+    call = {"id": "call_a", "name": "f", "arguments": {"x": 1}}
+    first = renderer.delta_chunk(Delta(1, "", "", [call, {**call, "id": "call_b"}]))
+    indexes = [c["index"] for c in first["choices"][0]["delta"]["tool_calls"]]
+    assert indexes == [0, 1]
+    assert first["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] == '{"x": 1}'
+    end = End(1, "stop", 3, 4, {})
+    assert renderer.finish_chunk(end)["choices"][0]["finish_reason"] == "tool_calls"
+    assert renderer.usage_chunk(end)["usage"] == {
+        "prompt_tokens": 3,
+        "completion_tokens": 4,
+        "total_tokens": 7,
+    }
