@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ class AdminClient:
         self._http = httpx.Client(
             base_url=edge_url.rstrip("/"),
             headers={"Authorization": f"Bearer {admin_key}"},
-            verify=ca_file or True,
+            verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
             timeout=30.0,
         )
 

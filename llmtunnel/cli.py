@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -139,10 +140,9 @@ def edge_serve(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the public API and the agent endpoint."""
-    from edge.tls import CertificateReloader, ensure_self_signed
-
     from edge.config import MIB, EdgeConfig
     from edge.server import start_edge
+    from edge.tls import CertificateReloader, ensure_self_signed
 
     _logging(verbose)
     modes = sum([tls_cert is not None or tls_key is not None, self_signed, plain_http])
@@ -488,6 +488,7 @@ def _probe(url: str, ca_file: str | None) -> bool:
     import httpx
 
     try:
-        return httpx.get(url, verify=ca_file or True, timeout=5).status_code == 200
+        verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        return httpx.get(url, verify=verify, timeout=5).status_code == 200
     except httpx.HTTPError:
         return False

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
+import ssl
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-from edge.tls import CertificateReloader, ensure_self_signed
 
 from agent import config as agent_config
 from agent.backend import OllamaBackend
@@ -23,6 +23,7 @@ from agent.pairing import pair
 from agent.runner import RunOptions, run_agent
 from edge.config import EdgeConfig
 from edge.server import start_edge
+from edge.tls import CertificateReloader, ensure_self_signed
 from llmtunnel import sim_ollama
 
 REAL_OLLAMA = "http://127.0.0.1:11434"
@@ -94,7 +95,9 @@ async def _provision(edge_url: str, ca: str, admin_key_path: Path | None) -> tup
     admin_key = (await asyncio.to_thread(admin_key_path.read_text)).strip()
     headers = {"Authorization": f"Bearer {admin_key}"}
     async with httpx.AsyncClient(
-        base_url=edge_url + "/admin/v1", headers=headers, verify=ca
+        base_url=edge_url + "/admin/v1",
+        headers=headers,
+        verify=ssl.create_default_context(cafile=ca),
     ) as http:
         (await http.post("/tenants", json={"slug": TENANT})).raise_for_status()
         created = await http.post(f"/tenants/{TENANT}/keys", json={"name": "demo"})
@@ -106,10 +109,11 @@ async def _provision(edge_url: str, ca: str, admin_key_path: Path | None) -> tup
 
 async def _wait_for_model(edge_url: str, ca: str, key: str) -> str:
     headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(headers=headers, verify=ca) as http, asyncio.timeout(30):
+    verify = ssl.create_default_context(cafile=ca)
+    async with httpx.AsyncClient(headers=headers, verify=verify) as http, asyncio.timeout(30):
         while True:
             models = (await http.get(edge_url + "/v1/models")).json()["data"]
-            chat = [m["id"] for m in models if "embed" not in m["id"]]
+            chat: list[str] = [m["id"] for m in models if "embed" not in m["id"]]
             if chat:
                 return chat[0]
             await asyncio.sleep(0.1)
@@ -137,9 +141,10 @@ Stream a chat completion with curl:
 
 Or with the OpenAI Python SDK:
 
-  import httpx, openai
+  import openai, ssl
+  tls = ssl.create_default_context(cafile="{ca}")
   client = openai.OpenAI(base_url="{base}", api_key="{key}",
-                         http_client=httpx.Client(verify="{ca}"))
+                         http_client=openai.DefaultHttpxClient(verify=tls))
   for chunk in client.chat.completions.create(model="{model}", stream=True,
           messages=[{{"role": "user", "content": "Say hello"}}]):
       print(chunk.choices[0].delta.content or "", end="", flush=True) if chunk.choices else None

@@ -140,6 +140,10 @@ class Connection:
     # ------------------------------------------------------------------ inspection
 
     @property
+    def peer(self) -> Role:
+        return Role.AGENT if self.role is Role.EDGE else Role.EDGE
+
+    @property
     def active_streams(self) -> int:
         return len(self._streams)
 
@@ -208,8 +212,8 @@ class Connection:
     def receive(self, data: bytes) -> Frame | None:
         """Validate one received message; the frame, or ``None`` for a dropped late frame."""
         frame = codec.decode(data, self.max_receive_frame)
-        if self.role in SENDERS[frame.TYPE]:
-            raise RemoteProtocolError(f"the {self.role.value} never receives {frame.TYPE.name}")
+        if self.peer not in SENDERS[frame.TYPE]:
+            raise RemoteProtocolError(f"the {self.peer.value} never sends {frame.TYPE.name}")
         self._transition(frame, receiving=True)
         if isinstance(frame, Ping):
             self.send(Pong(frame.payload))

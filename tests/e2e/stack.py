@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,6 @@ from typing import Any
 import httpx
 import openai
 from aiohttp import web
-from edge.tls import ensure_self_signed, server_ssl_context
 
 from agent.backend import OllamaBackend
 from agent.config import AgentConfig
@@ -21,6 +21,7 @@ from agent.pairing import pair
 from agent.runner import RunOptions, run_agent
 from edge.config import EdgeConfig
 from edge.server import RunningEdge, start_edge
+from edge.tls import ensure_self_signed, server_ssl_context
 from edge.tunnel import TunnelLimits
 from llmtunnel import sim_ollama
 
@@ -46,15 +47,19 @@ class Stack:
     sim: web.AppRunner | None
     agents: list[Agent] = field(default_factory=list)
 
+    def tls(self) -> ssl.SSLContext:
+        """A client context that trusts the stack's CA."""
+        return ssl.create_default_context(cafile=self.ca)
+
     def admin(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             base_url=self.edge_url + "/admin/v1",
             headers={"Authorization": f"Bearer {self.admin_key}"},
-            verify=self.ca,
+            verify=self.tls(),
         )
 
     def http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.edge_url, verify=self.ca, timeout=30)
+        return httpx.AsyncClient(base_url=self.edge_url, verify=self.tls(), timeout=30)
 
     def openai(self, key: str, base_url: str | None = None) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
@@ -62,7 +67,7 @@ class Stack:
             api_key=key,
             max_retries=0,
             timeout=30,
-            http_client=httpx.AsyncClient(verify=self.ca),
+            http_client=openai.DefaultAsyncHttpxClient(verify=self.tls()),
         )
 
     async def tenant(self, slug: str) -> None:

@@ -7,18 +7,24 @@ import json
 import ollama
 import openai
 import pytest
+from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionUserMessageParam
 
 from tests.e2e.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-PROMPT = [{"role": "user", "content": "Tell me about tunnels tokens=12"}]
+
+def user(text: str) -> ChatCompletionUserMessageParam:
+    return {"role": "user", "content": text}
 
 
-async def _direct(stack: Stack, model: str, **kwargs: object) -> ollama.ChatResponse:
+PROMPT = [user("Tell me about tunnels tokens=12")]
+
+
+async def _direct(stack: Stack, model: str) -> ollama.ChatResponse:
     """The same request straight to the (simulated) Ollama: what the tunnel must reproduce."""
     client = ollama.AsyncClient(host=stack.ollama_url)
-    return await client.chat(model=model, messages=PROMPT, stream=False, **kwargs)  # type: ignore[arg-type]
+    return await client.chat(model=model, messages=[dict(m) for m in PROMPT], stream=False)
 
 
 async def test_models_lists_what_the_machine_serves(acme: tuple[Stack, str]) -> None:
@@ -34,7 +40,7 @@ async def test_streaming_chat_matches_ollama(acme: tuple[Stack, str]) -> None:
     direct = await _direct(stack, "llama3.2:3b")
     stream = await stack.openai(key).chat.completions.create(
         model="llama3.2:3b",
-        messages=PROMPT,  # type: ignore[arg-type]
+        messages=PROMPT,
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -57,7 +63,7 @@ async def test_non_streaming_chat_has_content_and_usage(acme: tuple[Stack, str])
     direct = await _direct(stack, "llama3.2:3b")
     reply = await stack.openai(key).chat.completions.create(
         model="llama3.2:3b",
-        messages=PROMPT,  # type: ignore[arg-type]
+        messages=PROMPT,
     )
     assert reply.object == "chat.completion"
     assert reply.choices[0].message.content == direct.message.content
@@ -71,7 +77,7 @@ async def test_max_tokens_cuts_with_finish_reason_length(acme: tuple[Stack, str]
     stack, key = acme
     reply = await stack.openai(key).chat.completions.create(
         model="llama3.2:3b",
-        messages=[{"role": "user", "content": "go on tokens=50"}],
+        messages=[user("go on tokens=50")],
         max_tokens=5,
     )
     assert reply.choices[0].finish_reason == "length"
@@ -84,14 +90,14 @@ async def test_thinking_arrives_as_reasoning_content(acme: tuple[Stack, str]) ->
     assert direct.message.thinking
     reply = await stack.openai(key).chat.completions.create(
         model="qwen3:8b",
-        messages=PROMPT,  # type: ignore[arg-type]
+        messages=PROMPT,
     )
     message = reply.choices[0].message.model_dump()
     assert message["reasoning_content"] == direct.message.thinking
     assert message["content"] == direct.message.content
 
 
-WEATHER_TOOLS = [
+WEATHER_TOOLS: list[ChatCompletionFunctionToolParam] = [
     {
         "type": "function",
         "function": {
@@ -115,8 +121,8 @@ async def test_streamed_tool_calls_get_distinct_indexes(
     stack, key = acme
     stream = await stack.openai(key).chat.completions.create(
         model=model,
-        messages=[{"role": "user", "content": "call get_weather and get_time for Paris"}],
-        tools=WEATHER_TOOLS,  # type: ignore[arg-type]
+        messages=[user("call get_weather and get_time for Paris")],
+        tools=WEATHER_TOOLS,
         stream=True,
     )
     calls: dict[int, dict[str, str]] = {}
@@ -143,8 +149,8 @@ async def test_tool_result_goes_back_to_the_model(acme: tuple[Stack, str]) -> No
     client = stack.openai(key)
     first = await client.chat.completions.create(
         model="qwen3:8b",
-        messages=[{"role": "user", "content": "call get_weather for Paris"}],
-        tools=WEATHER_TOOLS,  # type: ignore[arg-type]
+        messages=[user("call get_weather for Paris")],
+        tools=WEATHER_TOOLS,
     )
     call = first.choices[0].message.tool_calls
     assert call is not None and first.choices[0].finish_reason == "tool_calls"
@@ -155,7 +161,7 @@ async def test_tool_result_goes_back_to_the_model(acme: tuple[Stack, str]) -> No
             first.choices[0].message.model_dump(exclude_none=True),  # type: ignore[list-item]
             {"role": "tool", "tool_call_id": call[0].id, "content": "sunny, 21 degrees"},
         ],
-        tools=WEATHER_TOOLS,  # type: ignore[arg-type]
+        tools=WEATHER_TOOLS,
     )
     assert "sunny, 21 degrees" in (second.choices[0].message.content or "")
 
@@ -165,8 +171,8 @@ async def test_tools_on_a_model_without_tools_is_a_clear_400(acme: tuple[Stack, 
     with pytest.raises(openai.BadRequestError) as caught:
         await stack.openai(key).chat.completions.create(
             model="tinyllama:1.1b",
-            messages=[{"role": "user", "content": "call get_weather"}],
-            tools=WEATHER_TOOLS,  # type: ignore[arg-type]
+            messages=[user("call get_weather")],
+            tools=WEATHER_TOOLS,
         )
     error = caught.value.body
     assert isinstance(error, dict)
@@ -183,7 +189,7 @@ async def test_many_concurrent_streams_are_all_complete(acme: tuple[Stack, str])
     async def one(n: int) -> str:
         stream = await client.chat.completions.create(
             model="llama3.2:3b",
-            messages=[{"role": "user", "content": f"request {n} tokens=40"}],
+            messages=[user(f"request {n} tokens=40")],
             stream=True,
         )
         return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
@@ -193,6 +199,6 @@ async def test_many_concurrent_streams_are_all_complete(acme: tuple[Stack, str])
     for n, text in enumerate(texts):
         expected = await direct.chat(
             model="llama3.2:3b",
-            messages=[{"role": "user", "content": f"request {n} tokens=40"}],
+            messages=[user(f"request {n} tokens=40")],
         )
         assert text == expected.message.content

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -31,7 +32,8 @@ def _free_port() -> int:
         return port
 
 
-def _wait_http(url: str, verify: str | bool = True, timeout: float = 20) -> None:
+def _wait_http(url: str, ca: str | None = None, timeout: float = 20) -> None:
+    verify = ssl.create_default_context(cafile=ca) if ca else True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -105,7 +107,7 @@ def test_operator_and_gpu_box_walkthrough(tmp_path: Path, processes: Processes) 
     deadline = time.monotonic() + 20
     while not Path(ca).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    _wait_http(edge_url + "/healthz", verify=ca)
+    _wait_http(edge_url + "/healthz", ca)
 
     admin_key_file = data_dir / "admin.key"
     assert admin_key_file.stat().st_mode & 0o777 == 0o600
@@ -150,7 +152,7 @@ def test_operator_and_gpu_box_walkthrough(tmp_path: Path, processes: Processes) 
         api_key=key["secret"],
         max_retries=0,
         timeout=20,
-        http_client=httpx.Client(verify=ca),
+        http_client=openai.DefaultHttpxClient(verify=ssl.create_default_context(cafile=ca)),
     )
     reply = client.chat.completions.create(
         model="llama3.2:3b", messages=[{"role": "user", "content": "hello tokens=4"}]

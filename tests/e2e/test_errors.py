@@ -193,4 +193,6 @@ async def test_mid_stream_backend_failure_ends_with_an_error_event(
     with pytest.raises(openai.APIError):
         async for chunk in stream:
             received.append(chunk)
-    assert sum(1 for c in received if c.choices and c.choices[0].delta.content) == 3
+    # The three tokens before the failure arrive (perhaps coalesced), then the error.
+    text = "".join(c.choices[0].delta.content or "" for c in received if c.choices)
+    assert text == "start then break"
