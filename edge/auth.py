@@ -17,6 +17,8 @@ from edge.context import CONTEXT
 from edge.errors import ApiError
 from edge.store import AdminKey, ApiKey, Tenant
 
+LAST_USED_RESOLUTION = 60.0
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:
@@ -77,6 +79,8 @@ def authenticate(request: web.Request) -> Caller:
     if slug is not None and slug != tenant.slug:
         # Same message as an unknown key: a key must not learn which other tenants exist.
         raise _invalid_key()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        ctx.store.touch_api_key(key.id, now)  # at most one write per key per minute
     return Caller(key, tenant)
 
 

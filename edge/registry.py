@@ -25,7 +25,7 @@ DEFAULT_MAX_WAITERS = 256
 class Registry:
     def __init__(self, max_waiters: int = DEFAULT_MAX_WAITERS) -> None:
         self._by_tenant: dict[str, dict[str, AgentSession]] = defaultdict(dict)
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()
         self._waiters = 0
         self._max_waiters = max_waiters
 
@@ -61,11 +61,10 @@ class Registry:
 
     def notify(self) -> None:
         """Wake waiters: a slot freed, a machine joined or its models changed."""
-        asyncio.get_running_loop().create_task(self._notify_all())
-
-    async def _notify_all(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        # Set the current event for everyone waiting on it and start a fresh one: a cheap
+        # broadcast with no lock and no task per notification (this runs at every stream end).
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def _pick(self, tenant_id: str, model: str) -> AgentSession | None:
         best: AgentSession | None = None
@@ -108,13 +107,14 @@ class Registry:
             raise ApiError(503, "machines_busy", "all machines are busy and the queue is full")
         with self._waiting():
             try:
-                async with asyncio.timeout(timeout), self._changed:
+                async with asyncio.timeout(timeout):
                     while True:
+                        changed = self._changed
                         self._check_servable(tenant_id, model)
                         session = self._pick(tenant_id, model)
                         if session is not None:
                             return session
-                        await self._changed.wait()
+                        await changed.wait()
             except TimeoutError:
                 raise ApiError(
                     503,

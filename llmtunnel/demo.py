@@ -145,9 +145,11 @@ Or with the OpenAI Python SDK:
   tls = ssl.create_default_context(cafile="{ca}")
   client = openai.OpenAI(base_url="{base}", api_key="{key}",
                          http_client=openai.DefaultHttpxClient(verify=tls))
-  for chunk in client.chat.completions.create(model="{model}", stream=True,
-          messages=[{{"role": "user", "content": "Say hello"}}]):
-      print(chunk.choices[0].delta.content or "", end="", flush=True) if chunk.choices else None
+  stream = client.chat.completions.create(
+      model="{model}", stream=True, messages=[{{"role": "user", "content": "Say hello"}}])
+  for chunk in stream:
+      if chunk.choices:
+          print(chunk.choices[0].delta.content or "", end="", flush=True)
 
 Press Ctrl-C to stop.""",
         flush=True,

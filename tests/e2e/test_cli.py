@@ -190,3 +190,39 @@ def test_edge_serve_refuses_to_guess_the_tls_mode(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "--self-signed" in done.stderr and "--plain-http" in done.stderr
+
+
+def test_demo_serves_what_it_prints_and_stops_on_ctrl_c(processes: Processes) -> None:
+    port = _free_port()
+    demo = processes.start("demo", "--port", str(port), "--simulate", "--tokens-per-second", "0")
+    assert demo.stdout is not None
+    printed: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "Press Ctrl-C to stop." not in printed:
+        printed.append(demo.stdout.readline().strip())
+    fields = dict(
+        line.split(None, 1) for line in printed if line.startswith(("base URL", "API", "CA"))
+    )
+    base_url = next(line.split()[-1] for line in printed if line.startswith("base URL"))
+    key = fields["API"].split()[-1]
+    ca = fields["CA"].split()[0]
+    assert base_url == f"https://localhost:{port}/v1"
+    assert any(line.startswith("curl -N --cacert") for line in printed)
+
+    client = openai.OpenAI(
+        base_url=base_url,
+        api_key=key,
+        max_retries=0,
+        timeout=20,
+        http_client=openai.DefaultHttpxClient(verify=ssl.create_default_context(cafile=ca)),
+    )
+    model = client.models.list().data[0].id
+    stream = client.chat.completions.create(
+        model=model, stream=True, messages=[{"role": "user", "content": "hello tokens=5"}]
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert len(text.split()) == 5
+
+    demo.send_signal(signal.SIGINT)
+    assert demo.wait(timeout=15) == 0
+    assert not Path(ca).exists()  # the throw-away CA and data went with it
