@@ -104,6 +104,7 @@ class SimStats:
     completed: int = 0
     cancelled: int = 0
     active: int = 0
+    queued: int = 0  # waiting for a parallel slot
 
 
 CONFIG_KEY = web.AppKey("sim_config", SimConfig)
@@ -120,25 +121,25 @@ class OllamaError(Exception):
 class _Slots:
     """OLLAMA_NUM_PARALLEL and OLLAMA_MAX_QUEUE: run a few, queue some, refuse the rest."""
 
-    def __init__(self, parallel: int, max_queue: int) -> None:
+    def __init__(self, parallel: int, max_queue: int, stats: SimStats) -> None:
         self._semaphore = asyncio.Semaphore(parallel) if parallel else None
         self._max_queue = max_queue
-        self._waiting = 0
+        self._stats = stats
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         if self._semaphore is None:
             yield
             return
-        if self._semaphore.locked() and self._waiting >= self._max_queue:
+        if self._semaphore.locked() and self._stats.queued >= self._max_queue:
             raise OllamaError(
                 503, "server busy, please try again.  maximum pending requests exceeded"
             )
-        self._waiting += 1
+        self._stats.queued += 1
         try:
             await self._semaphore.acquire()
         finally:
-            self._waiting -= 1
+            self._stats.queued -= 1
         try:
             yield
         finally:
@@ -610,8 +611,8 @@ def create_app(config: SimConfig | None = None) -> web.Application:
     config = config or SimConfig()
     app = web.Application(middlewares=[_errors], client_max_size=64 * 1024 * 1024)
     app[CONFIG_KEY] = config
-    app[STATS_KEY] = SimStats()
-    app[_SLOTS_KEY] = _Slots(config.num_parallel, config.max_queue)
+    app[STATS_KEY] = stats = SimStats()
+    app[_SLOTS_KEY] = _Slots(config.num_parallel, config.max_queue, stats)
     app.add_routes(routes)
     return app
 
