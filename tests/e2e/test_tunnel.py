@@ -110,3 +110,25 @@ async def test_an_agent_reconnects_after_the_edge_drops_it(acme: tuple[Stack, st
         model="llama3.2:3b", messages=[{"role": "user", "content": "again tokens=3"}]
     )
     assert reply.usage is not None and reply.usage.completion_tokens == 3
+
+
+async def test_a_new_ollama_model_is_advertised_without_reconnecting(stack: Stack) -> None:
+    from llmtunnel import sim_ollama
+
+    await stack.tenant("acme")
+    key = await stack.key("acme")
+    await stack.agent("acme", model_refresh=0.05)
+    assert stack.sim is not None
+    config = stack.sim.app[sim_ollama.CONFIG_KEY]
+    config.models = (
+        *config.models,
+        sim_ollama.SimModel("mistral:7b", "llama", "7B", ("completion",)),
+    )
+    client = stack.openai(key)
+    async with asyncio.timeout(10):
+        while "mistral:7b" not in {m.id for m in (await client.models.list()).data}:
+            await asyncio.sleep(0.02)
+    reply = await client.chat.completions.create(
+        model="mistral:7b", messages=[{"role": "user", "content": "new model tokens=2"}]
+    )
+    assert reply.choices[0].message.content == "new model"
