@@ -221,6 +221,13 @@ def _call(
         client.close()
 
 
+def _printed_json(result: Any, json_: bool) -> bool:
+    """With --json, print the edge's answer as is (for scripts) and say so."""
+    if json_:
+        typer.echo(json.dumps(result))
+    return json_
+
+
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
@@ -243,9 +250,7 @@ def tenant_create(
 ) -> None:
     """Create a tenant; prints its public URL."""
     result = _call(edge, admin_key, ca_file, "POST", "/tenants", {"slug": slug})
-    if json_:
-        typer.echo(json.dumps(result))
-    else:
+    if not _printed_json(result, json_):
         typer.echo(f"tenant {result['slug']} created: {result['api_base']}")
 
 
@@ -255,8 +260,7 @@ def tenant_list(
 ) -> None:
     """List tenants."""
     result = _call(edge, admin_key, ca_file, "GET", "/tenants")
-    if json_:
-        typer.echo(json.dumps(result))
+    if _printed_json(result, json_):
         return
     _table(
         [[t["slug"], t["api_base"], _when(t["created_at"])] for t in result["tenants"]],
@@ -277,8 +281,7 @@ def machine_pair(
     """A one-time pairing code for a new machine, and the command to run on it."""
     body = {"name": name, "ttl_seconds": ttl_minutes * 60}
     result = _call(edge, admin_key, ca_file, "POST", f"/tenants/{slug}/machines/pair", body)
-    if json_:
-        typer.echo(json.dumps(result))
+    if _printed_json(result, json_):
         return
     typer.echo(f"pairing code for {slug}/{name}: {result['code']}")
     typer.echo(f"valid until {_when(result['expires_at'])}, once. On the GPU box run:")
@@ -292,8 +295,7 @@ def machine_list(
 ) -> None:
     """Machines of a tenant, with whether they are online."""
     result = _call(edge, admin_key, ca_file, "GET", f"/tenants/{slug}/machines")
-    if json_:
-        typer.echo(json.dumps(result))
+    if _printed_json(result, json_):
         return
     rows = [
         [
@@ -318,7 +320,8 @@ def machine_revoke(
 ) -> None:
     """Revoke a machine; its live connection is closed at once."""
     result = _call(edge, admin_key, ca_file, "DELETE", f"/tenants/{slug}/machines/{name}")
-    typer.echo(json.dumps(result) if json_ else f"machine {name} revoked")
+    if not _printed_json(result, json_):
+        typer.echo(f"machine {name} revoked")
 
 
 def _duration(text: str) -> float:
@@ -343,8 +346,7 @@ def key_create(
     if expires:
         body["expires_in_seconds"] = _duration(expires)
     result = _call(edge, admin_key, ca_file, "POST", f"/tenants/{slug}/keys", body)
-    if json_:
-        typer.echo(json.dumps(result))
+    if _printed_json(result, json_):
         return
     typer.echo(f"API key {name} for {slug} (shown once, store it now):")
     typer.echo(f"  {result['secret']}")
@@ -357,8 +359,7 @@ def key_list(
 ) -> None:
     """Keys of a tenant (never their secrets)."""
     result = _call(edge, admin_key, ca_file, "GET", f"/tenants/{slug}/keys")
-    if json_:
-        typer.echo(json.dumps(result))
+    if _printed_json(result, json_):
         return
     rows = [
         [
@@ -384,7 +385,8 @@ def key_revoke(
 ) -> None:
     """Revoke a key; the next request with it is refused."""
     result = _call(edge, admin_key, ca_file, "DELETE", f"/tenants/{slug}/keys/{name}")
-    typer.echo(json.dumps(result) if json_ else f"key {name} revoked")
+    if not _printed_json(result, json_):
+        typer.echo(f"key {name} revoked")
 
 
 # ---------------------------------------------------------------------- agent

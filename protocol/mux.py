@@ -183,16 +183,19 @@ class Connection:
             )
         self._outbox.append(data)
 
+    def _open(self, sid: int, error: type[LocalProtocolError | RemoteProtocolError]) -> None:
+        if sid <= self._last_stream_id:
+            raise error(f"stream id {sid} is not above {self._last_stream_id}")
+        self._last_stream_id = sid
+        self._streams[sid] = _Stream(self.stream_window)
+
     def _account_sent(self, frame: StreamFrame) -> None:
         sid = frame.stream_id
         if isinstance(frame, Open):
-            if sid <= self._last_stream_id:
-                raise LocalProtocolError(f"stream id {sid} is not above {self._last_stream_id}")
-            self._last_stream_id = sid
-            self._streams[sid] = _Stream(self.stream_window)
+            self._open(sid, LocalProtocolError)
             return
         if isinstance(frame, Window):
-            # The edge grants credit through grant(); a hand-made WINDOW is accepted as is.
+            # Credit is normally granted through consumed(); a hand-made WINDOW goes out as is.
             return
         if sid not in self._streams:
             raise StreamClosed(f"stream {sid} is not open")
@@ -226,10 +229,7 @@ class Connection:
     def _account_received(self, frame: StreamFrame) -> Frame | None:
         sid = frame.stream_id
         if isinstance(frame, Open):
-            if sid <= self._last_stream_id:
-                raise RemoteProtocolError(f"stream id {sid} is not above {self._last_stream_id}")
-            self._last_stream_id = sid
-            self._streams[sid] = _Stream(self.stream_window)
+            self._open(sid, RemoteProtocolError)
             return frame
         stream = self._streams.get(sid)
         if stream is None:

@@ -21,12 +21,16 @@ def _error(body: object) -> dict[str, object]:
     return error
 
 
-async def test_malformed_json_is_400(acme: tuple[Stack, str]) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [b'{"model": "llama3.2:3b", "messages": [', b"\xff\xfe", b"[1, 2]", b"[" * 100_000],
+)
+async def test_malformed_json_is_400(acme: tuple[Stack, str], content: bytes) -> None:
     stack, key = acme
     async with stack.http() as http:
         response = await http.post(
             "/v1/chat/completions",
-            content=b'{"model": "llama3.2:3b", "messages": [',
+            content=content,
             headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
         )
     assert response.status_code == 400
