@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ class RunOptions:
     stable_after: float = 60.0  # a link that lived this long resets the backoff
     model_refresh: float = 30.0
     connect_timeout: float = 15.0
+    drain_timeout: float = 30.0  # on stop, how long running requests may take to finish
 
 
 class AgentStopped(Exception):
@@ -39,15 +41,22 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
 
 
 async def run_agent(
-    config: AgentConfig, backend: OllamaBackend, options: RunOptions = RunOptions()
+    config: AgentConfig,
+    backend: OllamaBackend,
+    options: RunOptions = RunOptions(),
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve forever (until cancelled); ``AgentStopped`` when the edge refuses this machine."""
+    """Serve until ``stop`` is set (then drain and return) or the task is cancelled.
+
+    ``AgentStopped`` when the edge refuses this machine.
+    """
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     attempt = 0
-    while True:
+    while not stop.is_set():
         started = loop.time()
         try:
-            await connect_once(config, backend, options)
+            await connect_once(config, backend, options, stop)
             log.info("tunnel closed by the edge")
         except EdgeRefused as exc:
             if exc.fatal:
@@ -62,13 +71,21 @@ async def run_agent(
             log.warning("tunnel to %s failed: %s: %s", config.edge_url, type(exc).__name__, exc)
         if loop.time() - started >= options.stable_after:
             attempt = 0
+        if stop.is_set():
+            return
         delay = backoff_delay(attempt, options.backoff_base, options.backoff_cap)
         attempt += 1
         log.info("reconnecting in %.1f s", delay)
-        await asyncio.sleep(delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
 
 
-async def connect_once(config: AgentConfig, backend: OllamaBackend, options: RunOptions) -> None:
+async def connect_once(
+    config: AgentConfig,
+    backend: OllamaBackend,
+    options: RunOptions,
+    stop: asyncio.Event | None = None,
+) -> None:
     """One connection: dial, log in, serve until the link ends."""
     try:
         models = await backend.discover()
@@ -96,5 +113,7 @@ async def connect_once(config: AgentConfig, backend: OllamaBackend, options: Run
             ready.heartbeat_interval,
             models,
             options.model_refresh,
+            stop,
+            options.drain_timeout,
         )
         await session.run()

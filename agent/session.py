@@ -11,7 +11,6 @@ a slow client stops the agent reading from Ollama instead of filling memory (PRO
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,6 +116,8 @@ class TunnelSession:
         heartbeat_interval: float,
         models: list[dict[str, Any]],
         model_refresh: float,
+        stop: asyncio.Event | None = None,
+        drain_timeout: float = 30.0,
     ) -> None:
         self._ws = ws
         self._conn = conn
@@ -130,6 +131,9 @@ class TunnelSession:
         self._dirty: dict[int, None] = {}  # streams with output to send, in order
         self._wake = asyncio.Event()
         self._last_seen = asyncio.get_running_loop().time()
+        self._stop_event = stop
+        self._drain_timeout = drain_timeout
+        self._closing = False
         self.draining = False
 
     async def run(self) -> None:
@@ -138,14 +142,17 @@ class TunnelSession:
             asyncio.create_task(self._watchdog()),
             asyncio.create_task(self._watch_models()),
         ]
+        if self._stop_event is not None:
+            helpers.append(asyncio.create_task(self._drain_on(self._stop_event)))
         try:
             await self._read_loop()
         finally:
-            for task in helpers + list(self._tasks.values()):
+            tasks = helpers + list(self._tasks.values())
+            for task in tasks:
                 task.cancel()
-            for task in helpers + list(self._tasks.values()):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            # gather, not a loop of suppress(CancelledError): a cancellation of run() itself
+            # arriving now must propagate, not be mistaken for one of the helpers'.
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # ------------------------------------------------------------------ reading
 
@@ -240,6 +247,27 @@ class TunnelSession:
             self._emit()
             for data in self._conn.data_to_send():
                 await self._ws.send(data)
+            if self._closing and not self._outgoing:
+                # Draining and every stream has sent its last frame: the link can go.
+                await self._ws.close(1001, "agent shutting down")
+                return
+
+    # ------------------------------------------------------------------ draining (§10)
+
+    async def _drain_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        log.info("draining: no new requests; waiting for %d running", len(self._tasks))
+        self.draining = True
+        if self._conn.state is State.OPEN:
+            self._conn.send(GoAway("the agent is shutting down"))
+        self._closing = True
+        self._wake.set()
+        try:
+            async with asyncio.timeout(self._drain_timeout):
+                await self._ws.wait_closed()
+        except TimeoutError:
+            log.warning("drain timeout: closing with %d requests running", len(self._tasks))
+            await self._ws.close(1001, "agent shutting down")
 
     def _emit(self) -> None:
         """Turn pending output into frames, as far as credit allows."""
@@ -269,8 +297,9 @@ class TunnelSession:
             await asyncio.sleep(self._heartbeat)
             silent = loop.time() - self._last_seen
             if silent > 3 * self._heartbeat:
-                log.warning("no frame from the edge for %.0f s; reconnecting", silent)
-                await self._ws.close(code=1001, reason="heartbeat timeout")
+                log.warning("no frame from the edge for %.1f s; reconnecting", silent)
+                # No close handshake: the link is dead, waiting for a reply would only stall.
+                self._ws.transport.abort()
                 return
 
     async def _watch_models(self) -> None:

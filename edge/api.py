@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -16,11 +17,12 @@ from aiohttp import web
 
 from edge import openai_chat
 from edge.auth import authenticate
-from edge.context import CONTEXT
+from edge.context import CONTEXT, EdgeContext
 from edge.errors import ApiError, from_stream_error, read_json_object
 from edge.tunnel import StreamEvent, TunnelStream
 from protocol import Delta, End, Error
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 SSE_HEADERS = {
@@ -58,10 +60,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         tool_models = sorted(n for n, m in models.items() if "tools" in m.get("capabilities", []))
         openai_chat.require_tools_capability(req, capabilities, tool_models)
     neutral = openai_chat.to_neutral(req, capabilities)
-    session = await ctx.registry.acquire(caller.tenant.id, req.model, ctx.config.queue_timeout)
-    stream = session.open_stream(neutral, ctx.config.request_timeout)
+    stream, first = await _start(ctx, caller.tenant.id, req.model, neutral)
     try:
-        first = await _first_event(stream, ctx.config.first_token_timeout)
         renderer = openai_chat.ChatRenderer(req.model)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -71,24 +71,44 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         stream.close()
 
 
+async def _start(
+    ctx: EdgeContext, tenant_id: str, model: str, neutral: dict[str, Any]
+) -> tuple[TunnelStream, Delta | End]:
+    """Open the stream and wait for its first event, failing over to another machine when one
+    refuses or drops the request before it produced anything (a retryable ERROR)."""
+    tried: frozenset[str] = frozenset()
+    while True:
+        session = await ctx.registry.acquire(tenant_id, model, ctx.config.queue_timeout, tried)
+        stream = session.open_stream(neutral, ctx.config.request_timeout)
+        try:
+            first = await _first_event(stream, ctx.config.first_token_timeout)
+        except BaseException:
+            stream.close()
+            raise
+        if not isinstance(first, Error):
+            return stream, first
+        stream.close()
+        tried |= {session.machine_id}
+        if not (first.retryable and ctx.registry.candidates(tenant_id, model, tried)):
+            raise from_stream_error(first.code, first.message)
+        log.info("retrying on another machine after %s: %s", first.code, first.message)
+
+
 async def _first_event(stream: TunnelStream, timeout: float) -> StreamEvent:
     try:
         async with asyncio.timeout(timeout):
-            first = await stream.next()
+            return await stream.next()
     except TimeoutError:
         raise ApiError(
             504, "backend_timeout", f"the model produced nothing within {timeout:g} s"
         ) from None
-    if isinstance(first, Error):
-        raise from_stream_error(first.code, first.message)
-    return first
 
 
 async def _complete_chat(
-    stream: TunnelStream, first: StreamEvent, renderer: openai_chat.ChatRenderer, timeout: float
+    stream: TunnelStream, first: Delta | End, renderer: openai_chat.ChatRenderer, timeout: float
 ) -> web.Response:
     deltas: list[Delta] = []
-    event = first
+    event: StreamEvent = first
     try:
         async with asyncio.timeout(timeout):
             while isinstance(event, Delta):
@@ -107,7 +127,7 @@ async def _complete_chat(
 async def _stream_chat(
     request: web.Request,
     stream: TunnelStream,
-    first: StreamEvent,
+    first: Delta | End,
     renderer: openai_chat.ChatRenderer,
     include_usage: bool,
 ) -> web.StreamResponse:
@@ -115,7 +135,7 @@ async def _stream_chat(
     await response.prepare(request)
     await _send(response, renderer.first_chunk())
     deadline = time.monotonic() + request.app[CONTEXT].config.request_timeout
-    event = first
+    event: StreamEvent = first
     while True:
         if isinstance(event, Delta):
             await _send(response, renderer.delta_chunk(event))

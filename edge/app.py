@@ -11,6 +11,7 @@ from aiohttp import web
 from edge import admin_api, api, pairing
 from edge.context import CONTEXT, EdgeContext
 from edge.errors import ApiError
+from edge.registry import Registry
 from edge.tunnel import accept_agent
 from protocol import ErrorCode
 
@@ -50,9 +51,18 @@ async def _agent_connect(request: web.Request) -> web.StreamResponse:
     return await accept_agent(request, ctx.store, ctx.registry, ctx.config.tunnel)
 
 
-async def _close_agents(app: web.Application) -> None:
-    ctx = app[CONTEXT]
-    sessions = [s for t in ctx.registry.tenants() for s in ctx.registry.sessions(t)]
+async def drain_agents(registry: Registry, timeout: float) -> None:
+    """Shutdown (PROTOCOL.md §10): GOAWAY to every agent, let running streams finish within the
+    drain timeout, then close the tunnels. Call it after the listening sockets are closed and
+    before aiohttp's own shutdown, which stops reading from open connections."""
+    sessions = [s for t in registry.tenants() for s in registry.sessions(t)]
+    for session in sessions:
+        session.goaway("the edge is shutting down")
+    try:
+        async with asyncio.timeout(timeout):
+            await registry.wait_idle()
+    except TimeoutError:
+        log.warning("drain timeout: closing tunnels with streams still running")
     await asyncio.gather(
         *(
             s.close(ErrorCode.DRAINING, "the edge is shutting down")
@@ -61,6 +71,11 @@ async def _close_agents(app: web.Application) -> None:
         ),
         return_exceptions=True,
     )
+
+
+async def _close_agents(app: web.Application) -> None:
+    # Normally drain_agents() ran already and this finds nothing left to close.
+    await drain_agents(app[CONTEXT].registry, timeout=0)
 
 
 def create_app(ctx: EdgeContext) -> web.Application:

@@ -66,11 +66,27 @@ class Registry:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def _pick(self, tenant_id: str, model: str) -> AgentSession | None:
+    async def wait_idle(self) -> None:
+        """Return once no stream runs on any machine."""
+        while True:
+            changed = self._changed
+            if not any(s.in_flight for t in self.tenants() for s in self.sessions(t)):
+                return
+            await changed.wait()
+
+    def candidates(
+        self, tenant_id: str, model: str, exclude: frozenset[str] = frozenset()
+    ) -> list[AgentSession]:
+        """Sessions that could take ``model`` now or later: accepting, serving it, not excluded."""
+        return [
+            s
+            for s in self.sessions(tenant_id)
+            if s.accepting and model in s.models and s.machine_id not in exclude
+        ]
+
+    def _pick(self, tenant_id: str, model: str, exclude: frozenset[str]) -> AgentSession | None:
         best: AgentSession | None = None
-        for session in self.sessions(tenant_id):
-            if not session.accepting or model not in session.models:
-                continue
+        for session in self.candidates(tenant_id, model, exclude):
             if session.in_flight >= session.max_concurrency:
                 continue
             if best is None or session.in_flight < best.in_flight:
@@ -93,14 +109,18 @@ class Registry:
                 param="model",
             )
 
-    async def acquire(self, tenant_id: str, model: str, timeout: float) -> AgentSession:
+    async def acquire(
+        self, tenant_id: str, model: str, timeout: float, exclude: frozenset[str] = frozenset()
+    ) -> AgentSession:
         """A session to run ``model`` on, waiting up to ``timeout`` seconds for a free slot.
+
+        ``exclude`` names machines already tried for this request (failover).
 
         Raises ``ApiError``: 503 when no machine is online, 404 when none serves the model, 503
         when all stay busy past ``timeout`` or too many requests are already waiting.
         """
         self._check_servable(tenant_id, model)
-        session = self._pick(tenant_id, model)
+        session = self._pick(tenant_id, model, exclude)
         if session is not None:
             return session
         if self._waiters >= self._max_waiters:
@@ -111,7 +131,7 @@ class Registry:
                     while True:
                         changed = self._changed
                         self._check_servable(tenant_id, model)
-                        session = self._pick(tenant_id, model)
+                        session = self._pick(tenant_id, model, exclude)
                         if session is not None:
                             return session
                         await changed.wait()

@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from edge import credentials
-from edge.app import create_app
+from edge.app import create_app, drain_agents
 from edge.config import EdgeConfig
 from edge.context import EdgeContext
 from edge.registry import Registry
@@ -27,8 +27,16 @@ class RunningEdge:
     context: EdgeContext
     port: int
     admin_key_path: Path | None  # set when this start created the operator key
+    stopped: bool = False
 
     async def stop(self) -> None:
+        """Drain (PROTOCOL.md §10) and close; calling it again does nothing."""
+        if self.stopped:
+            return
+        self.stopped = True
+        for site in list(self.runner.sites):
+            await site.stop()  # no new connections; open ones keep working
+        await drain_agents(self.context.registry, self.context.config.drain_timeout)
         await self.runner.cleanup()
         self.context.store.close()
 
@@ -60,7 +68,10 @@ async def start_edge(
     # handler_cancellation: a client that disconnects cancels its handler at once, which sends
     # CANCEL through the tunnel and stops generation on the GPU.
     runner = web.AppRunner(
-        create_app(ctx), handler_cancellation=True, access_log=None, shutdown_timeout=5.0
+        create_app(ctx),
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=5.0,  # after drain_agents(): what is left gets this long
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)

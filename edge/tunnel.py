@@ -73,15 +73,19 @@ class TunnelStream:
         self.session = session
         self.stream_id = stream_id
         self.finished = False
+        self.buffered = 0  # text bytes received, not yet read: at most the window (§8)
         self._queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
 
     def deliver(self, frame: StreamEvent) -> None:
+        if isinstance(frame, Delta):
+            self.buffered += frame.flow_size
         self._queue.put_nowait(frame)
 
     async def next(self) -> StreamEvent:
         """The next DELTA, END or ERROR. Credit for a DELTA is returned once the caller has it."""
         frame = await self._queue.get()
         if isinstance(frame, Delta):
+            self.buffered -= frame.flow_size
             self.session.consumed(self.stream_id, frame.flow_size)
         else:
             self.finished = True
@@ -93,6 +97,7 @@ class TunnelStream:
         while not self._queue.empty():
             frame = self._queue.get_nowait()
             if isinstance(frame, Delta):
+                self.buffered -= frame.flow_size
                 self.session.consumed(self.stream_id, frame.flow_size)
         self.finished = True
 
@@ -178,8 +183,7 @@ class AgentSession:
             self._registry.remove(self)
             heartbeat.cancel()
             writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            await asyncio.gather(writer, return_exceptions=True)
             self._fail_streams(reason)
             await self.ws.close(code=1002 if "protocol" in reason else 1000)
 
@@ -267,6 +271,9 @@ class AgentSession:
             await asyncio.sleep(interval)
             if loop.time() - self._last_seen > 3 * interval:
                 log.warning("machine %s missed its heartbeats; closing", self.machine_id)
+                # Fail the streams first: the close handshake itself may hang on a dead link.
+                self._registry.remove(self)
+                self._fail_streams(f"the machine stopped answering for {3 * interval:g} s")
                 await self.close(ErrorCode.HEARTBEAT_TIMEOUT, f"no frame for {3 * interval:g} s")
                 return
             if self.conn.state is State.OPEN or self.conn.state is State.DRAINING:
@@ -282,7 +289,8 @@ async def accept_agent(
     request: web.Request, store: Store, registry: Registry, limits: TunnelLimits
 ) -> web.WebSocketResponse:
     """``GET /agent/connect``: log the machine in (CHALLENGE/AUTH), then serve its session."""
-    ws = web.WebSocketResponse(max_msg_size=limits.max_frame, compress=False)
+    # timeout: how long a close handshake may take before the socket is dropped.
+    ws = web.WebSocketResponse(max_msg_size=limits.max_frame, compress=False, timeout=2.0)
     await ws.prepare(request)
     conn = Connection(
         Role.EDGE, max_receive_frame=limits.max_frame, max_send_frame=AGENT_MAX_RECEIVE_FRAME

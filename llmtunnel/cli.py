@@ -137,6 +137,9 @@ def edge_serve(
         int | None, typer.Option(help="Port clients use, if not the listening one (a proxy).")
     ] = None,
     max_body_mb: Annotated[int, typer.Option(help="Largest request body, MiB.")] = 16,
+    drain_timeout: Annotated[
+        float, typer.Option(help="On SIGTERM, seconds running requests may take to finish.")
+    ] = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the public API and the agent endpoint."""
@@ -163,6 +166,7 @@ def edge_serve(
         public_scheme="http" if plain_http else "https",
         public_port=public_port or port,
         max_body=max_body_mb * MIB,
+        drain_timeout=drain_timeout,
         agent_ca_file=ca_file,
     )
 
@@ -433,6 +437,9 @@ def agent_run(
         str, typer.Option("--ollama", envvar="OLLAMA_HOST", help="Ollama's URL.")
     ] = "http://127.0.0.1:11434",
     max_concurrency: Annotated[int, typer.Option(min=1, help="Requests served at once.")] = 16,
+    drain_timeout: Annotated[
+        float, typer.Option(help="On SIGTERM, seconds running requests may take to finish.")
+    ] = 30.0,
     config: ConfigPath = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -449,8 +456,26 @@ def agent_run(
     if "://" not in ollama:
         ollama = f"http://{ollama}"
     backend = OllamaBackend(ollama)
+    options = RunOptions(max_concurrency=max_concurrency, drain_timeout=drain_timeout)
+
+    async def serve() -> None:
+        # First SIGTERM/SIGINT drains (GOAWAY, running requests finish); a second one quits now.
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(run_agent(settings, backend, options, stop))
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():
+                task.cancel()
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     try:
-        run_until_signal(run_agent(settings, backend, RunOptions(max_concurrency=max_concurrency)))
+        asyncio.run(serve())
     except AgentStopped as exc:
         _fail(str(exc), code=2)
 

@@ -620,7 +620,9 @@ def create_app(config: SimConfig | None = None) -> web.Application:
 async def serve(host: str, port: int, config: SimConfig | None = None) -> web.AppRunner:
     """Listen on ``host:port`` (0 for a free port); the caller cleans the runner up."""
     # handler_cancellation: a client that goes away cancels its generation at once, as in Ollama.
-    runner = web.AppRunner(create_app(config), handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(
+        create_app(config), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+    )
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import openai
 from aiohttp import web
+from openai.types.chat import ChatCompletionUserMessageParam
 
 from agent.backend import OllamaBackend
 from agent.config import AgentConfig
@@ -26,10 +27,16 @@ from edge.tunnel import TunnelLimits
 from llmtunnel import sim_ollama
 
 
+def user(text: str) -> ChatCompletionUserMessageParam:
+    """A user message, typed for the OpenAI SDK."""
+    return {"role": "user", "content": text}
+
+
 @dataclass
 class Agent:
     config: AgentConfig
     task: asyncio.Task[None]
+    stop_event: asyncio.Event
 
     async def stop(self) -> None:
         self.task.cancel()
@@ -91,14 +98,25 @@ class Stack:
             return code
 
     async def agent(
-        self, slug: str, name: str = "gpu-1", *, ollama_url: str | None = None, **options: Any
+        self,
+        slug: str,
+        name: str = "gpu-1",
+        *,
+        ollama_url: str | None = None,
+        dial: str | None = None,
+        **options: Any,
     ) -> Agent:
-        """Pair a machine and run its agent until it shows up online."""
+        """Pair a machine and run its agent until it shows up online.
+
+        ``dial`` makes the agent connect through another address (a test proxy)."""
         config = await pair(await self.pairing_code(slug, name), self.edge_url, self.ca)
+        if dial is not None:
+            config = config.model_copy(update={"edge_url": dial})
         backend = OllamaBackend(ollama_url or self.ollama_url)
         run_options = RunOptions(**{"backoff_base": 0.05, "backoff_cap": 0.5, **options})
-        task = asyncio.create_task(run_agent(config, backend, run_options))
-        agent = Agent(config, task)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_agent(config, backend, run_options, stop))
+        agent = Agent(config, task, stop)
         self.agents.append(agent)
         await self.wait_online(slug, name)
         return agent

@@ -7,15 +7,11 @@ import json
 import ollama
 import openai
 import pytest
-from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionUserMessageParam
+from openai.types.chat import ChatCompletionFunctionToolParam
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, user
 
 pytestmark = pytest.mark.e2e
-
-
-def user(text: str) -> ChatCompletionUserMessageParam:
-    return {"role": "user", "content": text}
 
 
 PROMPT = [user("Tell me about tunnels tokens=12")]

@@ -1,0 +1,256 @@
+"""The tunnel under faults: cancellation, deadlines, rogue agents, failover, drain, dead links,
+slow clients. Real sockets; every wait is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from agent.config import AgentConfig
+from agent.pairing import pair
+from agent.session import login
+from edge.tunnel import TunnelLimits
+from llmtunnel import sim_ollama
+from protocol import Error, Open, decode, encode
+from tests.e2e.stack import Stack, running_stack, user
+
+pytestmark = pytest.mark.e2e
+
+
+async def _until(condition: object, timeout: float = 10.0) -> None:
+    assert callable(condition)
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_client_that_disconnects_stops_generation_on_the_gpu(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, tokens_per_second=100) as stack:
+        await stack.tenant("acme")
+        key = await stack.key("acme")
+        await stack.agent("acme")
+        assert stack.sim is not None
+        stats = stack.sim.app[sim_ollama.STATS_KEY]
+        body = {"model": "llama3.2:3b", "stream": True, "messages": [user("go tokens=100000")]}
+        async with (
+            stack.http() as http,
+            http.stream(
+                "POST",
+                "/v1/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {key}"},
+            ) as response,
+        ):
+            async for line in response.aiter_lines():
+                if '"content":"go"' in line:
+                    break
+        await _until(lambda: stats.cancelled == 1)
+        assert stats.active == 0
+        await _until(lambda: stack.edge.context.registry.sessions(_tenant(stack))[0].in_flight == 0)
+
+
+def _tenant(stack: Stack, slug: str = "acme") -> str:
+    tenant = stack.edge.context.store.tenant_by_slug(slug)
+    assert tenant is not None
+    return tenant.id
+
+
+async def test_no_first_token_in_time_is_504(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, tokens_per_second=1, first_token_timeout=0.3) as stack:
+        await stack.tenant("acme")
+        key = await stack.key("acme")
+        await stack.agent("acme")
+        with pytest.raises(openai.APIStatusError) as caught:
+            await stack.openai(key).chat.completions.create(
+                model="llama3.2:3b", messages=[user("slow tokens=5")]
+            )
+        assert caught.value.status_code == 504
+        assert isinstance(caught.value.body, dict)
+        assert caught.value.body["code"] == "backend_timeout"
+
+
+async def test_a_request_past_its_deadline_ends_with_an_error_event(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, tokens_per_second=20, request_timeout=0.5) as stack:
+        await stack.tenant("acme")
+        key = await stack.key("acme")
+        await stack.agent("acme")
+        stream = await stack.openai(key).chat.completions.create(
+            model="llama3.2:3b", messages=[user("long tokens=1000")], stream=True
+        )
+        seen = []
+        with pytest.raises(openai.APIError, match=r"deadline|longer than allowed"):
+            async for chunk in stream:
+                seen.append(chunk)
+        assert 2 <= len(seen) < 30
+
+
+@pytest.mark.parametrize(
+    ("payload", "close_code"),
+    [
+        (b"\xc1garbage", 1002),  # not msgpack
+        (encode(Open(1, {"op": "chat"}, 0)), 1002),  # a frame only the edge may send
+        (b"\x00" * (2 * 1024 * 1024), 1009),  # over the edge's 1 MiB frame limit
+    ],
+)
+async def test_a_rogue_agent_is_cut_off_and_nothing_else_is_affected(
+    acme: tuple[Stack, str], payload: bytes, close_code: int
+) -> None:
+    stack, key = acme
+    await stack.agent("acme", "good-gpu")
+    rogue = await _pair_config(stack, "rogue-gpu")
+    async with connect(
+        rogue.connect_url, ssl=ssl.create_default_context(cafile=stack.ca), max_size=None
+    ) as ws:
+        await login(ws, rogue, 4, [{"name": "llama3.2:3b", "capabilities": ["completion"]}])
+        await ws.send(payload)
+        received = []
+        with contextlib.suppress(ConnectionClosed):
+            async with asyncio.timeout(5):
+                async for message in ws:
+                    assert isinstance(message, bytes)
+                    received.append(decode(message, max_frame=len(message)))
+        assert ws.close_code == close_code
+        if close_code == 1002:  # the edge says why before it closes
+            errors = [f for f in received if isinstance(f, Error) and f.stream_id == 0]
+            assert [e.code for e in errors] == ["protocol_error"]
+    reply = await stack.openai(key).chat.completions.create(
+        model="llama3.2:3b", messages=[user("still fine tokens=3")]
+    )
+    assert reply.choices[0].message.content == "still fine the"
+
+
+async def _pair_config(stack: Stack, name: str) -> AgentConfig:
+    return await pair(await stack.pairing_code("acme", name), stack.edge_url, stack.ca)
+
+
+async def test_a_machine_that_refuses_before_the_first_token_fails_over(
+    stack: Stack,
+) -> None:
+    await stack.tenant("acme")
+    key = await stack.key("acme")
+    # Machine A's Ollama runs one request at a time and queues none: busy means 503.
+    busy_config = sim_ollama.SimConfig(tokens_per_second=20, num_parallel=1, max_queue=0)
+    busy = await sim_ollama.serve("127.0.0.1", 0, busy_config)
+    busy_url = f"http://127.0.0.1:{sim_ollama.bound_port(busy)}"
+    try:
+        await stack.agent("acme", "gpu-a", ollama_url=busy_url)
+        await stack.agent("acme", "gpu-b")
+        async with httpx.AsyncClient(base_url=busy_url, timeout=30) as direct:
+            hog = asyncio.create_task(
+                direct.post(
+                    "/api/chat",
+                    json={"model": "llama3.2:3b", "messages": [user("tokens=100")]},
+                )
+            )
+            await _until(lambda: busy.app[sim_ollama.STATS_KEY].active == 1)
+            replies = await asyncio.gather(
+                *(
+                    stack.openai(key).chat.completions.create(
+                        model="llama3.2:3b", messages=[user(f"n{i} tokens=3")]
+                    )
+                    for i in range(4)
+                )
+            )
+            hog.cancel()
+        assert [r.choices[0].message.content for r in replies] == [
+            f"n{i} the tunnel" for i in range(4)
+        ]
+        assert busy.app[sim_ollama.STATS_KEY].started == 1  # only the hog ran on A
+    finally:
+        await busy.cleanup()
+
+
+async def test_a_draining_agent_finishes_running_streams_then_leaves(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, tokens_per_second=50) as stack:
+        await stack.tenant("acme")
+        key = await stack.key("acme")
+        agent = await stack.agent("acme")
+        client = stack.openai(key)
+        stream = await client.chat.completions.create(
+            model="llama3.2:3b", messages=[user("finish me tokens=40")], stream=True
+        )
+        text = ""
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+            if not agent.stop_event.is_set():
+                agent.stop_event.set()  # SIGTERM: drain
+                await _until(
+                    lambda: (
+                        not stack.edge.context.registry.candidates(_tenant(stack), "llama3.2:3b")
+                    )
+                )
+                with pytest.raises(openai.InternalServerError):  # no new streams meanwhile
+                    await client.chat.completions.create(
+                        model="llama3.2:3b", messages=[user("new tokens=1")]
+                    )
+        assert len(text.split()) == 40
+        async with asyncio.timeout(10):
+            await agent.task  # the agent exits once its streams are done
+
+
+async def test_edge_shutdown_lets_running_streams_finish(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, tokens_per_second=50) as stack:
+        await stack.tenant("acme")
+        key = await stack.key("acme")
+        await stack.agent("acme")
+        stream = await stack.openai(key).chat.completions.create(
+            model="llama3.2:3b", messages=[user("finish me tokens=40")], stream=True
+        )
+        first = await stream.__anext__()
+        stopping = asyncio.create_task(stack.edge.stop())
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) + (
+            first.choices[0].delta.content or ""
+        )
+        assert len(text.split()) == 40
+        async with asyncio.timeout(10):
+            await stopping
+
+
+async def test_a_stalled_client_stalls_only_its_own_stream(tmp_path: Path) -> None:
+    window = 16 * 1024
+    limits = TunnelLimits(stream_window=window)
+    async with running_stack(tmp_path, limits=limits) as stack:
+        await stack.tenant("acme")
+        key = await stack.key("acme")
+        await stack.agent("acme")
+        body = json.dumps(
+            {"model": "llama3.2:3b", "stream": True, "messages": [user("flood tokens=100000")]}
+        ).encode()
+        tls = ssl.create_default_context(cafile=stack.ca)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", stack.edge.port, ssl=tls, server_hostname="localhost"
+        )
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+            + f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n".encode()
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")  # headers arrive; then this client stops reading
+        registry = stack.edge.context.registry
+        session = registry.sessions(_tenant(stack))[0]
+        (stalled,) = session._streams.values()
+        await _until(lambda: stalled.buffered > 0)
+        # Another stream on the same tunnel runs to the end at full speed meanwhile.
+        reply = await stack.openai(key).chat.completions.create(
+            model="llama3.2:3b", messages=[user("meanwhile tokens=2000")]
+        )
+        assert reply.usage is not None
+        assert reply.usage.completion_tokens == 2000
+        assert stalled.buffered <= window  # the edge holds at most one window for it
+        assert stack.sim is not None
+        assert stack.sim.app[sim_ollama.STATS_KEY].active == 1  # Ollama paused, not finished
+        writer.close()
