@@ -241,16 +241,22 @@ class TunnelSession:
     # ------------------------------------------------------------------ writing
 
     async def _write_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            self._emit()
-            for data in self._conn.data_to_send():
-                await self._ws.send(data)
-            if self._closing and not self._outgoing:
-                # Draining and every stream has sent its last frame: the link can go.
-                await self._ws.close(1001, "agent shutting down")
-                return
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                self._emit()
+                for data in self._conn.data_to_send():
+                    await self._ws.send(data)
+                if self._closing and not self._outgoing:
+                    # Draining and every stream has sent its last frame: the link can go.
+                    await self._ws.close(1001, "agent shutting down")
+                    return
+        except Exception:
+            # Without a writer the link is useless: drop it so the read loop ends and we redial.
+            log.exception("tunnel writer failed")
+            self._ws.transport.abort()
+            raise
 
     # ------------------------------------------------------------------ draining (§10)
 

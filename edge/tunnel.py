@@ -255,14 +255,18 @@ class AgentSession:
 
     async def _write_loop(self) -> None:
         # The only writer once the session runs, so frames leave in the order they were made.
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
                 for data in self.conn.data_to_send():
                     await self.ws.send_bytes(data)
-            except (ConnectionError, RuntimeError):
-                return
+        except (ConnectionError, RuntimeError) as exc:
+            log.info("machine %s: writing failed: %s", self.machine_id, exc)
+        finally:
+            # Without a writer the session is deaf and mute: end it now, not at the heartbeat.
+            if not self.ws.closed:
+                asyncio.get_running_loop().create_task(self.ws.close())
 
     async def _heartbeat_loop(self) -> None:
         interval = self._limits.heartbeat_interval

@@ -268,14 +268,24 @@ def _plan(
     stops = options.get("stop") or []
     if isinstance(stops, str):
         stops = [stops]
-    text = ""
-    for index, token in enumerate(plan.content):
-        text += token
-        if any(isinstance(s, str) and s and s in text for s in stops):
-            plan.content = plan.content[:index]
-            plan.done_reason = "stop"
-            break
+    _cut_at_stop(plan, [stop for stop in stops if isinstance(stop, str) and stop])
     return plan
+
+
+def _cut_at_stop(plan: _Plan, stops: list[str]) -> None:
+    """Drop the tokens from the one where a stop string begins, as Ollama does."""
+    text = "".join(plan.content)
+    found = [text.find(stop) for stop in stops if stop in text]
+    if not found:
+        return
+    cut, length, keep = min(found), 0, 0
+    for token in plan.content:
+        if length + len(token) > cut:
+            break
+        length += len(token)
+        keep += 1
+    plan.content = plan.content[:keep]
+    plan.done_reason = "stop"
 
 
 def _metrics(plan: _Plan, started: float) -> dict[str, Any]:

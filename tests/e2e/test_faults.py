@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import ssl
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from agent.session import login
 from edge.tunnel import TunnelLimits
 from llmtunnel import sim_ollama
 from protocol import Error, Open, decode, encode
+from tests.e2e.proxy import FaultyProxy
 from tests.e2e.stack import Stack, running_stack, user
 
 pytestmark = pytest.mark.e2e
@@ -254,3 +256,32 @@ async def test_a_stalled_client_stalls_only_its_own_stream(tmp_path: Path) -> No
         assert stack.sim is not None
         assert stack.sim.app[sim_ollama.STATS_KEY].active == 1  # Ollama paused, not finished
         writer.close()
+
+
+async def test_a_silent_link_is_found_and_its_streams_fail_fast(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    limits = TunnelLimits(heartbeat_interval=0.5)
+    async with running_stack(tmp_path, tokens_per_second=20, limits=limits) as stack:
+        proxy = FaultyProxy(stack.edge.port)
+        await proxy.start()
+        try:
+            await stack.tenant("acme")
+            key = await stack.key("acme")
+            await stack.agent("acme", dial=f"https://localhost:{proxy.port}")
+            stream = await stack.openai(key).chat.completions.create(
+                model="llama3.2:3b", messages=[user("long tokens=100000")], stream=True
+            )
+            await stream.__anext__()
+            caplog.set_level(logging.WARNING, logger="agent")
+            proxy.stall()
+            loop = asyncio.get_running_loop()
+            stalled_at = loop.time()
+            with pytest.raises(openai.APIError, match="stopped answering"):
+                async with asyncio.timeout(10):
+                    async for _chunk in stream:
+                        pass
+            assert loop.time() - stalled_at < 4  # 3 heartbeats of 0.5 s, plus slack
+            await _until(lambda: "no frame from the edge" in caplog.text, timeout=5)
+        finally:
+            await proxy.close()
