@@ -43,6 +43,7 @@ from protocol import (
     choose_version,
 )
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
+from protocol.liveness import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class TunnelSession:
         self._outgoing: dict[int, Outgoing] = {}
         self._dirty: dict[int, None] = {}  # streams with output to send, in order
         self._wake = asyncio.Event()
-        self._last_seen = asyncio.get_running_loop().time()
+        self._liveness = Liveness(heartbeat_interval, asyncio.get_running_loop().time())
         self._stop_event = stop
         self._drain_timeout = drain_timeout
         self._closing = False
@@ -160,7 +161,7 @@ class TunnelSession:
         async for message in self._ws:
             if isinstance(message, str):
                 raise RemoteProtocolError("unexpected text message")
-            self._last_seen = asyncio.get_running_loop().time()
+            self._liveness.heard(asyncio.get_running_loop().time())
             frame = self._conn.receive(message)
             if isinstance(frame, Open):
                 self._start(frame)
@@ -301,8 +302,8 @@ class TunnelSession:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._heartbeat)
-            silent = loop.time() - self._last_seen
-            if silent > 3 * self._heartbeat:
+            if self._liveness.expired(loop.time()):
+                silent = self._liveness.silence(loop.time())
                 log.warning("no frame from the edge for %.1f s; reconnecting", silent)
                 # No close handshake: the link is dead, waiting for a reply would only stall.
                 self._ws.transport.abort()

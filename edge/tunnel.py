@@ -48,6 +48,7 @@ from protocol import (
     connection_error,
 )
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
+from protocol.liveness import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class AgentSession:
         self._streams: dict[int, TunnelStream] = {}
         self._wake = asyncio.Event()
         self._draining = False
-        self._last_seen = asyncio.get_running_loop().time()
+        self._liveness = Liveness(limits.heartbeat_interval, asyncio.get_running_loop().time())
 
     # ------------------------------------------------------------------ routing surface
 
@@ -203,7 +204,7 @@ class AgentSession:
         async for message in self.ws:
             if message.type is not WSMsgType.BINARY:
                 raise RemoteProtocolError(f"unexpected WebSocket {message.type.name} message")
-            self._last_seen = asyncio.get_running_loop().time()
+            self._liveness.heard(asyncio.get_running_loop().time())
             frame = self.conn.receive(message.data)
             if frame is not None:
                 self._dispatch(frame)
@@ -273,7 +274,7 @@ class AgentSession:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
-            if loop.time() - self._last_seen > 3 * interval:
+            if self._liveness.expired(loop.time()):
                 log.warning("machine %s missed its heartbeats; closing", self.machine_id)
                 # Fail the streams first: the close handshake itself may hang on a dead link.
                 self._registry.remove(self)
