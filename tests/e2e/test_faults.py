@@ -7,15 +7,20 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import ssl
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import httpx
 import openai
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from agent import config as agent_config
 from agent.config import AgentConfig
 from agent.pairing import pair
 from agent.session import login
@@ -285,3 +290,82 @@ async def test_a_silent_link_is_found_and_its_streams_fail_fast(
             await _until(lambda: "no frame from the edge" in caplog.text, timeout=5)
         finally:
             await proxy.close()
+
+
+async def test_a_thousand_concurrent_streams_through_one_tunnel(
+    stack: Stack, tmp_path: Path
+) -> None:
+    await stack.tenant("acme")
+    key = await stack.key("acme")
+    # The agent and Ollama run in their own processes, as deployed: in this one the test's
+    # client and the edge already keep a core busy.
+    config_path = tmp_path / "agent.json"
+    agent_config.save(await _pair_config(stack, "gpu-1"), config_path)
+    async with (
+        _process("sim-ollama", "--port", str(sim_port := _free_port())),
+        _process(
+            "agent",
+            "run",
+            "--config",
+            str(config_path),
+            "--max-concurrency",
+            "1000",
+            "--ollama",
+            f"http://127.0.0.1:{sim_port}",
+        ),  # fmt: skip
+    ):
+        await stack.wait_online("acme", "gpu-1")
+        await _thousand_streams(stack, key)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def _process(*args: str) -> AsyncIterator[None]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "llmtunnel", *args, stdout=asyncio.subprocess.DEVNULL
+    )
+    try:
+        yield
+    finally:
+        process.terminate()
+        try:
+            async with asyncio.timeout(10):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def _thousand_streams(stack: Stack, key: str) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+    url = stack.edge_url + "/v1/chat/completions"
+
+    # aiohttp rather than httpx here: this test's own client would otherwise cost more CPU than
+    # the edge and agent it is testing, all on one core.
+    async def one(http: aiohttp.ClientSession, n: int) -> str:
+        body = {"model": "tinyllama:1.1b", "stream": True, "messages": [user(f"s{n} tokens=4")]}
+        text = ""
+        async with http.post(url, json=body, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            async for raw in response.content:
+                line = raw.decode().strip()
+                if line.startswith("data: {"):
+                    choices = json.loads(line[6:])["choices"]
+                    if choices:
+                        text += choices[0]["delta"].get("content") or ""
+                elif line == "data: [DONE]":
+                    return text
+        raise AssertionError(f"stream {n} ended without [DONE]")
+
+    connector = aiohttp.TCPConnector(limit=1000, ssl=stack.tls())
+    async with aiohttp.ClientSession(connector=connector) as http, asyncio.timeout(120):
+        texts = await asyncio.gather(*(one(http, n) for n in range(1000)))
+    # Every stream complete and its own: each reply starts with its own request's word.
+    for n, text in enumerate(texts):
+        assert text == f"s{n} the tunnel carries"
