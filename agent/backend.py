@@ -65,17 +65,25 @@ def _translate(exc: Exception) -> BackendError:
         code, retryable = _STATUS_CODES.get(exc.status_code, (ErrorCode.BACKEND_ERROR, False))
         return BackendError(code, exc.error, retryable=retryable)
     if isinstance(exc, (ConnectionError, httpx.TransportError)):
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return BackendError(
-            ErrorCode.BACKEND_UNAVAILABLE, f"cannot reach Ollama: {exc}", retryable=True
+            ErrorCode.BACKEND_UNAVAILABLE, f"cannot reach Ollama: {reason}", retryable=True
         )
     return BackendError(ErrorCode.BACKEND_ERROR, f"{type(exc).__name__}: {exc}")
 
 
 class OllamaBackend:
-    def __init__(self, host: str = DEFAULT_OLLAMA_URL) -> None:
+    def __init__(self, host: str = DEFAULT_OLLAMA_URL, max_connections: int = 16) -> None:
         self.host = host
-        # No overall timeout: a long generation is normal. Connecting must be quick, though.
-        self._client = ollama.AsyncClient(host=host, timeout=httpx.Timeout(None, connect=10.0))
+        self._client = ollama.AsyncClient(
+            host=host,
+            # No overall timeout: a long generation is normal. Connecting must be quick, though.
+            timeout=httpx.Timeout(None, connect=10.0),
+            # One kept-alive connection per concurrent request: no reconnect churn under load.
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
 
     async def discover(self) -> list[dict[str, Any]]:
         """Every local model with its capabilities, from ``/api/tags`` and ``/api/show``."""

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from edge import openai_chat
-from edge.auth import authenticate
+from edge.auth import Caller, authenticate
 from edge.context import CONTEXT, EdgeContext
 from edge.errors import ApiError, from_stream_error, read_json_object
 from edge.tunnel import StreamEvent, TunnelStream
@@ -60,7 +60,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         tool_models = sorted(n for n, m in models.items() if "tools" in m.get("capabilities", []))
         openai_chat.require_tools_capability(req, capabilities, tool_models)
     neutral = openai_chat.to_neutral(req, capabilities)
-    stream, first = await _start(ctx, caller.tenant.id, req.model, neutral)
+    stream, first = await _start(ctx, caller, req.model, neutral)
     try:
         renderer = openai_chat.ChatRenderer(req.model)
         if req.stream:
@@ -72,13 +72,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _start(
-    ctx: EdgeContext, tenant_id: str, model: str, neutral: dict[str, Any]
+    ctx: EdgeContext, caller: Caller, model: str, neutral: dict[str, Any]
 ) -> tuple[TunnelStream, Delta | End]:
     """Open the stream and wait for its first event, failing over to another machine when one
     refuses or drops the request before it produced anything (a retryable ERROR)."""
+    tenant_id = caller.tenant.id
     tried: frozenset[str] = frozenset()
     while True:
-        session = await ctx.registry.acquire(tenant_id, model, ctx.config.queue_timeout, tried)
+        session = await ctx.registry.acquire(
+            tenant_id, model, ctx.config.queue_timeout, tried, caller.key.id
+        )
         stream = session.open_stream(neutral, ctx.config.request_timeout)
         try:
             first = await _first_event(stream, ctx.config.first_token_timeout)

@@ -3,15 +3,15 @@
 The registry holds only live sessions (nothing persistent). Routing picks, among a tenant's
 machines that serve the model and are not draining, the one with the fewest streams in flight that
 is under its advertised concurrency. When all are full a request waits, bounded in time and in the
-number of waiters, for a slot to free up.
+number of waiters, in its API key's queue; freed slots go to the keys in turn (round robin), so a
+burst from one key cannot starve the others on a shared GPU.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import OrderedDict, defaultdict, deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edge.errors import ApiError
@@ -26,6 +26,8 @@ class Registry:
     def __init__(self, max_waiters: int = DEFAULT_MAX_WAITERS) -> None:
         self._by_tenant: dict[str, dict[str, AgentSession]] = defaultdict(dict)
         self._changed = asyncio.Event()
+        # Per tenant, per API key, the requests waiting for a slot; key order is the rotation.
+        self._queues: dict[str, OrderedDict[str, deque[_Waiter]]] = {}
         self._waiters = 0
         self._max_waiters = max_waiters
 
@@ -65,6 +67,8 @@ class Registry:
         # broadcast with no lock and no task per notification (this runs at every stream end).
         self._changed.set()
         self._changed = asyncio.Event()
+        for tenant_id in list(self._queues):
+            self._dispatch(tenant_id)
 
     async def wait_idle(self) -> None:
         """Return once no stream runs on any machine."""
@@ -87,14 +91,19 @@ class Registry:
     def _pick(self, tenant_id: str, model: str, exclude: frozenset[str]) -> AgentSession | None:
         best: AgentSession | None = None
         for session in self.candidates(tenant_id, model, exclude):
-            if session.in_flight >= session.max_concurrency:
+            load = session.in_flight + session.reserved
+            if load >= session.max_concurrency:
                 continue
-            if best is None or session.in_flight < best.in_flight:
+            if best is None or load < best.in_flight + best.reserved:
                 best = session
         return best
 
-    def _check_servable(self, tenant_id: str, model: str) -> None:
-        sessions = [s for s in self.sessions(tenant_id) if s.accepting]
+    def _check_servable(
+        self, tenant_id: str, model: str, exclude: frozenset[str] = frozenset()
+    ) -> None:
+        sessions = [
+            s for s in self.sessions(tenant_id) if s.accepting and s.machine_id not in exclude
+        ]
         if not sessions:
             raise ApiError(
                 503,
@@ -110,42 +119,99 @@ class Registry:
             )
 
     async def acquire(
-        self, tenant_id: str, model: str, timeout: float, exclude: frozenset[str] = frozenset()
+        self,
+        tenant_id: str,
+        model: str,
+        timeout: float,
+        exclude: frozenset[str] = frozenset(),
+        key_id: str = "",
     ) -> AgentSession:
-        """A session to run ``model`` on, waiting up to ``timeout`` seconds for a free slot.
+        """A session to run ``model`` on, with one slot reserved for the caller's stream.
 
-        ``exclude`` names machines already tried for this request (failover).
-
-        Raises ``ApiError``: 503 when no machine is online, 404 when none serves the model, 503
-        when all stay busy past ``timeout`` or too many requests are already waiting.
+        When every machine is full the request waits, up to ``timeout`` seconds, in its key's
+        queue; freed slots go to the keys in turn, so one key's burst cannot starve the others.
+        ``exclude`` names machines already tried for this request (failover). Raises
+        ``ApiError``: 503 when no machine is online, 404 when none serves the model, 503 when
+        all stay busy past ``timeout`` or too many requests are already waiting.
         """
-        self._check_servable(tenant_id, model)
-        session = self._pick(tenant_id, model, exclude)
-        if session is not None:
-            return session
+        self._check_servable(tenant_id, model, exclude)
+        queues = self._queues.get(tenant_id)
+        if not queues:  # nobody is waiting: a free slot is ours
+            session = self._pick(tenant_id, model, exclude)
+            if session is not None:
+                session.reserved += 1
+                return session
         if self._waiters >= self._max_waiters:
             raise ApiError(503, "machines_busy", "all machines are busy and the queue is full")
-        with self._waiting():
-            try:
-                async with asyncio.timeout(timeout):
-                    while True:
-                        changed = self._changed
-                        self._check_servable(tenant_id, model)
-                        session = self._pick(tenant_id, model, exclude)
-                        if session is not None:
-                            return session
-                        await changed.wait()
-            except TimeoutError:
-                raise ApiError(
-                    503,
-                    "machines_busy",
-                    f"all machines serving `{model}` stayed busy for {timeout:g} s",
-                ) from None
-
-    @contextmanager
-    def _waiting(self) -> Iterator[None]:
+        waiter = _Waiter(model, exclude, asyncio.get_running_loop().create_future())
+        self._queues.setdefault(tenant_id, OrderedDict()).setdefault(key_id, deque()).append(waiter)
         self._waiters += 1
+        served = False
         try:
-            yield
+            self._dispatch(tenant_id)
+            async with asyncio.timeout(timeout):
+                session = await waiter.future
+            served = True
+            return session
+        except TimeoutError:
+            raise ApiError(
+                503,
+                "machines_busy",
+                f"all machines serving `{model}` stayed busy for {timeout:g} s",
+            ) from None
         finally:
             self._waiters -= 1
+            self._leave(tenant_id, key_id, waiter, served)
+
+    def _leave(self, tenant_id: str, key_id: str, waiter: _Waiter, served: bool) -> None:
+        """A waiter leaves (served, timed out, cancelled): unqueue it, return an unused grant."""
+        queues = self._queues.get(tenant_id)
+        queue = queues.get(key_id) if queues else None
+        if queues is not None and queue is not None and waiter in queue:
+            queue.remove(waiter)
+            if not queue:
+                del queues[key_id]
+        future = waiter.future
+        if not future.done():
+            future.cancel()
+        elif not served and not future.cancelled() and future.exception() is None:
+            future.result().reserved -= 1  # granted, but the request went away first
+            self._dispatch(tenant_id)
+
+    def _dispatch(self, tenant_id: str) -> None:
+        """Hand free slots to waiting requests, one key at a time, in rotation."""
+        queues = self._queues.get(tenant_id)
+        progress = True
+        while queues and progress:
+            progress = False
+            for key_id in list(queues):
+                waiter = queues[key_id][0]
+                try:
+                    self._check_servable(tenant_id, waiter.model, waiter.exclude)
+                except ApiError as exc:
+                    self._pop(queues, key_id).future.set_exception(exc)
+                    progress = True
+                    break
+                session = self._pick(tenant_id, waiter.model, waiter.exclude)
+                if session is None:
+                    continue  # this key waits for another model's machine; others may go
+                session.reserved += 1
+                self._pop(queues, key_id).future.set_result(session)
+                if key_id in queues:
+                    queues.move_to_end(key_id)  # served: to the back of the rotation
+                progress = True
+                break
+
+    @staticmethod
+    def _pop(queues: OrderedDict[str, deque[_Waiter]], key_id: str) -> _Waiter:
+        waiter = queues[key_id].popleft()
+        if not queues[key_id]:
+            del queues[key_id]
+        return waiter
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiter:
+    model: str
+    exclude: frozenset[str]
+    future: asyncio.Future[AgentSession]

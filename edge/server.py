@@ -74,7 +74,7 @@ async def start_edge(
         shutdown_timeout=5.0,  # after drain_agents(): what is left gets this long
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
     return RunningEdge(runner, ctx, bound, admin_key_path)

@@ -125,6 +125,7 @@ class AgentSession:
         self.models = _index_models(hello.models)
         self.connected_at = time.time()
         self.rtt: float | None = None
+        self.reserved = 0  # slots granted by the registry whose stream is not open yet
         self._registry = registry
         self._limits = limits
         self._streams: dict[int, TunnelStream] = {}
@@ -143,6 +144,8 @@ class AgentSession:
         return not self._draining and self.conn.state is State.OPEN
 
     def open_stream(self, request: dict[str, Any], timeout: float) -> TunnelStream:
+        """Start a stream on the slot ``Registry.acquire`` reserved for it."""
+        self.reserved -= 1
         stream_id = self.conn.next_stream_id()
         self.conn.send(Open(stream_id, request, timeout))
         stream = TunnelStream(self, stream_id)

@@ -455,7 +455,7 @@ def agent_run(
         _fail(str(exc))
     if "://" not in ollama:
         ollama = f"http://{ollama}"
-    backend = OllamaBackend(ollama)
+    backend = OllamaBackend(ollama, max_connections=max_concurrency)
     options = RunOptions(max_concurrency=max_concurrency, drain_timeout=drain_timeout)
 
     async def serve() -> None:

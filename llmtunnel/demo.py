@@ -76,7 +76,7 @@ async def run_demo(port: int, tokens_per_second: float, *, force_simulator: bool
                 agent_config.save(settings, data_dir / "agent.json")
                 options = RunOptions(max_concurrency=8)
                 agent_task = asyncio.create_task(
-                    run_agent(settings, OllamaBackend(ollama_url), options)
+                    run_agent(settings, OllamaBackend(ollama_url, options.max_concurrency), options)
                 )
                 model = await _wait_for_model(edge_url, ca, key)
                 _print_instructions(edge_url, ca, key, model, ollama_label)

@@ -634,7 +634,8 @@ async def serve(host: str, port: int, config: SimConfig | None = None) -> web.Ap
         create_app(config), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
     )
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    # A deep accept queue, as Ollama's Go server has: bursts of connections are normal.
+    await web.TCPSite(runner, host, port, backlog=1024).start()
     return runner
 
 

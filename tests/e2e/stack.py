@@ -112,7 +112,9 @@ class Stack:
         config = await pair(await self.pairing_code(slug, name), self.edge_url, self.ca)
         if dial is not None:
             config = config.model_copy(update={"edge_url": dial})
-        backend = OllamaBackend(ollama_url or self.ollama_url)
+        backend = OllamaBackend(
+            ollama_url or self.ollama_url, max_connections=options.get("max_concurrency", 16)
+        )
         run_options = RunOptions(**{"backoff_base": 0.05, "backoff_cap": 0.5, **options})
         stop = asyncio.Event()
         task = asyncio.create_task(run_agent(config, backend, run_options, stop))

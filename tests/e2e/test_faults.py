@@ -369,3 +369,28 @@ async def _thousand_streams(stack: Stack, key: str) -> None:
     # Every stream complete and its own: each reply starts with its own request's word.
     for n, text in enumerate(texts):
         assert text == f"s{n} the tunnel carries"
+
+
+async def test_one_keys_burst_does_not_starve_another_key(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, tokens_per_second=200) as stack:
+        await stack.tenant("acme")
+        flood_key = await stack.key("acme", "flood")
+        other_key = await stack.key("acme", "other")
+        await stack.agent("acme", max_concurrency=1)  # one slot: everything else queues
+        done: list[str] = []
+
+        async def ask(key: str, label: str) -> None:
+            await stack.openai(key).chat.completions.create(
+                model="llama3.2:3b", messages=[user(f"{label} tokens=10")]
+            )
+            done.append(label)
+
+        flood = [asyncio.create_task(ask(flood_key, f"flood{i}")) for i in range(8)]
+        registry = stack.edge.context.registry
+        await _until(lambda: registry._waiters == 7)
+        await ask(other_key, "other")
+        await asyncio.gather(*flood)
+        # Round robin between keys: the other key's one request goes right after the flood's
+        # running one and the next flood request, not behind all eight.
+        assert done.index("other") <= 2
+        assert len(done) == 9
