@@ -159,6 +159,33 @@ def test_operator_and_gpu_box_walkthrough(tmp_path: Path, processes: Processes) 
     )
     assert reply.usage is not None and reply.usage.completion_tokens == 4
 
+    # SIGTERM drains: the running stream finishes whole, then the agent exits cleanly.
+    draining = client.chat.completions.create(
+        model="llama3.2:3b",
+        messages=[{"role": "user", "content": "drain tokens=100"}],
+        stream=True,
+    )
+    text = ""
+    signalled = False
+    for chunk in draining:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+        if text and not signalled:
+            agent.send_signal(signal.SIGTERM)  # once: a second SIGTERM means "quit now"
+            signalled = True
+    assert len(text.split()) == 100
+    assert agent.wait(timeout=15) == 0
+    agent = processes.start(
+        "agent", "run", "--config", str(agent_config),
+        "--ollama", f"http://127.0.0.1:{ollama_port}",
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        machines = json.loads(run("admin", "machine", "list", "acme", "--json", env=env))
+        if machines["machines"][0]["online"]:
+            break
+        time.sleep(0.1)
+
     # SIGKILL the agent in the middle of a stream: the client gets an error, not a hang.
     stream = client.chat.completions.create(
         model="llama3.2:3b",

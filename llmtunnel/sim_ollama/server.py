@@ -1,15 +1,4 @@
-"""A simulated Ollama server: Ollama's HTTP API as it really behaves, without a GPU.
-
-The demo, the end-to-end tests and the benchmarks run against it. It follows ``shared/OLLAMA.md``,
-quirks included: NDJSON streaming by default, tool calls with object arguments and ``index`` 0 on
-every call (one model sends them only in its final chunk), thinking on by default for thinking
-models, durations in nanoseconds with zero values omitted, ``{"error": "…"}`` bodies with Ollama's
-statuses and messages, and an error line with HTTP 200 once a stream has begun.
-
-Replies are deterministic so tests can predict them: the words of the last user message, then
-filler. Directives in that message steer it: ``tokens=N`` replies exactly N tokens, and
-``fail-after=N`` breaks the stream after N tokens as a crashed runner would.
-"""
+"""The simulator's HTTP side: Ollama's endpoints, streaming, errors, and serving."""
 
 from __future__ import annotations
 
@@ -19,132 +8,30 @@ import datetime
 import hashlib
 import json
 import math
-import re
-import secrets
 import time
-from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
 
-DEFAULT_REPLY_TOKENS = 24
-MAX_REPLY_TOKENS = 100_000
-EMBEDDING_DIMENSIONS = 768
-_FILLER = [
-    "the",
-    "tunnel",
-    "carries",
-    "every",
-    "token",
-    "from",
-    "the",
-    "GPU",
-    "box",
-    "to",
-    "the",
-    "client",
-    "and",
-    "back",
-    "again",
-]
-_THOUGHTS = ["Let", " me", " think", " about", " this."]
-
-
-@dataclass(frozen=True, slots=True)
-class SimModel:
-    name: str
-    family: str
-    parameter_size: str
-    capabilities: tuple[str, ...]
-    context_length: int = 8192
-    tool_calls_in_final_chunk: bool = False
-    quantization_level: str = "Q4_K_M"
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.name.encode()).hexdigest()
-
-
-DEFAULT_MODELS: tuple[SimModel, ...] = (
-    SimModel("qwen3:8b", "qwen3", "8.2B", ("completion", "tools", "thinking"), 40960),
-    SimModel(
-        "llama3.2:3b",
-        "llama",
-        "3.2B",
-        ("completion", "tools"),
-        131072,
-        tool_calls_in_final_chunk=True,
-    ),
-    SimModel("gemma3:4b", "gemma3", "4.3B", ("completion", "vision"), 131072),
-    SimModel("tinyllama:1.1b", "llama", "1.1B", ("completion",), 2048),
-    SimModel(
-        "nomic-embed-text:latest",
-        "nomic-bert",
-        "137M",
-        ("embedding",),
-        2048,
-        quantization_level="F16",
-    ),
+from llmtunnel.sim_ollama.config import (
+    CONFIG_KEY,
+    EMBEDDING_DIMENSIONS,
+    STATS_KEY,
+    OllamaError,
+    SimConfig,
+    SimModel,
+    SimStats,
+    Slots,
 )
-
-
-@dataclass
-class SimConfig:
-    tokens_per_second: float = 0.0  # 0: as fast as possible
-    models: tuple[SimModel, ...] = DEFAULT_MODELS
-    version: str = "0.13.5"
-    max_queue: int = 512
-    num_parallel: int = 0  # 0: unlimited; otherwise extra requests wait, as OLLAMA_NUM_PARALLEL
-
-
-@dataclass
-class SimStats:
-    started: int = 0
-    completed: int = 0
-    cancelled: int = 0
-    active: int = 0
-    queued: int = 0  # waiting for a parallel slot
-
-
-CONFIG_KEY = web.AppKey("sim_config", SimConfig)
-STATS_KEY = web.AppKey("sim_stats", SimStats)
-
-
-class OllamaError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class _Slots:
-    """OLLAMA_NUM_PARALLEL and OLLAMA_MAX_QUEUE: run a few, queue some, refuse the rest."""
-
-    def __init__(self, parallel: int, max_queue: int, stats: SimStats) -> None:
-        self._semaphore = asyncio.Semaphore(parallel) if parallel else None
-        self._max_queue = max_queue
-        self._stats = stats
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        if self._semaphore is None:
-            yield
-            return
-        if self._semaphore.locked() and self._stats.queued >= self._max_queue:
-            raise OllamaError(
-                503, "server busy, please try again.  maximum pending requests exceeded"
-            )
-        self._stats.queued += 1
-        try:
-            await self._semaphore.acquire()
-        finally:
-            self._stats.queued -= 1
-        try:
-            yield
-        finally:
-            self._semaphore.release()
-
+from llmtunnel.sim_ollama.replies import (
+    Plan,
+    count_prompt_tokens,
+    final_metrics,
+    make_plan,
+    thinking_on,
+    tool_calls_for,
+)
 
 # ---------------------------------------------------------------------- helpers
 
@@ -178,136 +65,12 @@ def _model(request: web.Request, body: dict[str, Any]) -> SimModel:
     raise OllamaError(404, f"model '{name}' not found")
 
 
-def _thinking_on(model: SimModel, think: object) -> bool:
-    wants = think not in (None, False)
-    if wants and "thinking" not in model.capabilities:
-        raise OllamaError(400, f'"{model.name}" does not support thinking')
-    # A thinking model thinks unless told not to (think absent means on).
-    return "thinking" in model.capabilities and think is not False
-
-
-def _directive(text: str, name: str) -> int | None:
-    match = re.search(rf"\b{name}=(\d+)", text)
-    return min(int(match.group(1)), MAX_REPLY_TOKENS) if match else None
-
-
-def _words(text: str) -> list[str]:
-    return [w for w in text.split() if "=" not in w]
-
-
-def _reply_tokens(prompt: str, count: int) -> list[str]:
-    words = _words(prompt) + _FILLER
-    return [(" " if i else "") + words[i % len(words)] for i in range(count)]
-
-
-def _arguments(parameters: object) -> dict[str, Any]:
-    schema = parameters if isinstance(parameters, dict) else {}
-    properties = schema.get("properties") or {}
-    values = {"string": "example", "number": 1, "integer": 1, "boolean": True}
-    return {
-        name: values.get((properties.get(name) or {}).get("type", "string"), "example")
-        for name in schema.get("required") or []
-    }
-
-
-def _tool_calls(tools: list[Any], text: str) -> list[dict[str, Any]]:
-    calls = []
-    for tool in tools:
-        function = tool.get("function", {}) if isinstance(tool, dict) else {}
-        name = function.get("name")
-        if isinstance(name, str) and name and name in text:
-            calls.append(
-                {
-                    "id": "call_" + secrets.token_hex(4),
-                    # Ollama's quirk: many parsers leave index 0 on every call.
-                    "function": {
-                        "index": 0,
-                        "name": name,
-                        "arguments": _arguments(function.get("parameters")),
-                    },
-                }
-            )
-    return calls
-
-
-def _prompt_tokens(texts: list[str], tools: object) -> int:
-    count = sum(len(t.split()) for t in texts) + 4 * len(texts)
-    if tools:
-        count += len(json.dumps(tools)) // 4
-    return max(count, 1)
-
-
-@dataclass
-class _Plan:
-    """What one generation will produce."""
-
-    thinking: list[str] = field(default_factory=list)
-    content: list[str] = field(default_factory=list)
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    done_reason: str = "stop"
-    fail_after: int | None = None
-    prompt_tokens: int = 1
-
-
-def _plan(
-    model: SimModel, prompt: str, options: dict[str, Any], think: bool, tool_reply: str | None
-) -> _Plan:
-    plan = _Plan(thinking=list(_THOUGHTS) if think else [])
-    if tool_reply is not None:
-        plan.content = _reply_tokens(f"The tool said: {tool_reply}", len(tool_reply.split()) + 3)
-    else:
-        count = _directive(prompt, "tokens") or DEFAULT_REPLY_TOKENS
-        plan.content = _reply_tokens(prompt, count)
-    plan.fail_after = _directive(prompt, "fail-after")
-    limit = options.get("num_predict")
-    if isinstance(limit, int) and limit >= 0 and limit < len(plan.thinking) + len(plan.content):
-        keep = max(0, limit - len(plan.thinking))
-        plan.thinking = plan.thinking[:limit]
-        plan.content = plan.content[:keep]
-        plan.done_reason = "length"
-    stops = options.get("stop") or []
-    if isinstance(stops, str):
-        stops = [stops]
-    _cut_at_stop(plan, [stop for stop in stops if isinstance(stop, str) and stop])
-    return plan
-
-
-def _cut_at_stop(plan: _Plan, stops: list[str]) -> None:
-    """Drop the tokens from the one where a stop string begins, as Ollama does."""
-    text = "".join(plan.content)
-    found = [text.find(stop) for stop in stops if stop in text]
-    if not found:
-        return
-    cut, length, keep = min(found), 0, 0
-    for token in plan.content:
-        if length + len(token) > cut:
-            break
-        length += len(token)
-        keep += 1
-    plan.content = plan.content[:keep]
-    plan.done_reason = "stop"
-
-
-def _metrics(plan: _Plan, started: float) -> dict[str, Any]:
-    total = max(int((time.perf_counter() - started) * 1e9), 1000)
-    generated = len(plan.thinking) + len(plan.content)
-    metrics = {
-        "total_duration": total,
-        "load_duration": max(total // 20, 1),
-        "prompt_eval_count": plan.prompt_tokens,
-        "prompt_eval_duration": max(total // 10, 1),
-        "eval_count": generated,
-        "eval_duration": max(total - total // 5, 1),
-    }
-    return {k: v for k, v in metrics.items() if v}  # Ollama omits zero values
-
-
 # ---------------------------------------------------------------------- generation
 
 
 async def _generate(
     request: web.Request,
-    plan: _Plan,
+    plan: Plan,
     stream: bool,
     chunk: Any,
     final_extra: dict[str, Any],
@@ -345,7 +108,7 @@ async def _pace(delay: float) -> None:
 
 async def _whole(
     request: web.Request,
-    plan: _Plan,
+    plan: Plan,
     chunk: Any,
     final_extra: dict[str, Any],
     started: float,
@@ -356,13 +119,15 @@ async def _whole(
     if plan.fail_after is not None:
         raise OllamaError(500, "llama runner process has terminated: exit status 2")
     body = chunk("".join(plan.content), "".join(plan.thinking), plan.tool_calls)
-    body.update(done=True, done_reason=plan.done_reason, **_metrics(plan, started), **final_extra)
+    body.update(
+        done=True, done_reason=plan.done_reason, **final_metrics(plan, started), **final_extra
+    )
     return web.json_response(body)
 
 
 async def _stream(
     request: web.Request,
-    plan: _Plan,
+    plan: Plan,
     chunk: Any,
     final_extra: dict[str, Any],
     started: float,
@@ -388,7 +153,9 @@ async def _stream(
     if plan.tool_calls and not calls_in_final:
         await line(chunk("", "", plan.tool_calls) | {"done": False})
     final = chunk("", "", plan.tool_calls if calls_in_final and plan.tool_calls else None)
-    final.update(done=True, done_reason=plan.done_reason, **_metrics(plan, started), **final_extra)
+    final.update(
+        done=True, done_reason=plan.done_reason, **final_metrics(plan, started), **final_extra
+    )
     await line(final)
     await response.write_eof()
     return response
@@ -492,7 +259,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     tools = body.get("tools") or []
     if tools and "tools" not in model.capabilities:
         raise OllamaError(400, f"registry.ollama.ai/library/{model.name} does not support tools")
-    think = _thinking_on(model, body.get("think"))
+    think = thinking_on(model, body.get("think"))
     messages = body.get("messages") or []
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise OllamaError(400, "json: cannot unmarshal messages")
@@ -509,10 +276,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
     last = messages[-1]
     text = str(last.get("content") or "")
     options = body.get("options") or {}
-    plan = _plan(model, text, options, think, text if last.get("role") == "tool" else None)
-    plan.prompt_tokens = _prompt_tokens([str(m.get("content") or "") for m in messages], tools)
+    plan = make_plan(model, text, options, think, text if last.get("role") == "tool" else None)
+    plan.prompt_tokens = count_prompt_tokens([str(m.get("content") or "") for m in messages], tools)
     if tools and last.get("role") == "user":
-        plan.tool_calls = _tool_calls(tools, text)
+        plan.tool_calls = tool_calls_for(tools, text)
         if plan.tool_calls:
             plan.content = []
 
@@ -542,7 +309,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
         raise OllamaError(400, f'"{model.name}" does not support generate')
     if body.get("suffix") and "insert" not in model.capabilities:
         raise OllamaError(400, f"registry.ollama.ai/library/{model.name} does not support insert")
-    think = _thinking_on(model, body.get("think"))
+    think = thinking_on(model, body.get("think"))
     prompt = str(body.get("prompt") or "")
     if not prompt:
         return web.json_response(
@@ -554,8 +321,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
                 "done_reason": "load",
             }
         )
-    plan = _plan(model, prompt, body.get("options") or {}, think, None)
-    plan.prompt_tokens = _prompt_tokens([prompt, str(body.get("system") or "")], None)
+    plan = make_plan(model, prompt, body.get("options") or {}, think, None)
+    plan.prompt_tokens = count_prompt_tokens([prompt, str(body.get("system") or "")], None)
 
     def chunk(content: str, thinking: str, calls: list[dict[str, Any]] | None) -> dict[str, Any]:
         out: dict[str, Any] = {"model": model.name, "created_at": _now(), "response": content}
@@ -614,7 +381,7 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return web.Response(status=404, text="404 page not found")
 
 
-_SLOTS_KEY = web.AppKey("sim_slots", _Slots)
+_SLOTS_KEY = web.AppKey("sim_slots", Slots)
 
 
 def create_app(config: SimConfig | None = None) -> web.Application:
@@ -622,7 +389,7 @@ def create_app(config: SimConfig | None = None) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=64 * 1024 * 1024)
     app[CONFIG_KEY] = config
     app[STATS_KEY] = stats = SimStats()
-    app[_SLOTS_KEY] = _Slots(config.num_parallel, config.max_queue, stats)
+    app[_SLOTS_KEY] = Slots(config.num_parallel, config.max_queue, stats)
     app.add_routes(routes)
     return app
 
