@@ -50,6 +50,7 @@ def decode(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> Frame:
             max_array_len=size,
             max_map_len=size // 2,
             max_ext_len=0,
+            ext_hook=_refuse_extension,
         )
     except Exception as exc:  # msgpack raises a dozen types on garbage; all mean the same here
         raise RemoteProtocolError(f"malformed frame: {type(exc).__name__}: {exc}") from None
@@ -72,6 +73,11 @@ def decode(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> Frame:
     frame = cls(*values)
     frame.check()
     return frame
+
+
+def _refuse_extension(code: int, data: bytes) -> object:
+    # The protocol uses no msgpack extension types, not even empty ones, at any depth.
+    raise ValueError(f"msgpack extension type {code} is not allowed")
 
 
 def _is_instance(value: object, expected: type | tuple[type, ...]) -> bool:

@@ -168,20 +168,35 @@ class Connection:
     # ------------------------------------------------------------------ sending
 
     def send(self, frame: Frame) -> None:
-        """Queue ``frame`` after checking it is allowed now; ``LocalProtocolError`` if not."""
+        """Queue ``frame`` after checking it is allowed now; ``LocalProtocolError`` if not.
+
+        Everything the peer would refuse is refused here first, and a refused frame changes
+        nothing: checks run before any state, stream or window is touched.
+        """
         if self.role not in SENDERS[frame.TYPE]:
             raise LocalProtocolError(f"the {self.role.value} never sends {frame.TYPE.name}")
-        self._transition(frame, receiving=False)
-        if isinstance(frame, StreamFrame) and frame.stream_id != NO_STREAM:
+        data = self._encode(frame)
+        new_state = self._next_state(frame, receiving=False)
+        if isinstance(frame, StreamFrame):
             self._account_sent(frame)
+        self._enter(new_state, frame)
         if isinstance(frame, GoAway):
             self.draining_sent = True
-        data = codec.encode(frame)
+        self._outbox.append(data)
+
+    def _encode(self, frame: Frame) -> bytes:
+        try:
+            frame.check()
+            data = codec.encode(frame)
+        except RemoteProtocolError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        except (TypeError, ValueError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError
+            raise LocalProtocolError(f"{frame.TYPE.name} cannot be encoded: {exc}") from None
         if len(data) > self.max_send_frame:
             raise LocalProtocolError(
                 f"{frame.TYPE.name} frame of {len(data)} bytes exceeds limit {self.max_send_frame}"
             )
-        self._outbox.append(data)
+        return data
 
     def _open(self, sid: int, error: type[LocalProtocolError | RemoteProtocolError]) -> None:
         if sid <= self._last_stream_id:
@@ -191,11 +206,21 @@ class Connection:
 
     def _account_sent(self, frame: StreamFrame) -> None:
         sid = frame.stream_id
+        if isinstance(frame, Window):
+            # Every grant of credit goes out as a WINDOW and is counted here, whether consumed()
+            # or the application made it, so both ends always agree on the window (§8).
+            if sid == NO_STREAM:
+                self._connection_receive.grant(frame.increment)
+                return
+            if sid > self._last_stream_id:
+                raise LocalProtocolError(f"WINDOW for stream {sid}, never opened")
+            if sid in self._streams:
+                self._streams[sid].receive_window.grant(frame.increment)
+            return
+        if sid == NO_STREAM:  # ERROR on stream 0: the connection, not a stream
+            return
         if isinstance(frame, Open):
             self._open(sid, LocalProtocolError)
-            return
-        if isinstance(frame, Window):
-            # Credit is normally granted through consumed(); a hand-made WINDOW goes out as is.
             return
         if sid not in self._streams:
             raise StreamClosed(f"stream {sid} is not open")
@@ -217,7 +242,7 @@ class Connection:
         frame = codec.decode(data, self.max_receive_frame)
         if self.peer not in SENDERS[frame.TYPE]:
             raise RemoteProtocolError(f"the {self.peer.value} never sends {frame.TYPE.name}")
-        self._transition(frame, receiving=True)
+        self._enter(self._next_state(frame, receiving=True), frame)
         if isinstance(frame, Ping):
             self.send(Pong(frame.payload))
         if isinstance(frame, StreamFrame) and frame.stream_id != NO_STREAM:
@@ -267,23 +292,32 @@ class Connection:
 
     # ------------------------------------------------------------------ state
 
-    def _transition(self, frame: Frame, *, receiving: bool) -> None:
+    def _next_state(self, frame: Frame, *, receiving: bool) -> State:
+        """The state ``frame`` leads to; raises if it is not allowed now. Changes nothing."""
         error = RemoteProtocolError if receiving else LocalProtocolError
         if self.state is State.CLOSED:
             raise error(f"{frame.TYPE.name} after the connection closed")
         if isinstance(frame, Error) and frame.stream_id == NO_STREAM:
-            self.state = State.CLOSED
-            return
+            return State.CLOSED
         new_state = TRANSITIONS.get((self.state, frame.TYPE))
-        if new_state is None and receiving and (self.state, frame.TYPE) == _CROSSED_GOAWAY:
+        if (
+            new_state is None
+            and receiving
+            and self.draining_sent
+            and (self.state, frame.TYPE) == _CROSSED_GOAWAY
+        ):
             # The edge sent OPEN before our GOAWAY reached it: the protocol accepts the frame and
-            # the application refuses the stream with a retryable DRAINING error (§10).
+            # the application refuses the stream with a retryable DRAINING error (§10). After
+            # the edge's own GOAWAY, an OPEN is simply out of state.
             new_state = State.DRAINING
         if new_state is None:
             raise error(f"{frame.TYPE.name} is not allowed in state {self.state.value}")
+        return new_state
+
+    def _enter(self, state: State, frame: Frame) -> None:
         if isinstance(frame, Ready):
             self._adopt_limits(frame)
-        self.state = new_state
+        self.state = state
 
     def _adopt_limits(self, ready: Ready) -> None:
         # READY's max_frame is what the edge accepts: it bounds what the agent sends (§4).

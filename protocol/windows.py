@@ -47,10 +47,16 @@ class ReceiveWindow:
         self.available -= size
 
     def consumed(self, size: int) -> int:
-        """The application used ``size`` bytes; returns the increment to announce now, or 0."""
+        """The application used ``size`` bytes; returns the increment to announce now, or 0.
+
+        The window reopens only when that increment is sent (``grant``), so the two ends count
+        the same credit."""
         self._consumed += size
         if self._consumed * 2 < self.size:
             return 0
         increment, self._consumed = self._consumed, 0
-        self.available += increment
         return increment
+
+    def grant(self, increment: int) -> None:
+        """A WINDOW with ``increment`` went to the peer: it may send that much more."""
+        self.available += increment

@@ -1,26 +1,38 @@
-"""Frame types: pinned wire codes and the range checks beyond field types."""
+"""Frame types: pinned wire codes, the class table, and the range checks beyond field types."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
 
-from protocol import RemoteProtocolError
+from protocol import ErrorCode, RemoteProtocolError, frames
 from protocol.frames import (
     FRAME_CLASSES,
+    MAX_WINDOW,
+    NO_STREAM,
     Auth,
     Cancel,
     Challenge,
     Delta,
+    End,
+    Error,
     Frame,
     FrameType,
+    GoAway,
     Hello,
+    Models,
     Open,
+    Ping,
+    Pong,
     Ready,
+    StreamFrame,
     Window,
 )
 
 # Written out by hand on purpose: changing a code breaks every deployed agent (PROTOCOL.md §2).
-PINNED = {
+PINNED: dict[str, int] = {
     "CHALLENGE": 1,
     "AUTH": 2,
     "READY": 3,
@@ -37,45 +49,220 @@ PINNED = {
     "GOAWAY": 14,
 }
 
+# The class of each code and its wire fields in order, also by hand (PROTOCOL.md §2's table).
+WIRE_FIELDS: dict[int, tuple[type[Frame], tuple[str, ...]]] = {
+    1: (Challenge, ("nonce", "edge_host", "versions")),
+    2: (Auth, ("machine_id", "version", "signature")),
+    3: (
+        Ready,
+        ("session_id", "max_frame", "stream_window", "connection_window", "heartbeat_interval"),
+    ),
+    4: (Hello, ("agent_version", "max_concurrency", "models")),
+    5: (Models, ("models",)),
+    6: (Open, ("stream_id", "request", "timeout")),
+    7: (Delta, ("stream_id", "content", "thinking", "tool_calls")),
+    8: (End, ("stream_id", "finish_reason", "prompt_tokens", "completion_tokens", "timings")),
+    9: (Error, ("stream_id", "code", "message", "retryable")),
+    10: (Cancel, ("stream_id", "reason")),
+    11: (Window, ("stream_id", "increment")),
+    12: (Ping, ("payload",)),
+    13: (Pong, ("payload",)),
+    14: (GoAway, ("reason",)),
+}
+
+NONCE = b"n" * 32
+SIG = b"s" * 64
+MODEL = {"name": "llama3", "capabilities": ["completion", "tools"]}
+CALL = {"id": "call_1", "name": "f", "arguments": {"x": 1}}
+
 
 def test_every_frame_type_code_is_pinned() -> None:
-    assert {t.name: t.value for t in FrameType} == PINNED
+    assert {t.name: int(t) for t in FrameType} == PINNED
+    assert len(FrameType) == 14
 
 
-def test_every_code_has_exactly_one_frame_class() -> None:
-    assert sorted(FRAME_CLASSES) == sorted(PINNED.values())
-    assert all(code == cls.TYPE for code, cls in FRAME_CLASSES.items())
+@pytest.mark.parametrize(("name", "code"), list(PINNED.items()))
+def test_each_code_individually(name: str, code: int) -> None:
+    assert FrameType[name] == code
+    assert FrameType(code).name == name
 
 
-@pytest.mark.parametrize(
-    "frame",
-    [
-        Challenge(b"short", "edge", [1]),
-        Challenge(b"n" * 32, "edge", []),
-        Challenge(b"n" * 32, "h" * 256, [1]),
-        Auth("", 1, b"s" * 64),
-        Auth("m", 1, b"s" * 63),
-        Ready("s", 100, 1, 1, 5.0),
-        Ready("s", 1 << 20, 0, 1, 5.0),
-        Ready("s", 1 << 20, 1, 1, 0),
-        Hello("1", 0, []),
-        Hello("1", 1, [{"name": "m"}]),
-        Hello("1", 1, [{"name": "m", "capabilities": [1]}]),
-        Open(0, {"op": "chat"}, 0),
-        Open(1, {}, 0),
-        Open(1, {"op": "chat"}, -1),
-        Delta(1, "", "", [{"id": "c", "name": "f", "arguments": "{}"}]),
-        Delta(-1, "", "", []),
-        Window(1, 0),
-        Window(1, 2**31),
-        Cancel(2**31, "x"),
-    ],
-)
-def test_check_rejects_out_of_range_fields(frame: Frame) -> None:
-    with pytest.raises(RemoteProtocolError):
+def test_frame_classes_cover_every_code_exactly_once() -> None:
+    assert sorted(FRAME_CLASSES) == list(range(1, 15))
+    classes = list(FRAME_CLASSES.values())
+    assert len(set(classes)) == len(classes) == 14
+    for code, cls in FRAME_CLASSES.items():
+        assert code == cls.TYPE
+        assert type(cls.TYPE) is FrameType
+
+
+def test_frame_classes_match_the_hand_written_table() -> None:
+    assert set(FRAME_CLASSES) == set(WIRE_FIELDS)
+    for code, (cls, fields) in WIRE_FIELDS.items():
+        assert FRAME_CLASSES[code] is cls
+        assert tuple(f.name for f in dataclasses.fields(cls)) == fields  # type: ignore[arg-type]
+        assert len(cls.SCHEMA) == len(fields)
+
+
+def test_every_concrete_frame_class_is_registered() -> None:
+    concrete = {
+        obj
+        for obj in vars(frames).values()
+        if isinstance(obj, type) and issubclass(obj, Frame) and dataclasses.is_dataclass(obj)
+    }
+    assert concrete == set(FRAME_CLASSES.values())
+
+
+def test_stream_frames_are_exactly_those_with_a_stream_id() -> None:
+    with_id = {cls for cls, fields in WIRE_FIELDS.values() if fields[0] == "stream_id"}
+    assert with_id == {cls for cls in FRAME_CLASSES.values() if issubclass(cls, StreamFrame)}
+
+
+def test_frames_are_frozen_and_slotted() -> None:
+    frame = Ping(1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        frame.payload = 2  # type: ignore[misc]
+    assert not hasattr(frame, "__dict__")
+    assert frame == Ping(1)
+    other: Frame = Pong(1)
+    assert frame != other
+    assert hash(Window(1, 5)) == hash(Window(1, 5))
+
+
+VALID: list[Frame] = [
+    Challenge(b"n" * 16, "", [1]),
+    Challenge(b"n" * 64, "h" * 255, list(range(16))),
+    Auth("m", 1, SIG),
+    Auth("m" * 64, 0, SIG),
+    Ready("s", 1024, 1, 1, 0.001),
+    Ready("s", 64 * 1024 * 1024, MAX_WINDOW, MAX_WINDOW, 3600),
+    Hello("1.0", 1, []),
+    Hello("1.0", 100_000, [MODEL, {"name": "x", "capabilities": [], "family": "llama"}]),
+    Models([]),
+    Models([MODEL]),
+    Open(1, {"op": "chat"}, 0),
+    Open(MAX_WINDOW, {"op": "chat", "model": "m"}, 30.5),
+    Delta(1, "", "", []),
+    Delta(7, "hi", "hm", [CALL]),
+    End(1, "stop", 0, 0, {}),
+    Error(NO_STREAM, "protocol_error", "", False),
+    Error(MAX_WINDOW, "busy", "later", True),
+    Cancel(1, ""),
+    Window(NO_STREAM, 1),
+    Window(MAX_WINDOW, MAX_WINDOW),
+    Ping(0),
+    Ping(-(2**63)),
+    Pong(2**64 - 1),
+    GoAway(""),
+]
+
+
+@pytest.mark.parametrize("frame", VALID, ids=repr)
+def test_check_accepts_boundary_values(frame: Frame) -> None:
+    frame.check()  # raises if refused
+
+
+INVALID: list[tuple[Frame, str]] = [
+    # CHALLENGE: nonce 16..64 bytes, host ≤ 255 characters, 1..16 integer versions.
+    (Challenge(b"n" * 15, "edge", [1]), "nonce of 15 bytes"),
+    (Challenge(b"", "edge", [1]), "nonce of 0 bytes"),
+    (Challenge(b"n" * 65, "edge", [1]), "nonce of 65 bytes"),
+    (Challenge(NONCE, "h" * 256, [1]), "edge host"),
+    (Challenge(NONCE, "edge", []), "versions"),
+    (Challenge(NONCE, "edge", list(range(17))), "versions"),
+    (Challenge(NONCE, "edge", [True]), "versions"),
+    (Challenge(NONCE, "edge", ["1"]), "versions"),  # type: ignore[list-item]
+    (Challenge(NONCE, "edge", [1.0]), "versions"),  # type: ignore[list-item]
+    # AUTH: machine id 1..64 characters, signature exactly 64 bytes.
+    (Auth("", 1, SIG), "machine id"),
+    (Auth("m" * 65, 1, SIG), "machine id"),
+    (Auth("m", 1, b"s" * 63), "signature of 63 bytes"),
+    (Auth("m", 1, b"s" * 65), "signature of 65 bytes"),
+    (Auth("m", 1, b""), "signature of 0 bytes"),
+    # READY: limits in range.
+    (Ready("s", 1023, 1, 1, 5.0), "max_frame 1023"),
+    (Ready("s", 64 * 1024 * 1024 + 1, 1, 1, 5.0), "max_frame"),
+    (Ready("s", 1 << 20, 0, 1, 5.0), "stream_window 0"),
+    (Ready("s", 1 << 20, -1, 1, 5.0), "stream_window -1"),
+    (Ready("s", 1 << 20, MAX_WINDOW + 1, 1, 5.0), "stream_window"),
+    (Ready("s", 1 << 20, 1, 0, 5.0), "connection_window 0"),
+    (Ready("s", 1 << 20, 1, MAX_WINDOW + 1, 5.0), "connection_window"),
+    (Ready("s", 1 << 20, 1, 1, 0), "heartbeat"),
+    (Ready("s", 1 << 20, 1, 1, -1.0), "heartbeat"),
+    (Ready("s", 1 << 20, 1, 1, 3600.5), "heartbeat"),
+    (Ready("s", 1 << 20, 1, 1, math.nan), "heartbeat"),
+    (Ready("s", 1 << 20, 1, 1, math.inf), "heartbeat"),
+    # HELLO / MODELS: concurrency in range, well-formed model entries.
+    (Hello("1", 0, []), "max_concurrency"),
+    (Hello("1", 100_001, []), "max_concurrency"),
+    (Hello("1", 1, ["llama3"]), "each model"),  # type: ignore[list-item]
+    (Hello("1", 1, [{"capabilities": []}]), "each model"),
+    (Hello("1", 1, [{"name": 3, "capabilities": []}]), "each model"),
+    (Hello("1", 1, [{"name": "m"}]), "each model"),
+    (Hello("1", 1, [{"name": "m", "capabilities": "tools"}]), "each model"),
+    (Hello("1", 1, [{"name": "m", "capabilities": [1]}]), "each model"),
+    (Hello("1", 1, [MODEL, {"name": "m", "capabilities": None}]), "each model"),
+    (Models([{"name": "m"}]), "each model"),
+    (Models([None]), "each model"),  # type: ignore[list-item]
+    # OPEN: stream id 1..2³¹-1, a string op, a non-negative timeout.
+    (Open(0, {"op": "chat"}, 0), "stream id 0"),
+    (Open(-1, {"op": "chat"}, 0), "stream id -1"),
+    (Open(MAX_WINDOW + 1, {"op": "chat"}, 0), "stream id 2147483648"),
+    (Open(1, {}, 0), "no op"),
+    (Open(1, {"op": 1}, 0), "no op"),
+    (Open(1, {"op": None}, 0), "no op"),
+    (Open(1, {"op": "chat"}, -0.5), "negative timeout"),
+    (Open(1, {"op": "chat"}, math.nan), "negative timeout"),
+    # DELTA: stream id, tool calls {id: str, name: str, arguments: map}.
+    (Delta(0, "x", "", []), "stream id 0"),
+    (Delta(-5, "x", "", []), "stream id -5"),
+    (Delta(2**31, "x", "", []), "stream id"),
+    (Delta(1, "", "", ["call"]), "tool call"),  # type: ignore[list-item]
+    (Delta(1, "", "", [{"name": "f", "arguments": {}}]), "tool call"),
+    (Delta(1, "", "", [{"id": 1, "name": "f", "arguments": {}}]), "tool call"),
+    (Delta(1, "", "", [{"id": "c", "arguments": {}}]), "tool call"),
+    (Delta(1, "", "", [{"id": "c", "name": None, "arguments": {}}]), "tool call"),
+    (Delta(1, "", "", [{"id": "c", "name": "f"}]), "tool call"),
+    (Delta(1, "", "", [{"id": "c", "name": "f", "arguments": "{}"}]), "tool call"),
+    (Delta(1, "", "", [{"id": "c", "name": "f", "arguments": []}]), "tool call"),
+    (Delta(1, "", "", [CALL, {"id": "c"}]), "tool call"),
+    # END: stream id, non-negative usage.
+    (End(0, "stop", 0, 0, {}), "stream id 0"),
+    (End(1, "stop", -1, 0, {}), "negative usage"),
+    (End(1, "stop", 0, -1, {}), "negative usage"),
+    # ERROR: stream 0 allowed, but not negative or too large.
+    (Error(-1, "x", "y", False), "stream id -1"),
+    (Error(MAX_WINDOW + 1, "x", "y", False), "stream id"),
+    # CANCEL: a real stream.
+    (Cancel(0, "x"), "stream id 0"),
+    (Cancel(-1, "x"), "stream id -1"),
+    (Cancel(2**31, "x"), "stream id"),
+    # WINDOW: stream 0 allowed; increment 1..2³¹-1.
+    (Window(1, 0), "window increment 0"),
+    (Window(0, 0), "window increment 0"),
+    (Window(1, -1), "window increment -1"),
+    (Window(1, -(2**31)), "window increment"),
+    (Window(1, MAX_WINDOW + 1), "window increment 2147483648"),
+    (Window(-1, 1), "stream id -1"),
+    (Window(MAX_WINDOW + 1, 1), "stream id"),
+]
+
+
+@pytest.mark.parametrize(("frame", "reason"), INVALID, ids=repr)
+def test_check_rejects_out_of_range_fields(frame: Frame, reason: str) -> None:
+    with pytest.raises(RemoteProtocolError, match=reason) as caught:
         frame.check()
+    assert caught.value.code is ErrorCode.PROTOCOL_ERROR
+
+
+def test_invalid_cases_cover_every_checked_frame_type() -> None:
+    checked = {type(frame) for frame, _ in INVALID}
+    # PING, PONG and GOAWAY have nothing to check beyond their field types.
+    assert checked == set(FRAME_CLASSES.values()) - {Ping, Pong, GoAway}
 
 
 def test_delta_flow_size_counts_utf8_text_only() -> None:
     call = {"id": "c", "name": "f", "arguments": {"x": "y" * 100}}
     assert Delta(1, "héllo", "ok", [call]).flow_size == 6 + 2
+    assert Delta(1, "", "", [call]).flow_size == 0
+    assert Delta(1, "😀", "€", []).flow_size == 4 + 3

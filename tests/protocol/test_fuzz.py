@@ -1,12 +1,27 @@
-"""Hypothesis over the decoder: nothing but documented exceptions, and lossless round trips."""
+"""Hypothesis over the decoder and the receive path: nothing but documented exceptions escapes,
+and every valid frame survives a round trip unchanged."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import RemoteProtocolError, decode, encode
+from protocol import (
+    Connection,
+    FrameTooLarge,
+    ProtocolError,
+    RemoteProtocolError,
+    Role,
+    decode,
+    encode,
+)
+from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 from protocol.frames import (
+    MAX_WINDOW,
     Auth,
     Cancel,
     Challenge,
@@ -14,6 +29,7 @@ from protocol.frames import (
     End,
     Error,
     Frame,
+    FrameType,
     GoAway,
     Hello,
     Models,
@@ -24,105 +40,212 @@ from protocol.frames import (
     Window,
 )
 
-ids = st.integers(min_value=1, max_value=2**31 - 1)
-text = st.text(max_size=40)
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False)
-    | text,
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# msgpack's integer range: what encode can put on the wire.
+wire_ints = st.integers(min_value=-(2**63), max_value=2**64 - 1)
+ids = st.integers(min_value=1, max_value=MAX_WINDOW)
+ids_or_zero = st.integers(min_value=0, max_value=MAX_WINDOW)
+text = st.text(max_size=30)
+json_values: st.SearchStrategy[Any] = st.recursive(
+    st.none() | st.booleans() | wire_ints | st.floats(allow_nan=False) | text,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
-    max_leaves=10,
+    max_leaves=12,
 )
+json_maps = st.dictionaries(text, json_values, max_size=4)
 models = st.lists(
-    st.fixed_dictionaries({"name": text, "capabilities": st.lists(text, max_size=3)}), max_size=3
-)
-tool_calls = st.lists(
     st.fixed_dictionaries(
-        {"id": text, "name": text, "arguments": st.dictionaries(text, json_values, max_size=3)}
+        {"name": text, "capabilities": st.lists(text, max_size=4)},
+        optional={"context_length": st.integers(0, 2**20), "family": text},
     ),
     max_size=3,
 )
+tool_calls = st.lists(
+    st.fixed_dictionaries({"id": text, "name": text, "arguments": json_maps}), max_size=3
+)
+seconds = st.floats(min_value=0, max_value=1e9) | st.integers(0, 10**6)
 
-frames: st.SearchStrategy[Frame] = st.one_of(
-    st.builds(
+STRATEGIES: dict[FrameType, st.SearchStrategy[Frame]] = {
+    FrameType.CHALLENGE: st.builds(
         Challenge,
         st.binary(min_size=16, max_size=64),
         st.text(max_size=255),
-        st.lists(st.integers(0, 2**16), min_size=1, max_size=16),
+        st.lists(wire_ints, min_size=1, max_size=16),
     ),
-    st.builds(
-        Auth,
-        st.text(min_size=1, max_size=64),
-        st.integers(0, 2**16),
-        st.binary(min_size=64, max_size=64),
+    FrameType.AUTH: st.builds(
+        Auth, st.text(min_size=1, max_size=64), wire_ints, st.binary(min_size=64, max_size=64)
     ),
-    st.builds(
+    FrameType.READY: st.builds(
         Ready,
         text,
         st.integers(1024, 64 * 1024 * 1024),
         ids,
         ids,
-        st.floats(min_value=0.001, max_value=3600),
+        st.floats(min_value=0, max_value=3600, exclude_min=True) | st.integers(1, 3600),
     ),
-    st.builds(Hello, text, st.integers(1, 100_000), models),
-    st.builds(Models, models),
-    st.builds(
-        Open,
-        ids,
-        st.dictionaries(text, json_values, max_size=3).map(lambda d: {**d, "op": "chat"}),
-        st.floats(min_value=0, max_value=1e6),
+    FrameType.HELLO: st.builds(Hello, text, st.integers(1, 100_000), models),
+    FrameType.MODELS: st.builds(Models, models),
+    FrameType.OPEN: st.builds(
+        Open, ids, st.builds(lambda m, op: {**m, "op": op}, json_maps, text), seconds
     ),
-    st.builds(Delta, ids, text, text, tool_calls),
-    st.builds(
+    FrameType.DELTA: st.builds(Delta, ids, text, text, tool_calls),
+    FrameType.END: st.builds(
         End,
         ids,
         text,
-        st.integers(0, 2**32),
-        st.integers(0, 2**32),
-        st.dictionaries(text, st.integers(0, 2**62), max_size=3),
+        st.integers(0, 2**64 - 1),
+        st.integers(0, 2**64 - 1),
+        st.dictionaries(text, st.integers(0, 2**63), max_size=4),
     ),
-    st.builds(Error, st.integers(0, 2**31 - 1), text, text, st.booleans()),
-    st.builds(Cancel, ids, text),
-    st.builds(Window, st.integers(0, 2**31 - 1), ids),
-    st.builds(Ping, st.integers(-(2**63), 2**64 - 1)),
-    st.builds(Pong, st.integers(-(2**63), 2**64 - 1)),
-    st.builds(GoAway, text),
+    FrameType.ERROR: st.builds(Error, ids_or_zero, text, text, st.booleans()),
+    FrameType.CANCEL: st.builds(Cancel, ids, text),
+    FrameType.WINDOW: st.builds(Window, ids_or_zero, ids),
+    FrameType.PING: st.builds(Ping, wire_ints),
+    FrameType.PONG: st.builds(Pong, wire_ints),
+    FrameType.GOAWAY: st.builds(GoAway, text),
+}
+frames: st.SearchStrategy[Frame] = st.sampled_from(sorted(STRATEGIES)).flatmap(
+    lambda t: STRATEGIES[t]
 )
 
 
-def _decode_or_reject(data: bytes) -> None:
+def test_there_is_a_strategy_for_every_frame_type() -> None:
+    assert set(STRATEGIES) == set(FrameType)
+
+
+def decode_or_reject(data: bytes, max_frame: int = AGENT_MAX_RECEIVE_FRAME) -> Frame | None:
+    """decode() must return a valid Frame or raise RemoteProtocolError; anything else fails."""
+    rejected: RemoteProtocolError | None
     try:
-        frame = decode(data)
-    except RemoteProtocolError:
-        return
+        frame = decode(data, max_frame)
+    except RemoteProtocolError as error:
+        rejected = error
+    else:
+        rejected = None
+    if rejected is not None:
+        assert str(rejected)  # every rejection names its reason
+        assert isinstance(rejected, FrameTooLarge) == (len(data) > max_frame)
+        return None
     assert isinstance(frame, Frame)
+    frame.check()
+    # Whatever decodes is a frame the codec can write again, to the same frame.
+    assert decode(encode(frame), AGENT_MAX_RECEIVE_FRAME) == frame
+    return frame
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.binary(max_size=256))
+# (1) arbitrary bytes ---------------------------------------------------------------------
+
+
+@FUZZ
+@given(st.binary(max_size=300))
 def test_arbitrary_bytes_raise_only_protocol_errors(data: bytes) -> None:
-    _decode_or_reject(data)
+    decode_or_reject(data)
 
 
-@settings(max_examples=300, deadline=None)
-@given(frames, st.data())
-def test_mutated_frames_raise_only_protocol_errors(frame: Frame, data: st.DataObject) -> None:
-    wire = bytearray(encode(frame))
-    for _ in range(data.draw(st.integers(1, 4))):
-        position = data.draw(st.integers(0, len(wire)))
-        action = data.draw(st.sampled_from(["flip", "insert", "delete"]))
+@FUZZ
+@given(st.integers(0x90, 0x9F), st.integers(-2, 16), st.binary(max_size=200))
+def test_arbitrary_bytes_behind_a_frame_header(header: int, code: int, rest: bytes) -> None:
+    # A plausible fixarray header and type code gets the garbage past the first checks.
+    prefix = bytes([header]) + code.to_bytes(1, "big", signed=True)
+    decode_or_reject(prefix + rest)
+
+
+@FUZZ
+@given(st.binary(min_size=1, max_size=64), st.integers(1, 64))
+def test_oversized_input_is_always_frame_too_large(data: bytes, limit: int) -> None:
+    if len(data) > limit:
+        with pytest.raises(FrameTooLarge, match=f"frame of {len(data)} bytes exceeds limit"):
+            decode(data, limit)
+    else:
+        decode_or_reject(data, limit)
+
+
+# msgpack values the codec under test never produced: right shape, wrong contents.
+msgpack_values: st.SearchStrategy[Any] = st.recursive(
+    st.none() | st.booleans() | wire_ints | st.floats() | text | st.binary(max_size=70),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=15,
+)
+
+
+@FUZZ
+@given(st.integers(-1, 15), st.lists(msgpack_values, max_size=6))
+def test_well_formed_msgpack_of_the_wrong_shape(code: int, fields: list[Any]) -> None:
+    data: bytes = msgpack.packb([code, *fields], use_bin_type=True)
+    decode_or_reject(data)
+
+
+# (2) mutated valid frames ----------------------------------------------------------------
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    wire = bytearray(encode(draw(frames)))
+    for _ in range(draw(st.integers(1, 4))):
+        action = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "duplicate"]))
+        position = draw(st.integers(0, max(len(wire) - 1, 0)))
         if action == "insert" or not wire:
-            wire.insert(position, data.draw(st.integers(0, 255)))
+            wire.insert(position, draw(st.integers(0, 255)))
         elif action == "flip":
-            wire[min(position, len(wire) - 1)] ^= data.draw(st.integers(1, 255))
+            wire[position] ^= draw(st.integers(1, 255))
+        elif action == "delete":
+            del wire[position]
+        elif action == "truncate":
+            del wire[position:]
         else:
-            del wire[min(position, len(wire) - 1)]
-    _decode_or_reject(bytes(wire))
+            wire[position:position] = wire[position : position + draw(st.integers(1, 8))]
+    return bytes(wire)
 
 
-@settings(max_examples=300, deadline=None)
+@FUZZ
+@given(mutated())
+def test_mutated_frames_raise_only_protocol_errors(data: bytes) -> None:
+    decode_or_reject(data)
+
+
+# (3) round trips -------------------------------------------------------------------------
+
+
+@FUZZ
 @given(frames)
 def test_valid_frames_round_trip(frame: Frame) -> None:
-    assert decode(encode(frame), max_frame=64 * 1024 * 1024) == frame
+    frame.check()  # the strategies respect check(): otherwise this test proves nothing
+    data = encode(frame)
+    decoded = decode(data, max_frame=AGENT_MAX_RECEIVE_FRAME)
+    assert type(decoded) is type(frame)
+    assert decoded == frame
+    assert encode(decoded) == data
+
+
+# (4) the receive path of a live connection -----------------------------------------------
+
+
+def _open_pair() -> tuple[Connection, Connection]:
+    edge, agent = Connection(Role.EDGE), Connection(Role.AGENT)
+    steps: list[tuple[Connection, Connection, Frame]] = [
+        (edge, agent, Challenge(b"n" * 32, "edge.test", [1])),
+        (agent, edge, Auth("m", 1, b"s" * 64)),
+        (edge, agent, Ready("s", 1 << 20, 100, 250, 5.0)),
+        (edge, agent, Open(1, {"op": "chat"}, 0)),
+    ]
+    for sender, receiver, frame in steps:
+        sender.send(frame)
+        for data in sender.data_to_send():
+            receiver.receive(data)
+    return edge, agent
+
+
+@FUZZ
+@given(st.booleans(), st.one_of(mutated(), st.binary(max_size=100), frames.map(encode)))
+def test_receive_raises_only_remote_protocol_errors(at_edge: bool, data: bytes) -> None:
+    edge, agent = _open_pair()
+    conn = edge if at_edge else agent
+    try:
+        result = conn.receive(data)
+    except RemoteProtocolError:
+        return
+    except ProtocolError as error:  # a LocalProtocolError out of receive() would be a bug
+        raise AssertionError(f"receive() raised {error!r}") from error
+    assert result is None or isinstance(result, Frame)
+    for queued in conn.data_to_send():  # automatic replies are valid frames
+        assert isinstance(decode(queued), (Pong, Window))

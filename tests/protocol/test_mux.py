@@ -1,11 +1,15 @@
-"""The connection state machine, synchronous and socket-free: two ends wired back to back."""
+"""The connection state machine, synchronous and socket-free: an edge and an agent back to back.
+
+One WebSocket message is one frame, so there is no partial-frame feeding: instead every message
+of a golden session is fed whole and the state checked after each (PROTOCOL.md §4 to §10).
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 import pytest
-from hypothesis import settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from protocol import (
     Auth,
@@ -18,287 +22,918 @@ from protocol import (
     ErrorCode,
     FlowControlError,
     Frame,
+    FrameTooLarge,
+    FrameType,
     GoAway,
     Hello,
     LocalProtocolError,
+    Models,
     Open,
     Ping,
     Pong,
+    ProtocolError,
     Ready,
     RemoteProtocolError,
     Role,
     State,
     StreamClosed,
     Window,
+    choose_version,
     connection_error,
+    decode,
     encode,
 )
+from protocol.frames import MAX_WINDOW, NO_STREAM
 
 STREAM_WINDOW = 100
 CONNECTION_WINDOW = 250
+READY = Ready("s", 1024, STREAM_WINDOW, CONNECTION_WINDOW, 5.0)
+CHAT = {"op": "chat"}
 
 
-def deliver(source: Connection, target: Connection) -> list[Frame | None]:
+def pump(source: Connection, target: Connection) -> list[Frame | None]:
+    """Move everything ``source`` queued into ``target``, one message per frame."""
     return [target.receive(data) for data in source.data_to_send()]
 
 
-def handshake() -> tuple[Connection, Connection]:
+def queued(conn: Connection) -> list[Frame]:
+    """Collect and decode what ``conn`` queued, without delivering it."""
+    return [decode(data) for data in conn.data_to_send()]
+
+
+def handshake(*, hello: bool = True) -> tuple[Connection, Connection]:
     edge, agent = Connection(Role.EDGE), Connection(Role.AGENT)
     edge.send(Challenge(b"n" * 32, "edge.test", [1]))
-    deliver(edge, agent)
-    assert (edge.state, agent.state) == (State.CHALLENGED, State.CHALLENGED)
+    pump(edge, agent)
     agent.send(Auth("m_1", 1, b"s" * 64))
-    deliver(agent, edge)
-    assert (edge.state, agent.state) == (State.AUTHENTICATING, State.AUTHENTICATING)
-    edge.send(Ready("s", 1 << 20, STREAM_WINDOW, CONNECTION_WINDOW, 5.0))
-    deliver(edge, agent)
-    assert (edge.state, agent.state) == (State.OPEN, State.OPEN)
-    agent.send(Hello("1", 4, [{"name": "m", "capabilities": ["completion"]}]))
-    deliver(agent, edge)
+    pump(agent, edge)
+    edge.send(READY)
+    pump(edge, agent)
+    if hello:
+        agent.send(Hello("1", 4, [{"name": "m", "capabilities": ["completion"]}]))
+        pump(agent, edge)
     return edge, agent
 
 
 def open_stream(edge: Connection, agent: Connection) -> int:
     sid = edge.next_stream_id()
-    edge.send(Open(sid, {"op": "chat"}, 0))
-    deliver(edge, agent)
+    edge.send(Open(sid, CHAT, 0))
+    assert pump(edge, agent) == [Open(sid, CHAT, 0)]
     return sid
 
 
-def test_handshake_reaches_open_with_the_edges_limits() -> None:
-    edge, agent = handshake()
-    sid = open_stream(edge, agent)
-    assert agent.credit(sid) == STREAM_WINDOW
-    assert agent.max_send_frame == 1 << 20
+def delta(sid: int, size: int) -> Delta:
+    return Delta(sid, "x" * size, "", [])
 
 
-@pytest.mark.parametrize(
-    ("frame", "state"),
-    [
-        (Open(1, {"op": "chat"}, 0), State.START),
-        (Ready("s", 1 << 20, 1, 1, 5.0), State.START),
-        (Window(1, 5), State.START),
-    ],
-)
-def test_frames_before_the_handshake_are_refused(frame: Frame, state: State) -> None:
-    agent = Connection(Role.AGENT)
-    with pytest.raises(RemoteProtocolError, match="not allowed in state start"):
-        agent.receive(encode(frame))
-    assert agent.state is state
-    edge = Connection(Role.EDGE)
-    with pytest.raises(LocalProtocolError):
-        edge.send(frame)
+# ------------------------------------------------------------------ a golden session, step by step
+
+Step = tuple[Role, Frame, str, State, State, list[str]]
+
+# (sender, frame, its wire bytes by hand, edge state after, agent state after, automatic replies)
+GOLDEN_SESSION: list[Step] = [
+    (
+        Role.EDGE,
+        Challenge(b"\x00" * 16, "e", [1]),
+        "94 01 c4 10" + " 00" * 16 + " a1 65 91 01",
+        State.CHALLENGED,
+        State.CHALLENGED,
+        [],
+    ),
+    (
+        Role.AGENT,
+        Auth("m", 1, b"\x01" * 64),
+        "94 02 a1 6d 01 c4 40" + " 01" * 64,
+        State.AUTHENTICATING,
+        State.AUTHENTICATING,
+        [],
+    ),
+    (
+        Role.EDGE,
+        Ready("s", 1024, 100, 250, 5.0),
+        "96 03 a1 73 cd 04 00 64 cc fa cb 40 14 00 00 00 00 00 00",
+        State.OPEN,
+        State.OPEN,
+        [],
+    ),
+    (Role.AGENT, Hello("1", 4, []), "94 04 a1 31 04 90", State.OPEN, State.OPEN, []),
+    (
+        Role.EDGE,
+        Open(1, {"op": "chat"}, 0),
+        "94 06 01 81 a2 6f 70 a4 63 68 61 74 00",
+        State.OPEN,
+        State.OPEN,
+        [],
+    ),
+    (Role.AGENT, Delta(1, "hi", "", []), "95 07 01 a2 68 69 a0 90", State.OPEN, State.OPEN, []),
+    (Role.EDGE, Ping(7), "92 0c 07", State.OPEN, State.OPEN, ["92 0d 07"]),
+    (Role.AGENT, GoAway("bye"), "92 0e a3 62 79 65", State.DRAINING, State.DRAINING, []),
+    (
+        Role.AGENT,
+        End(1, "stop", 3, 200, {}),
+        "96 08 01 a4 73 74 6f 70 03 cc c8 80",
+        State.DRAINING,
+        State.DRAINING,
+        [],
+    ),
+    (
+        Role.EDGE,
+        Error(0, "x", "y", False),
+        "95 09 00 a1 78 a1 79 c2",
+        State.CLOSED,
+        State.CLOSED,
+        [],
+    ),
+]
+
+
+def test_a_golden_session_message_by_message() -> None:
+    ends = {Role.EDGE: Connection(Role.EDGE), Role.AGENT: Connection(Role.AGENT)}
+    edge, agent = ends[Role.EDGE], ends[Role.AGENT]
+    assert (edge.state, agent.state) == (State.START, State.START)
+    for sender_role, frame, wire, edge_state, agent_state, replies in GOLDEN_SESSION:
+        sender = ends[sender_role]
+        receiver = ends[Role.AGENT if sender_role is Role.EDGE else Role.EDGE]
+        sender.send(frame)
+        assert sender.data_to_send() == [bytes.fromhex(wire)], frame
+        assert receiver.receive(bytes.fromhex(wire)) == frame
+        assert (edge.state, agent.state) == (edge_state, agent_state), frame
+        assert receiver.data_to_send() == [bytes.fromhex(reply) for reply in replies]
+        if isinstance(frame, Ready):
+            assert agent.max_send_frame == 1024  # READY's max_frame bounds what the agent sends
+            assert edge.stream_window == agent.stream_window == 100
+        if isinstance(frame, Open):
+            assert edge.is_active(1) and agent.is_active(1)
+            assert agent.credit(1) == 100
+        if isinstance(frame, Delta):
+            assert agent.credit(1) == 98
+        if isinstance(frame, End):
+            assert not edge.is_active(1) and not agent.is_active(1)
+            assert edge.active_streams == agent.active_streams == 0
+
+
+def test_the_handshake_states_and_limits() -> None:
+    edge, agent = handshake(hello=False)
+    assert (edge.state, agent.state) == (State.OPEN, State.OPEN)
+    assert agent.max_send_frame == READY.max_frame
+    assert edge.max_send_frame == 1024 * 1024  # the edge's own limit is not READY's
+    assert edge.next_stream_id() == 1
+    assert edge.active_streams == agent.active_streams == 0
+    assert edge.peer is Role.AGENT and agent.peer is Role.EDGE
+
+
+def test_hello_and_models_are_session_frames() -> None:
+    edge, agent = handshake(hello=False)
+    agent.send(Hello("1", 1, []))
+    agent.send(Models([{"name": "m", "capabilities": []}]))
+    assert pump(agent, edge) == [Hello("1", 1, []), Models([{"name": "m", "capabilities": []}])]
+
+
+# ------------------------------------------------------------------ the state-by-frame table
+
+# PROTOCOL.md §4, written out: which frame types each state admits (either direction). ERROR on
+# stream 0 is allowed in every state but CLOSED and is tested separately.
+SESSION_TYPES = {
+    FrameType.HELLO,
+    FrameType.MODELS,
+    FrameType.DELTA,
+    FrameType.END,
+    FrameType.ERROR,
+    FrameType.CANCEL,
+    FrameType.WINDOW,
+    FrameType.PING,
+    FrameType.PONG,
+    FrameType.GOAWAY,
+}
+ALLOWED: dict[str, set[FrameType]] = {
+    "start": {FrameType.CHALLENGE},
+    "challenged": {FrameType.AUTH},
+    "authenticating": {FrameType.READY},
+    "open": SESSION_TYPES | {FrameType.OPEN},
+    "draining_by_agent": SESSION_TYPES,
+    "draining_by_edge": SESSION_TYPES,
+    "closed": set(),
+}
+SENDERS: dict[FrameType, set[Role]] = {
+    FrameType.CHALLENGE: {Role.EDGE},
+    FrameType.AUTH: {Role.AGENT},
+    FrameType.READY: {Role.EDGE},
+    FrameType.HELLO: {Role.AGENT},
+    FrameType.MODELS: {Role.AGENT},
+    FrameType.OPEN: {Role.EDGE},
+    FrameType.DELTA: {Role.AGENT},
+    FrameType.END: {Role.AGENT},
+    FrameType.ERROR: {Role.EDGE, Role.AGENT},
+    FrameType.CANCEL: {Role.EDGE},
+    FrameType.WINDOW: {Role.EDGE},
+    FrameType.PING: {Role.EDGE, Role.AGENT},
+    FrameType.PONG: {Role.EDGE, Role.AGENT},
+    FrameType.GOAWAY: {Role.EDGE, Role.AGENT},
+}
+STATE_OF = {
+    "start": State.START,
+    "challenged": State.CHALLENGED,
+    "authenticating": State.AUTHENTICATING,
+    "open": State.OPEN,
+    "draining_by_agent": State.DRAINING,
+    "draining_by_edge": State.DRAINING,
+    "closed": State.CLOSED,
+}
+
+
+def reach(situation: str) -> tuple[Connection, Connection]:
+    """Both ends in ``situation``; from OPEN on, stream 1 is open (with full credit)."""
+    edge, agent = Connection(Role.EDGE), Connection(Role.AGENT)
+    script: list[tuple[str, Connection, Connection, Frame]] = [
+        ("challenged", edge, agent, Challenge(b"n" * 32, "edge.test", [1])),
+        ("authenticating", agent, edge, Auth("m", 1, b"s" * 64)),
+        ("open", edge, agent, READY),
+        ("open", edge, agent, Open(1, CHAT, 0)),
+    ]
+    if situation == "start":
+        return edge, agent
+    for name, sender, receiver, frame in script:
+        sender.send(frame)
+        pump(sender, receiver)
+        if name == situation and not isinstance(frame, Ready):
+            return edge, agent
+    follow_up: dict[str, tuple[Connection, Connection, Frame]] = {
+        "draining_by_agent": (agent, edge, GoAway("agent stops")),
+        "draining_by_edge": (edge, agent, GoAway("edge stops")),
+        "closed": (edge, agent, Error(NO_STREAM, "protocol_error", "bye", False)),
+    }
+    if situation in follow_up:
+        sender, receiver, frame = follow_up[situation]
+        sender.send(frame)
+        pump(sender, receiver)
+    assert edge.state is agent.state is STATE_OF[situation]
+    return edge, agent
+
+
+def sample(kind: FrameType, conn: Connection) -> Frame:
+    """A frame of ``kind`` that is valid apart from the state (stream 1 is the open stream)."""
+    samples: dict[FrameType, Frame] = {
+        FrameType.CHALLENGE: Challenge(b"n" * 32, "edge.test", [1]),
+        FrameType.AUTH: Auth("m", 1, b"s" * 64),
+        FrameType.READY: READY,
+        FrameType.HELLO: Hello("1", 1, []),
+        FrameType.MODELS: Models([]),
+        FrameType.OPEN: Open(conn.next_stream_id(), CHAT, 0),
+        FrameType.DELTA: delta(1, 1),
+        FrameType.END: End(1, "stop", 0, 0, {}),
+        FrameType.ERROR: Error(1, "busy", "", True),
+        FrameType.CANCEL: Cancel(1, "gone"),
+        FrameType.WINDOW: Window(1, 1),
+        FrameType.PING: Ping(1),
+        FrameType.PONG: Pong(1),
+        FrameType.GOAWAY: GoAway("bye"),
+    }
+    return samples[kind]
+
+
+TABLE = [
+    pytest.param(situation, role, kind, id=f"{situation}-{role.value}-{kind.name}")
+    for situation in ALLOWED
+    for role in Role
+    for kind in FrameType
+]
+
+
+@pytest.mark.parametrize(("situation", "role", "kind"), TABLE)
+def test_receive_follows_the_state_table(situation: str, role: Role, kind: FrameType) -> None:
+    edge, agent = reach(situation)
+    conn = edge if role is Role.EDGE else agent
+    peer = Role.AGENT if role is Role.EDGE else Role.EDGE
+    frame = sample(kind, edge)
+    before = conn.state
+    allowed = peer in SENDERS[kind] and kind in ALLOWED[situation]
+    if (situation, role, kind) == ("draining_by_agent", Role.AGENT, FrameType.OPEN):
+        allowed = True  # an OPEN that crossed the agent's own GOAWAY (§10)
+    if allowed:
+        result = conn.receive(encode(frame))
+        assert result == frame
+    else:
+        with pytest.raises(RemoteProtocolError) as caught:
+            conn.receive(encode(frame))
+        assert not isinstance(caught.value, (FlowControlError, FrameTooLarge))
+        assert caught.value.code is ErrorCode.PROTOCOL_ERROR
+        assert conn.state is before
+
+
+@pytest.mark.parametrize(("situation", "role", "kind"), TABLE)
+def test_send_follows_the_state_table(situation: str, role: Role, kind: FrameType) -> None:
+    edge, agent = reach(situation)
+    conn = edge if role is Role.EDGE else agent
+    frame = sample(kind, edge)
+    before = conn.state
+    allowed = role in SENDERS[kind] and kind in ALLOWED[situation]
+    if allowed:
+        conn.send(frame)
+        assert queued(conn) == [frame]
+    else:
+        with pytest.raises(LocalProtocolError) as caught:
+            conn.send(frame)
+        assert caught.value.code is ErrorCode.PROTOCOL_ERROR
+        assert conn.state is before
+        assert conn.data_to_send() == []
+
+
+@pytest.mark.parametrize("situation", list(ALLOWED))
+@pytest.mark.parametrize("role", list(Role))
+def test_error_on_stream_zero_is_allowed_in_every_state_but_closed(
+    situation: str, role: Role
+) -> None:
+    edge, agent = reach(situation)
+    conn, other = (edge, agent) if role is Role.EDGE else (agent, edge)
+    frame = Error(NO_STREAM, "auth_failed", "no", False)
+    if situation == "closed":
+        with pytest.raises(LocalProtocolError, match="after the connection closed"):
+            conn.send(frame)
+        with pytest.raises(RemoteProtocolError, match="after the connection closed"):
+            conn.receive(encode(frame))
+        return
+    conn.send(frame)
+    assert conn.state is State.CLOSED
+    assert pump(conn, other) == [frame]
+    assert other.state is State.CLOSED
+
+
+# ------------------------------------------------------------------ named out-of-state cases
+
+
+def test_open_before_ready_is_refused_both_ways() -> None:
+    for situation in ("start", "challenged", "authenticating"):
+        edge, agent = reach(situation)
+        with pytest.raises(RemoteProtocolError, match="OPEN is not allowed"):
+            agent.receive(encode(Open(1, CHAT, 0)))
+        with pytest.raises(LocalProtocolError, match="OPEN is not allowed"):
+            edge.send(Open(1, CHAT, 0))
+        assert not agent.is_active(1) and not edge.is_active(1)
+
+
+def test_auth_twice_is_refused() -> None:
+    edge, agent = reach("authenticating")
+    with pytest.raises(RemoteProtocolError, match="AUTH is not allowed in state authenticating"):
+        edge.receive(encode(Auth("m", 1, b"s" * 64)))
+    with pytest.raises(LocalProtocolError, match="AUTH is not allowed"):
+        agent.send(Auth("m", 1, b"s" * 64))
+
+
+def test_challenge_twice_is_refused() -> None:
+    _, agent = reach("challenged")
+    with pytest.raises(RemoteProtocolError, match="CHALLENGE is not allowed"):
+        agent.receive(encode(Challenge(b"n" * 32, "edge.test", [1])))
 
 
 def test_frames_from_the_wrong_side_are_refused() -> None:
-    edge, agent = handshake()
+    edge, agent = reach("authenticating")
     with pytest.raises(RemoteProtocolError, match="agent never sends READY"):
-        edge.receive(encode(Ready("s", 1 << 20, 1, 1, 5.0)))
+        edge.receive(encode(READY))
+    with pytest.raises(LocalProtocolError, match="agent never sends READY"):
+        agent.send(READY)
+    edge, agent = reach("open")
     with pytest.raises(RemoteProtocolError, match="edge never sends DELTA"):
-        agent.receive(encode(Delta(1, "x", "", [])))
+        agent.receive(encode(delta(1, 1)))
+    with pytest.raises(RemoteProtocolError, match="agent never sends OPEN"):
+        edge.receive(encode(Open(2, CHAT, 0)))
+    with pytest.raises(RemoteProtocolError, match="agent never sends WINDOW"):
+        edge.receive(encode(Window(0, 10)))
     with pytest.raises(LocalProtocolError, match="edge never sends AUTH"):
         edge.send(Auth("m", 1, b"s" * 64))
+    with pytest.raises(LocalProtocolError, match="agent never sends CANCEL"):
+        agent.send(Cancel(1, "x"))
 
 
-def test_auth_twice_is_a_protocol_error() -> None:
-    edge, _ = handshake()
+def test_a_frame_for_a_stream_never_opened_is_a_protocol_error() -> None:
+    edge, agent = reach("open")  # stream 1 is open; 2 and up were never opened
+    from_agent: list[Frame] = [delta(2, 1), End(7, "stop", 0, 0, {}), Error(3, "busy", "", True)]
+    for frame in from_agent:
+        with pytest.raises(RemoteProtocolError, match="never opened"):
+            edge.receive(encode(frame))
+    from_edge: list[Frame] = [Cancel(2, "x"), Window(5, 1), Error(9, "x", "", False)]
+    for frame in from_edge:
+        with pytest.raises(RemoteProtocolError, match="never opened"):
+            agent.receive(encode(frame))
+    with pytest.raises(StreamClosed):
+        agent.send(delta(2, 1))
+
+
+def test_stream_ids_must_strictly_increase() -> None:
+    edge, agent = reach("open")  # stream 1 is open
+    edge.send(Open(5, CHAT, 0))
+    pump(edge, agent)
+    for reused in (1, 5, 3):  # reused while open, reused (latest), decreasing
+        with pytest.raises(LocalProtocolError, match="not above 5"):
+            edge.send(Open(reused, CHAT, 0))
+        with pytest.raises(RemoteProtocolError, match="not above 5"):
+            agent.receive(encode(Open(reused, CHAT, 0)))
+    assert edge.next_stream_id() == agent.next_stream_id() == 6
+
+
+def test_a_stream_id_is_not_reused_after_the_stream_ended() -> None:
+    edge, agent = reach("open")
+    agent.send(End(1, "stop", 0, 0, {}))
+    pump(agent, edge)
+    with pytest.raises(LocalProtocolError):
+        edge.send(Open(1, CHAT, 0))
     with pytest.raises(RemoteProtocolError):
-        edge.receive(encode(Auth("m_1", 1, b"s" * 64)))
+        agent.receive(encode(Open(1, CHAT, 0)))
 
 
-def test_stream_ids_must_increase() -> None:
+def test_stream_ids_start_at_one_and_count_up() -> None:
     edge, agent = handshake()
-    sid = open_stream(edge, agent)
-    with pytest.raises(LocalProtocolError, match="not above"):
-        edge.send(Open(sid, {"op": "chat"}, 0))
-    with pytest.raises(RemoteProtocolError, match="not above"):
-        agent.receive(encode(Open(sid, {"op": "chat"}, 0)))
+    assert [open_stream(edge, agent) for _ in range(3)] == [1, 2, 3]
+    assert edge.active_streams == agent.active_streams == 3
 
 
-def test_frames_for_a_stream_never_opened_are_a_protocol_error() -> None:
-    edge, _ = handshake()
-    with pytest.raises(RemoteProtocolError, match="never opened"):
-        edge.receive(encode(Delta(7, "x", "", [])))
+# ------------------------------------------------------------------ liveness
 
 
 def test_ping_is_answered_with_the_same_payload() -> None:
     edge, agent = handshake()
-    edge.send(Ping(1234))
-    assert deliver(edge, agent) == [Ping(1234)]
-    assert deliver(agent, edge) == [Pong(1234)]
+    for payload in (0, 1234, -(2**63), 2**64 - 1):
+        edge.send(Ping(payload))
+        assert pump(edge, agent) == [Ping(payload)]
+        assert pump(agent, edge) == [Pong(payload)]
+        assert edge.data_to_send() == []  # a PONG is not answered
+
+
+def test_the_agent_may_ping_too_and_draining_still_answers() -> None:
+    edge, agent = reach("draining_by_agent")
+    agent.send(Ping(42))
+    assert pump(agent, edge) == [Ping(42)]
+    assert queued(edge) == [Pong(42)]
+
+
+def test_an_unsolicited_pong_is_accepted_and_not_answered() -> None:
+    _, agent = handshake()
+    assert agent.receive(encode(Pong(9))) == Pong(9)
+    assert agent.data_to_send() == []
+
+
+# ------------------------------------------------------------------ flow control (§8)
 
 
 def test_the_agent_cannot_send_beyond_its_credit() -> None:
     edge, agent = handshake()
     sid = open_stream(edge, agent)
-    agent.send(Delta(sid, "x" * 60, "", []))
-    with pytest.raises(LocalProtocolError, match="credit"):
-        agent.send(Delta(sid, "y" * 41, "", []))
+    agent.send(delta(sid, 60))
+    with pytest.raises(LocalProtocolError, match="credit") as caught:
+        agent.send(delta(sid, 41))
+    assert not isinstance(caught.value, StreamClosed)
     assert agent.credit(sid) == 40
+    assert len(agent.data_to_send()) == 1  # only the first DELTA was queued
+    agent.send(delta(sid, 40))  # exactly the credit is fine
+    assert agent.credit(sid) == 0
+    with pytest.raises(LocalProtocolError):
+        agent.send(Delta(sid, "", "x", []))  # thinking text is charged as well
 
 
-def test_a_delta_beyond_credit_is_a_flow_control_error() -> None:
+def test_tool_calls_are_not_charged() -> None:
     edge, agent = handshake()
     sid = open_stream(edge, agent)
+    agent.send(delta(sid, STREAM_WINDOW))
+    assert agent.credit(sid) == 0
+    call = Delta(sid, "", "", [{"id": "call_1", "name": "f", "arguments": {"x": "y" * 200}}])
+    agent.send(call)
+    assert pump(agent, edge) == [delta(sid, STREAM_WINDOW), call]
+
+
+def test_delta_size_is_counted_in_utf8_bytes() -> None:
+    edge, agent = handshake()
+    sid = open_stream(edge, agent)
+    agent.send(Delta(sid, "é" * 30, "€" * 10, []))  # 60 + 30 bytes, 40 characters
+    assert agent.credit(sid) == STREAM_WINDOW - 90
+    with pytest.raises(LocalProtocolError):
+        agent.send(Delta(sid, "é" * 6, "", []))  # 12 bytes, 6 characters
+
+
+@pytest.mark.parametrize("thinking", [False, True])
+def test_a_delta_beyond_stream_credit_is_a_flow_control_error(thinking: bool) -> None:
+    edge, agent = handshake()
+    sid = open_stream(edge, agent)
+    text = "x" * (STREAM_WINDOW + 1)
+    frame = Delta(sid, "", text, []) if thinking else Delta(sid, text, "", [])
     with pytest.raises(FlowControlError) as caught:
-        edge.receive(encode(Delta(sid, "x" * (STREAM_WINDOW + 1), "", [])))
+        edge.receive(encode(frame))
     assert caught.value.code is ErrorCode.FLOW_CONTROL
+    assert isinstance(caught.value, RemoteProtocolError)
+    assert "101" in str(caught.value)
+
+
+def test_a_delta_exactly_at_the_credit_is_accepted_and_the_next_byte_is_not() -> None:
+    edge, agent = handshake()
+    sid = open_stream(edge, agent)
+    assert edge.receive(encode(delta(sid, STREAM_WINDOW))) == delta(sid, STREAM_WINDOW)
+    with pytest.raises(FlowControlError):
+        edge.receive(encode(delta(sid, 1)))
+
+
+def test_a_delta_beyond_connection_credit_is_a_flow_control_error() -> None:
+    edge, agent = handshake()
+    streams = [open_stream(edge, agent) for _ in range(3)]
+    edge.receive(encode(delta(streams[0], 100)))
+    edge.receive(encode(delta(streams[1], 100)))
+    edge.receive(encode(delta(streams[2], 50)))  # 250: the connection window is spent
+    with pytest.raises(FlowControlError):
+        edge.receive(encode(Delta(streams[2], "", "x", [])))
 
 
 def test_credit_comes_back_once_half_a_window_is_consumed() -> None:
     edge, agent = handshake()
     sid = open_stream(edge, agent)
-    agent.send(Delta(sid, "x" * 30, "", []))
-    agent.send(Delta(sid, "x" * 30, "", []))
-    deliver(agent, edge)
+    agent.send(delta(sid, 60))
+    agent.send(delta(sid, 40))
+    pump(agent, edge)
+    assert agent.credit(sid) == 0
     edge.consumed(sid, 30)
-    assert edge.data_to_send() == []  # less than half a window: no WINDOW yet
-    edge.consumed(sid, 30)
-    assert deliver(edge, agent) == [Window(sid, 60)]
+    edge.consumed(sid, 19)
+    assert edge.data_to_send() == []  # 49 < half of 100: no WINDOW yet
+    edge.consumed(sid, 1)  # 50: exactly half
+    assert pump(edge, agent) == [Window(sid, 50)]
+    assert agent.credit(sid) == 50
+    edge.consumed(sid, 50)
+    assert pump(edge, agent) == [Window(sid, 50)]
     assert agent.credit(sid) == STREAM_WINDOW
+
+
+def test_connection_credit_comes_back_across_streams() -> None:
+    edge, agent = handshake()
+    streams = [open_stream(edge, agent) for _ in range(3)]
+    for sid in streams:
+        agent.send(delta(sid, 45))
+    pump(agent, edge)  # 135 of 250 spent
+    edge.consumed(streams[0], 45)
+    edge.consumed(streams[1], 45)
+    assert queued(edge) == []  # 90 < 125, and 45 < 50 per stream
+    edge.consumed(streams[2], 45)  # 135 ≥ 125
+    assert queued(edge) == [Window(NO_STREAM, 135)]
 
 
 def test_the_connection_window_caps_all_streams_together() -> None:
     edge, agent = handshake()
     streams = [open_stream(edge, agent) for _ in range(3)]
-    agent.send(Delta(streams[0], "x" * 100, "", []))
-    agent.send(Delta(streams[1], "x" * 100, "", []))
+    agent.send(delta(streams[0], 100))
+    agent.send(delta(streams[1], 100))
     assert agent.credit(streams[2]) == CONNECTION_WINDOW - 200
     with pytest.raises(LocalProtocolError):
-        agent.send(Delta(streams[2], "x" * 51, "", []))
+        agent.send(delta(streams[2], 51))
+    agent.send(delta(streams[2], 50))
+    assert [agent.credit(s) for s in streams] == [0, 0, 0]
+    assert all(isinstance(f, Delta) for f in pump(agent, edge))
+    # Stream credit alone is not enough: the connection window has to come back too.
+    edge.consumed(streams[2], 50)
+    assert pump(edge, agent) == [Window(streams[2], 50)]
+    assert agent.credit(streams[2]) == 0
+    edge.consumed(streams[0], 100)
+    assert pump(edge, agent) == [Window(NO_STREAM, 150), Window(streams[0], 100)]
+    assert [agent.credit(s) for s in streams] == [100, 0, 100]
+
+
+def test_a_window_beyond_the_maximum_is_a_flow_control_error() -> None:
+    for sid in (1, NO_STREAM):
+        _, agent = reach("open")
+        with pytest.raises(FlowControlError, match="maximum window"):
+            agent.receive(encode(Window(sid, MAX_WINDOW)))
+    _, agent = reach("open")
+    agent.receive(encode(Window(1, MAX_WINDOW - STREAM_WINDOW)))  # exactly the maximum
+    assert agent.credit(1) == CONNECTION_WINDOW  # now the connection window is the limit
+    with pytest.raises(FlowControlError):
+        agent.receive(encode(Window(1, 1)))
 
 
 def test_late_deltas_after_cancel_are_dropped_and_their_credit_returned() -> None:
     edge, agent = handshake()
     sid = open_stream(edge, agent)
     edge.send(Cancel(sid, "client went away"))
-    agent.send(Delta(sid, "x" * 100, "", []))  # crossed the CANCEL on the wire
-    assert deliver(agent, edge) == [None]
-    # The edge handed the connection credit back (100 ≥ half of 250 is not reached, so add more).
+    cancel = edge.data_to_send()  # still on the wire
+    assert not edge.is_active(sid)
+    agent.send(delta(sid, 100))  # crossed the CANCEL on the wire
+    agent.send(End(sid, "stop", 1, 1, {}))
+    assert pump(agent, edge) == [None, None]  # dropped, not delivered
+    assert queued(edge) == []  # 100 < half of 250: not yet
+    assert [agent.receive(data) for data in cancel] == [None]  # the agent had already ended
     other = open_stream(edge, agent)
-    deliver(edge, agent)  # the CANCEL and the OPEN reach the agent
-    agent.send(Delta(other, "y" * 40, "", []))
-    deliver(agent, edge)
+    assert agent.credit(other) == STREAM_WINDOW  # min(100, 250 - 100) = 100 still
+    agent.send(delta(other, 40))
+    pump(agent, edge)
     edge.consumed(other, 40)
-    windows = [f for f in deliver(edge, agent) if isinstance(f, Window)]
-    assert Window(0, 140) in windows
-    assert not agent.is_active(sid)
+    assert queued(edge) == [Window(NO_STREAM, 140)]  # 100 dropped + 40 read ≥ 125
 
 
-def test_end_error_and_cancel_close_the_stream() -> None:
+def test_late_deltas_alone_return_connection_credit() -> None:
     edge, agent = handshake()
-    ended, failed, cancelled = (open_stream(edge, agent) for _ in range(3))
-    agent.send(End(ended, "stop", 1, 2, {}))
-    agent.send(Error(failed, "backend_error", "boom", False))
-    edge.send(Cancel(cancelled, "deadline"))
-    deliver(agent, edge)
-    deliver(edge, agent)
-    for sid in (ended, failed, cancelled):
-        assert not edge.is_active(sid)
-        assert not agent.is_active(sid)
+    streams = [open_stream(edge, agent) for _ in range(2)]
+    for sid in streams:
+        agent.send(delta(sid, 70))
+        edge.send(Cancel(sid, "gone"))
+    assert len(edge.data_to_send()) == 2  # the two CANCELs, still on the wire
+    assert pump(agent, edge) == [None, None]
+    assert queued(edge) == [Window(NO_STREAM, 140)]
+
+
+def test_late_deltas_still_count_against_the_connection_window() -> None:
+    edge, agent = handshake()
+    sid = open_stream(edge, agent)
+    for other in [open_stream(edge, agent) for _ in range(2)]:
+        edge.receive(encode(delta(other, 100)))  # 200 of 250 spent, not consumed
+    edge.send(Cancel(sid, "gone"))
+    with pytest.raises(FlowControlError):
+        edge.receive(encode(delta(sid, 51)))
+
+
+def test_consumed_on_a_closed_stream_still_returns_connection_credit() -> None:
+    edge, agent = handshake()
+    sid = open_stream(edge, agent)
+    agent.send(delta(sid, 100))
+    agent.send(End(sid, "stop", 1, 1, {}))
+    pump(agent, edge)
+    assert not edge.is_active(sid)
+    edge.consumed(sid, 100)
+    edge.consumed(sid, 30)
+    assert queued(edge) == [Window(NO_STREAM, 130)]  # no stream WINDOW for an ended stream
+
+
+# ------------------------------------------------------------------ ending streams (§7)
+
+
+@pytest.mark.parametrize("how", ["end", "error", "cancel", "edge_error"])
+def test_end_error_and_cancel_close_the_stream(how: str) -> None:
+    edge, agent = handshake()
+    sid = open_stream(edge, agent)
+    keep = open_stream(edge, agent)
+    closing: dict[str, tuple[Connection, Connection, Frame]] = {
+        "end": (agent, edge, End(sid, "stop", 1, 2, {})),
+        "error": (agent, edge, Error(sid, "backend_error", "boom", False)),
+        "cancel": (edge, agent, Cancel(sid, "deadline")),
+        "edge_error": (edge, agent, Error(sid, "internal_error", "x", False)),
+    }
+    sender, receiver, frame = closing[how]
+    sender.send(frame)
+    assert not sender.is_active(sid)
+    assert receiver.is_active(sid)  # not yet delivered
+    assert pump(sender, receiver) == [frame]
+    for conn in (edge, agent):
+        assert not conn.is_active(sid)
+        assert conn.is_active(keep)
+        assert conn.active_streams == 1
+        assert conn.state is State.OPEN  # a stream ERROR does not close the connection
+    assert agent.credit(sid) == 0
+    for later in (delta(sid, 1), End(sid, "stop", 0, 0, {}), Error(sid, "x", "", False)):
         with pytest.raises(StreamClosed):
-            agent.send(Delta(sid, "x", "", []))
+            agent.send(later)
+    for later_edge in (Cancel(sid, "again"), Error(sid, "x", "", False)):
+        with pytest.raises(StreamClosed):
+            edge.send(later_edge)
+    agent.send(delta(keep, 1))  # the other stream is untouched
+    assert pump(agent, edge) == [delta(keep, 1)]
+
+
+def test_frames_for_an_ended_stream_are_dropped_on_both_ends() -> None:
+    edge, agent = handshake()
+    sid = open_stream(edge, agent)
+    agent.send(End(sid, "stop", 0, 0, {}))
+    pump(agent, edge)
+    assert agent.receive(encode(Window(sid, 10))) is None
+    assert agent.receive(encode(Cancel(sid, "late"))) is None
+    assert edge.receive(encode(End(sid, "stop", 0, 0, {}))) is None
+    assert edge.receive(encode(Error(sid, "x", "", False))) is None
+    assert agent.data_to_send() == edge.data_to_send() == []
+
+
+# ------------------------------------------------------------------ draining (§10)
 
 
 def test_goaway_drains_no_new_streams_but_a_crossed_open_is_accepted() -> None:
     edge, agent = handshake()
     running = open_stream(edge, agent)
     agent.send(GoAway("shutting down"))
+    assert agent.state is State.DRAINING
+    assert agent.draining_sent and not edge.draining_sent
     crossed = edge.next_stream_id()
-    edge.send(Open(crossed, {"op": "chat"}, 0))  # sent before the GOAWAY arrived
-    assert deliver(edge, agent) == [Open(crossed, {"op": "chat"}, 0)]
-    deliver(agent, edge)
+    edge.send(Open(crossed, CHAT, 0))  # the edge has not seen the GOAWAY yet
+    assert pump(edge, agent) == [Open(crossed, CHAT, 0)]
+    assert agent.is_active(crossed) and agent.state is State.DRAINING
+    assert pump(agent, edge) == [GoAway("shutting down")]
     assert (edge.state, agent.state) == (State.DRAINING, State.DRAINING)
-    with pytest.raises(LocalProtocolError):
-        edge.send(Open(edge.next_stream_id(), {"op": "chat"}, 0))
-    agent.send(Delta(running, "still going", "", []))
+    with pytest.raises(LocalProtocolError, match="OPEN is not allowed in state draining"):
+        edge.send(Open(edge.next_stream_id(), CHAT, 0))
+    # Running streams finish; the crossed one is refused by the application, retryably.
+    agent.send(delta(running, 5))
     agent.send(End(running, "stop", 1, 1, {}))
     agent.send(Error(crossed, "draining", "no new streams", True))
-    assert [type(f) for f in deliver(agent, edge)] == [Delta, End, Error]
+    assert [type(f) for f in pump(agent, edge)] == [Delta, End, Error]
+    assert edge.active_streams == agent.active_streams == 0
+    agent.send(GoAway("again"))  # a second GOAWAY is harmless
+    assert pump(agent, edge) == [GoAway("again")]
+    assert edge.state is State.DRAINING
 
 
-def test_error_on_stream_zero_closes_the_connection() -> None:
+def test_the_edge_may_drain_too() -> None:
     edge, agent = handshake()
-    edge.send(connection_error(RemoteProtocolError("bad")))
-    (frame,) = deliver(edge, agent)
-    assert isinstance(frame, Error)
-    assert frame.code == "protocol_error"
-    assert agent.state is State.CLOSED
-    with pytest.raises(RemoteProtocolError, match="after the connection closed"):
-        agent.receive(encode(Ping(1)))
+    sid = open_stream(edge, agent)
+    edge.send(GoAway("edge restarting"))
+    assert edge.draining_sent
+    assert pump(edge, agent) == [GoAway("edge restarting")]
+    assert (edge.state, agent.state) == (State.DRAINING, State.DRAINING)
     with pytest.raises(LocalProtocolError):
-        agent.send(Pong(1))
+        edge.send(Open(edge.next_stream_id(), CHAT, 0))
+    agent.send(delta(sid, 10))
+    assert pump(agent, edge) == [delta(sid, 10)]
 
 
-class TunnelMachine(RuleBasedStateMachine):
-    """Random interleavings of both ends' actions; the ends must always agree (PROTOCOL.md §7-8)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.edge, self.agent = handshake()
-        self.open: set[int] = set()  # streams the model says are open on both ends
-        self.buffered: dict[int, int] = {}  # bytes the edge received but the client did not read
-
-    def flush(self) -> None:
-        for frame in deliver(self.agent, self.edge):
-            if isinstance(frame, Delta) and frame.stream_id in self.open:
-                self.buffered[frame.stream_id] = (
-                    self.buffered.get(frame.stream_id, 0) + frame.flow_size
-                )
-        deliver(self.edge, self.agent)
-
-    @rule()
-    def open_stream(self) -> None:
-        self.open.add(open_stream(self.edge, self.agent))
-
-    @precondition(lambda self: self.open)
-    @rule(data=st.data(), size=st.integers(0, 150))
-    def agent_sends(self, data: st.DataObject, size: int) -> None:
-        sid = data.draw(st.sampled_from(sorted(self.open)))
-        credit = self.agent.credit(sid)
-        if size > credit:
-            with pytest.raises(LocalProtocolError):
-                self.agent.send(Delta(sid, "x" * size, "", []))
-        else:
-            self.agent.send(Delta(sid, "x" * size, "", []))
-        self.flush()
-
-    @precondition(lambda self: self.buffered)
-    @rule(data=st.data())
-    def client_reads(self, data: st.DataObject) -> None:
-        sid = data.draw(st.sampled_from(sorted(self.buffered)))
-        self.edge.consumed(sid, self.buffered.pop(sid))
-        self.flush()
-
-    @precondition(lambda self: self.open)
-    @rule(data=st.data(), by_edge=st.booleans())
-    def stream_ends(self, data: st.DataObject, by_edge: bool) -> None:
-        sid = data.draw(st.sampled_from(sorted(self.open)))
-        if by_edge:
-            self.edge.send(Cancel(sid, "client went away"))
-        else:
-            self.agent.send(End(sid, "stop", 1, 1, {}))
-        self.open.discard(sid)
-        if sid in self.buffered:
-            self.edge.consumed(sid, self.buffered.pop(sid))
-        self.flush()
-
-    @rule(payload=st.integers(0, 2**32))
-    def ping(self, payload: int) -> None:
-        self.edge.send(Ping(payload))
-        self.flush()
-        self.flush()
-
-    @invariant()
-    def ends_agree(self) -> None:
-        for sid in range(1, self.edge.next_stream_id()):
-            assert self.edge.is_active(sid) == self.agent.is_active(sid) == (sid in self.open)
-
-    @invariant()
-    def credit_is_never_negative(self) -> None:
-        for sid in self.open:
-            assert 0 <= self.agent.credit(sid) <= STREAM_WINDOW
+def test_an_open_after_the_edges_own_goaway_is_refused_by_the_agent() -> None:
+    # Only an OPEN that crossed *the agent's* GOAWAY is excused (PROTOCOL.md §10, mux.py's
+    # _CROSSED_GOAWAY comment). Here the agent never sent GOAWAY: the edge sent GOAWAY and then,
+    # in order on the same WebSocket, an OPEN its own send() would have refused.
+    _, agent = reach("draining_by_edge")
+    assert not agent.draining_sent
+    with pytest.raises(RemoteProtocolError):
+        agent.receive(encode(Open(2, CHAT, 0)))
 
 
-TunnelMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
-test_tunnel_state_machine = TunnelMachine.TestCase
+# ------------------------------------------------------------------ closing (§6)
+
+
+def test_error_on_stream_zero_closes_the_connection_and_anything_after_raises() -> None:
+    edge, agent = handshake()
+    sid = open_stream(edge, agent)
+    edge.send(connection_error(RemoteProtocolError("bad")))
+    assert edge.state is State.CLOSED
+    (frame,) = pump(edge, agent)
+    assert isinstance(frame, Error)
+    assert (frame.stream_id, frame.code, frame.message, frame.retryable) == (
+        0,
+        "protocol_error",
+        "bad",
+        False,
+    )
+    assert agent.state is State.CLOSED
+    for data in (encode(Ping(1)), encode(Cancel(sid, "x")), encode(Error(0, "x", "", False))):
+        with pytest.raises(RemoteProtocolError, match="after the connection closed"):
+            agent.receive(data)
+    for later in (Pong(1), delta(sid, 1), GoAway("x"), Error(0, "x", "", False)):
+        with pytest.raises(LocalProtocolError, match="after the connection closed"):
+            agent.send(later)
+    with pytest.raises(LocalProtocolError):
+        edge.send(Open(edge.next_stream_id(), CHAT, 0))
+    assert agent.data_to_send() == edge.data_to_send() == []
+
+
+def test_a_failed_login_closes_from_authenticating() -> None:
+    edge, agent = reach("authenticating")
+    edge.send(Error(NO_STREAM, ErrorCode.AUTH_FAILED.value, "unknown or revoked machine", False))
+    (frame,) = pump(edge, agent)
+    assert isinstance(frame, Error) and frame.code == "auth_failed"
+    assert edge.state is agent.state is State.CLOSED
+
+
+ERRORS: list[tuple[ProtocolError, str]] = [
+    (RemoteProtocolError("garbled"), "protocol_error"),
+    (LocalProtocolError("oops"), "protocol_error"),
+    (StreamClosed("stream 3 is not open"), "protocol_error"),
+    (FrameTooLarge("frame of 9 bytes exceeds limit 8"), "frame_too_large"),
+    (FlowControlError("peer sent 9 bytes with only 8 of credit left"), "flow_control_error"),
+]
+
+
+@pytest.mark.parametrize(("error", "code"), ERRORS, ids=lambda e: type(e).__name__)
+def test_connection_error_carries_the_exceptions_code(error: ProtocolError, code: str) -> None:
+    assert isinstance(error, (LocalProtocolError, RemoteProtocolError))
+    frame = connection_error(error)
+    assert frame == Error(NO_STREAM, code, str(error), False)
+    assert type(frame.code) is str  # a plain string on the wire, not the enum
+    frame.check()
+    assert decode(encode(frame)) == frame
+
+
+def test_connection_error_for_a_version_mismatch_and_a_long_message() -> None:
+    with pytest.raises(RemoteProtocolError) as caught:
+        choose_version([7, 8])
+    frame = connection_error(caught.value)
+    assert frame.code == "unsupported_version"
+    assert "7" in frame.message
+    long = connection_error(RemoteProtocolError("x" * 5000))
+    assert long.message == "x" * 1000
+
+
+def test_connection_error_from_a_real_failure_can_be_sent_in_any_open_state() -> None:
+    edge, agent = handshake()
+    sid = open_stream(edge, agent)
+    try:
+        edge.receive(encode(delta(sid, STREAM_WINDOW + 1)))
+    except FlowControlError as error:
+        edge.send(connection_error(error))
+    assert edge.state is State.CLOSED
+    (frame,) = pump(edge, agent)
+    assert isinstance(frame, Error) and frame.code == "flow_control_error"
+
+
+# ------------------------------------------------------------------ frame size limits
+
+
+def test_receive_enforces_the_receive_limit() -> None:
+    agent = Connection(Role.AGENT, max_receive_frame=1024)
+    with pytest.raises(FrameTooLarge, match="exceeds limit 1024"):
+        agent.receive(encode(Challenge(b"n" * 32, "h" * 255, [1] * 16)) + b"\x00" * 800)
+
+
+def test_the_agent_may_not_send_frames_over_readys_max_frame() -> None:
+    edge, agent = handshake()
+    sid = open_stream(edge, agent)
+    big = Delta(sid, "", "", [{"id": "c", "name": "f", "arguments": {"x": "y" * 2000}}])
+    with pytest.raises(LocalProtocolError, match="exceeds limit 1024"):
+        agent.send(big)
+    assert agent.data_to_send() == []
+
+
+def test_a_refused_send_leaves_no_trace_agent_side() -> None:
+    # A DELTA within credit but over the frame limit (its tool call is not charged) is refused;
+    # the refusal must not spend credit the peer never learns about.
+    edge, agent = handshake()
+    sid = open_stream(edge, agent)
+    big = Delta(sid, "x" * 10, "", [{"id": "c", "name": "f", "arguments": {"x": "y" * 2000}}])
+    with pytest.raises(LocalProtocolError):
+        agent.send(big)
+    assert agent.credit(sid) == STREAM_WINDOW
+
+
+def test_a_refused_send_leaves_no_trace_edge_side() -> None:
+    # An OPEN over the edge's send limit is refused; the stream must not stay half-open locally.
+    edge = Connection(Role.EDGE, max_send_frame=2048)
+    agent = Connection(Role.AGENT)
+    edge.send(Challenge(b"n" * 32, "edge.test", [1]))
+    pump(edge, agent)
+    agent.send(Auth("m", 1, b"s" * 64))
+    pump(agent, edge)
+    edge.send(READY)
+    pump(edge, agent)
+    with pytest.raises(LocalProtocolError, match="exceeds limit 2048"):
+        edge.send(Open(1, {"op": "chat", "image": "i" * 4000}, 0))
+    assert edge.data_to_send() == []
+    assert not edge.is_active(1)
+    assert edge.active_streams == 0
+    assert edge.next_stream_id() == 1
+
+
+# ------------------------------------------------------------------ send() checks what it queues
+
+
+def _edge_with_stream() -> tuple[Connection, Connection]:
+    return reach("open")
+
+
+SEND_INVALID: list[tuple[str, Role, Frame]] = [
+    ("zero window increment", Role.EDGE, Window(1, 0)),
+    ("window for a stream never opened", Role.EDGE, Window(99, 5)),
+    ("open without an op", Role.EDGE, Open(2, {}, 0)),
+    ("malformed tool call", Role.AGENT, Delta(1, "", "", [{"id": 1}])),
+    ("ping payload beyond msgpack", Role.EDGE, Ping(2**64)),
+    ("lone surrogate in text", Role.AGENT, Delta(1, "\ud800", "", [])),
+    ("lone surrogate in a reason", Role.EDGE, Cancel(1, "\udcff")),
+    ("unencodable request value", Role.EDGE, Open(2, {"op": "chat", "k": {1, 2}}, 0)),
+]
+
+
+@pytest.mark.parametrize(
+    ("role", "frame"), [(r, f) for _, r, f in SEND_INVALID], ids=[n for n, _, _ in SEND_INVALID]
+)
+def test_send_refuses_what_the_peer_would_refuse(role: Role, frame: Frame) -> None:
+    # send() promises LocalProtocolError for a frame the protocol does not allow, and nothing
+    # but ProtocolError leaves protocol/ (errors.py). A frame the peer's decoder or stream table
+    # is bound to reject must be refused here, without changing any state.
+    edge, agent = _edge_with_stream()
+    conn = edge if role is Role.EDGE else agent
+    credit, streams, next_id = agent.credit(1), conn.active_streams, conn.next_stream_id()
+    with pytest.raises(LocalProtocolError):
+        conn.send(frame)
+    assert conn.data_to_send() == []
+    assert (agent.credit(1), conn.active_streams, conn.next_stream_id()) == (
+        credit,
+        streams,
+        next_id,
+    )
+
+
+def test_a_hand_made_window_keeps_both_ends_in_step() -> None:
+    # mux.py lets the edge send WINDOW by hand ("goes out as is"). Either send() refuses it, or
+    # the edge must expect the extra credit it granted: a DELTA the agent's send() accepted must
+    # never make the edge raise FlowControlError.
+    edge, agent = reach("open")
+    with contextlib.suppress(LocalProtocolError):
+        edge.send(Window(1, 50))
+    pump(edge, agent)
+    size = agent.credit(1)
+    agent.send(delta(1, size))
+    assert pump(agent, edge) == [delta(1, size)]
+
+
+def test_is_active_and_credit_for_unknown_streams() -> None:
+    edge, agent = handshake()
+    checks: list[Callable[[], object]] = [
+        lambda: agent.credit(0),
+        lambda: agent.credit(1),
+        lambda: agent.credit(-1),
+    ]
+    assert [check() for check in checks] == [0, 0, 0]
+    assert not edge.is_active(0) and not edge.is_active(1)
