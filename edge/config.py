@@ -20,6 +20,7 @@ class EdgeConfig:
     request_timeout: float = 600.0  # the whole request, first token to last
     first_token_timeout: float = 300.0  # includes loading the model on the GPU box
     queue_timeout: float = 30.0  # waiting for a free slot on a busy machine
+    max_queued: int = 256  # requests waiting for a slot, over all tenants; past it: 503
     drain_timeout: float = 30.0  # on shutdown, how long running streams may take to finish
     pairing_ttl: float = 15 * 60.0
     pairing_attempts_per_minute: int = 10

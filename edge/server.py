@@ -45,7 +45,8 @@ def open_context(config: EdgeConfig) -> EdgeContext:
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     secret = credentials.load_or_create_server_secret(config.data_dir / "server.secret")
     store = Store(config.data_dir / "edge.db")
-    return EdgeContext(config, store, Registry(), credentials.KeyHasher(secret))
+    registry = Registry(max_waiters=config.max_queued)
+    return EdgeContext(config, store, registry, credentials.KeyHasher(secret))
 
 
 def ensure_operator_key(ctx: EdgeContext) -> Path | None:

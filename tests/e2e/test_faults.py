@@ -394,3 +394,29 @@ async def test_one_keys_burst_does_not_starve_another_key(tmp_path: Path) -> Non
         # running one and the next flood request, not behind all eight.
         assert done.index("other") <= 2
         assert len(done) == 9
+
+
+async def test_past_the_queue_bound_requests_get_a_clear_503(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, tokens_per_second=100, max_queued=2) as stack:
+        await stack.tenant("acme")
+        key = await stack.key("acme")
+        await stack.agent("acme", max_concurrency=1)
+        client = stack.openai(key)
+        running = [
+            asyncio.create_task(
+                client.chat.completions.create(
+                    model="llama3.2:3b", messages=[user(f"r{i} tokens=20")]
+                )
+            )
+            for i in range(3)  # one runs, two wait
+        ]
+        await _until(lambda: stack.edge.context.registry._waiters == 2)
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.chat.completions.create(
+                model="llama3.2:3b", messages=[user("one too many")]
+            )
+        assert caught.value.status_code == 503
+        assert isinstance(caught.value.body, dict)
+        assert caught.value.body["code"] == "machines_busy"
+        assert "queue is full" in caught.value.body["message"]
+        assert all(r.choices[0].finish_reason == "stop" for r in await asyncio.gather(*running))
