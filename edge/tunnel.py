@@ -266,11 +266,9 @@ class AgentSession:
                 for data in self.conn.data_to_send():
                     await self.ws.send_bytes(data)
         except (ConnectionError, RuntimeError) as exc:
+            # Without a writer the session is mute: end it now rather than at the heartbeat.
             log.info("machine %s: writing failed: %s", self.machine_id, exc)
-        finally:
-            # Without a writer the session is deaf and mute: end it now, not at the heartbeat.
-            if not self.ws.closed:
-                asyncio.get_running_loop().create_task(self.ws.close())
+            await self.ws.close()
 
     async def _heartbeat_loop(self) -> None:
         interval = self._limits.heartbeat_interval
