@@ -210,11 +210,13 @@ class Connection:
             # Every grant of credit goes out as a WINDOW and is counted here, whether consumed()
             # or the application made it, so both ends always agree on the window (§8).
             if sid == NO_STREAM:
+                self._connection_receive.check_grant(frame.increment)
                 self._connection_receive.grant(frame.increment)
                 return
             if sid > self._last_stream_id:
                 raise LocalProtocolError(f"WINDOW for stream {sid}, never opened")
             if sid in self._streams:
+                self._streams[sid].receive_window.check_grant(frame.increment)
                 self._streams[sid].receive_window.grant(frame.increment)
             return
         if sid == NO_STREAM:  # ERROR on stream 0: the connection, not a stream

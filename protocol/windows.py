@@ -57,6 +57,13 @@ class ReceiveWindow:
         increment, self._consumed = self._consumed, 0
         return increment
 
+    def check_grant(self, increment: int) -> None:
+        """Refuse a grant the peer would refuse: its window would pass the maximum (§8)."""
+        if self.available + increment > MAX_WINDOW:
+            raise LocalProtocolError(
+                f"window increment {increment} would exceed the maximum window {MAX_WINDOW}"
+            )
+
     def grant(self, increment: int) -> None:
         """A WINDOW with ``increment`` went to the peer: it may send that much more."""
         self.available += increment

@@ -168,7 +168,7 @@ msgpack_values: st.SearchStrategy[Any] = st.recursive(
 )
 
 
-@FUZZ
+@settings(FUZZ, max_examples=120)
 @given(st.integers(-1, 15), st.lists(msgpack_values, max_size=6))
 def test_well_formed_msgpack_of_the_wrong_shape(code: int, fields: list[Any]) -> None:
     data: bytes = msgpack.packb([code, *fields], use_bin_type=True)

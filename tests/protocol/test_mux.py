@@ -928,6 +928,35 @@ def test_a_hand_made_window_keeps_both_ends_in_step() -> None:
     assert pump(agent, edge) == [delta(1, size)]
 
 
+def test_a_hand_made_window_for_an_ended_stream_goes_out_and_is_dropped() -> None:
+    edge, agent = reach("open")
+    agent.send(End(1, "stop", 0, 0, {}))
+    pump(agent, edge)
+    edge.send(Window(1, 10))
+    assert pump(edge, agent) == [None]
+    edge.send(Window(NO_STREAM, 10))  # connection credit is still counted on both ends
+    assert pump(edge, agent) == [Window(NO_STREAM, 10)]
+    sid = open_stream(edge, agent)
+    assert agent.credit(sid) == STREAM_WINDOW
+    agent.send(delta(sid, STREAM_WINDOW))
+    agent.send(End(sid, "stop", 0, 0, {}))
+    open_stream(edge, agent)
+    assert pump(agent, edge) == [delta(sid, STREAM_WINDOW), End(sid, "stop", 0, 0, {})]
+
+
+@pytest.mark.parametrize("sid", [1, NO_STREAM])
+def test_send_refuses_a_window_the_agent_would_overflow_on(sid: int) -> None:
+    # Window(…, MAX_WINDOW) passes check(), but on top of the credit already granted it takes
+    # the agent's window past 2³¹-1, which the agent answers with FlowControlError. send()
+    # promises to refuse first what the peer would refuse (mux.py, Connection.send docstring).
+    edge, agent = reach("open")
+    with contextlib.suppress(LocalProtocolError):
+        edge.send(Window(sid, MAX_WINDOW))
+    for data in edge.data_to_send():
+        agent.receive(data)  # must not raise FlowControlError
+    assert agent.credit(1) <= MAX_WINDOW
+
+
 def test_is_active_and_credit_for_unknown_streams() -> None:
     edge, agent = handshake()
     checks: list[Callable[[], object]] = [

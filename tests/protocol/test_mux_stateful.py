@@ -145,6 +145,8 @@ class End_:
             sid = frame.stream_id
             if isinstance(frame, Open):
                 return LocalProtocolError if sid <= self.last_id else None
+            if isinstance(frame, Window):  # credit by hand: fine for any stream once opened
+                return LocalProtocolError if sid > self.last_id else None
             if sid not in self.active:
                 return StreamClosed
             if isinstance(frame, Delta):
@@ -210,7 +212,7 @@ class End_:
         if isinstance(frame, Window):
             if frame.stream_id == NO_STREAM:
                 self.recv_conn += frame.increment
-            else:
+            elif frame.stream_id in self.active:
                 self.recv_stream[frame.stream_id] += frame.increment
         elif isinstance(frame, Open):
             self.last_id = frame.stream_id
@@ -425,6 +427,13 @@ class Tunnel(RuleBasedStateMachine):
                 expected = model.consumed(sid, size)
                 self.conn[Role.EDGE].consumed(sid, size)
                 self.collect(Role.EDGE, expected)
+
+    @rule(data=st.data(), increment=st.integers(1, 60), connection=st.booleans())
+    def edge_grants_credit_by_hand(
+        self, data: st.DataObject, increment: int, connection: bool
+    ) -> None:
+        sid = NO_STREAM if connection else self.stream_id(data, Role.EDGE)
+        self.send(Role.EDGE, Window(sid, increment))
 
     @rule(role=ROLES, payload=st.integers(0, 2**40), pong=st.booleans())
     def ping(self, role: Role, payload: int, pong: bool) -> None:
