@@ -5,8 +5,10 @@ The operator key manages every tenant; a tenant admin key only its own (403 othe
 
 from __future__ import annotations
 
+import datetime
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -15,25 +17,41 @@ from edge import credentials
 from edge.auth import authenticate_admin, authorize_tenant
 from edge.context import CONTEXT, EdgeContext
 from edge.errors import ApiError, bad_request, read_json_object
-from edge.store import ApiKey, Conflict, Machine, Tenant
+from edge.limits import PERIODS
+from edge.store import AdminKey, ApiKey, Conflict, KeyLimits, Machine, Tenant
 from protocol import ErrorCode
 
 routes = web.RouteTableDef()
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+DEFAULT_ROTATION_GRACE = 24 * 3600.0
+MAX_AUDIT_LIMIT = 10_000
 
 
-def _tenant(request: web.Request) -> tuple[EdgeContext, Tenant]:
+@dataclass(frozen=True, slots=True)
+class TenantAdmin:
+    """An authorized admin request on one tenant."""
+
+    ctx: EdgeContext
+    tenant: Tenant
+    admin: AdminKey
+
+    def audit(self, action: str, subject: str) -> None:
+        self.ctx.recorder.admin(self.tenant.id, self.admin.actor, action, subject)
+
+
+def _tenant(request: web.Request) -> TenantAdmin:
     ctx = request.app[CONTEXT]
     admin = authenticate_admin(request)
     tenant = ctx.store.tenant_by_slug(request.match_info["slug"])
     if tenant is None:
         if admin.tenant_id is not None:
+            # The same answer as for another tenant's slug: no probing which tenants exist.
             raise ApiError(403, "forbidden", "This admin key does not manage that tenant")
         raise ApiError(404, "tenant_not_found", f"no tenant {request.match_info['slug']!r}")
     authorize_tenant(admin, tenant)
-    return ctx, tenant
+    return TenantAdmin(ctx, tenant, admin)
 
 
 def _name(body: dict[str, Any], field: str = "name") -> str:
@@ -56,6 +74,49 @@ def _positive_number(body: dict[str, Any], field: str) -> float | None:
     return float(value)
 
 
+def _positive_int(body: dict[str, Any], field: str) -> int | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise bad_request(f"{field} must be a positive whole number", param=field)
+    return value
+
+
+def _key_limits(admin: TenantAdmin, body: dict[str, Any]) -> KeyLimits:
+    models = body.get("models")
+    if models is not None and (
+        not isinstance(models, list)
+        or not models
+        or not all(isinstance(m, str) and m.strip() for m in models)
+    ):
+        raise bad_request("models must be a non-empty list of model names", param="models")
+    budget = _positive_int(body, "budget_tokens")
+    period = body.get("budget_period", "day" if budget else None)
+    if budget is not None and period not in PERIODS:
+        raise bad_request(
+            f"budget_period must be one of {', '.join(PERIODS)}", param="budget_period"
+        )
+    if budget is None and body.get("budget_period") is not None:
+        raise bad_request("budget_period needs budget_tokens", param="budget_period")
+    machine_id = None
+    if body.get("machine") is not None:
+        machine = admin.ctx.store.machine_by_name(admin.tenant.id, str(body["machine"]))
+        if machine is None:
+            raise ApiError(
+                404, "machine_not_found", f"no machine {body['machine']!r}", param="machine"
+            )
+        machine_id = machine.id
+    return KeyLimits(
+        models=tuple(m.strip() for m in models) if models is not None else None,
+        budget_tokens=budget,
+        budget_period=period if budget is not None else None,
+        rpm=_positive_int(body, "rpm"),
+        tpm=_positive_int(body, "tpm"),
+        machine_id=machine_id,
+    )
+
+
 @routes.post("/admin/v1/tenants")
 async def create_tenant(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
@@ -73,6 +134,7 @@ async def create_tenant(request: web.Request) -> web.Response:
         tenant = ctx.store.create_tenant(credentials.new_id("t"), slug)
     except Conflict as exc:
         raise ApiError(409, "tenant_exists", str(exc)) from None
+    ctx.recorder.admin(tenant.id, admin.actor, "tenant.created", slug)
     return web.json_response(_tenant_view(ctx, tenant), status=201)
 
 
@@ -95,7 +157,8 @@ def _tenant_view(ctx: EdgeContext, tenant: Tenant) -> dict[str, Any]:
 
 @routes.post("/admin/v1/tenants/{slug}/machines/pair")
 async def pair_machine(request: web.Request) -> web.Response:
-    ctx, tenant = _tenant(request)
+    admin = _tenant(request)
+    ctx, tenant = admin.ctx, admin.tenant
     body = await read_json_object(request)
     name = _name(body)
     ttl = _positive_number(body, "ttl_seconds") or ctx.config.pairing_ttl
@@ -107,6 +170,7 @@ async def pair_machine(request: web.Request) -> web.Response:
         )
     except Conflict as exc:
         raise ApiError(409, "machine_exists", str(exc)) from None
+    admin.audit("machine.pairing_code_created", name)
     command = f"llmtunnel agent pair {code} --edge {ctx.config.tenant_url(tenant.slug)}"
     if ctx.config.agent_ca_file is not None:
         command += f" --ca-file {ctx.config.agent_ca_file}"
@@ -118,7 +182,8 @@ async def pair_machine(request: web.Request) -> web.Response:
 
 @routes.get("/admin/v1/tenants/{slug}/machines")
 async def list_machines(request: web.Request) -> web.Response:
-    ctx, tenant = _tenant(request)
+    admin = _tenant(request)
+    ctx, tenant = admin.ctx, admin.tenant
     return web.json_response(
         {"machines": [_machine_view(ctx, m) for m in ctx.store.list_machines(tenant.id)]}
     )
@@ -145,23 +210,32 @@ def _machine_view(ctx: EdgeContext, machine: Machine) -> dict[str, Any]:
 
 @routes.delete("/admin/v1/tenants/{slug}/machines/{name}")
 async def revoke_machine(request: web.Request) -> web.Response:
-    ctx, tenant = _tenant(request)
+    """Revoke a machine: its tunnel closes at once, and keys bound to it are revoked with it."""
+    admin = _tenant(request)
+    ctx, tenant = admin.ctx, admin.tenant
     machine = ctx.store.machine_by_name(tenant.id, request.match_info["name"])
     if machine is None:
         raise ApiError(404, "machine_not_found", f"no machine {request.match_info['name']!r}")
-    ctx.store.revoke_machine(machine.id)
+    bound_keys = ctx.store.revoke_machine(machine.id)
+    admin.audit("machine.revoked", machine.name)
+    for key_name in bound_keys:
+        admin.audit("key.revoked", key_name)
     session = ctx.registry.session(tenant.id, machine.id)
     if session is not None:
         await session.close(ErrorCode.MACHINE_REVOKED, "this machine was revoked by an admin")
-    return web.json_response({"revoked": machine.name, "was_online": session is not None})
+    return web.json_response(
+        {"revoked": machine.name, "was_online": session is not None, "revoked_keys": bound_keys}
+    )
 
 
 @routes.post("/admin/v1/tenants/{slug}/keys")
 async def create_key(request: web.Request) -> web.Response:
-    ctx, tenant = _tenant(request)
+    admin = _tenant(request)
+    ctx, tenant = admin.ctx, admin.tenant
     body = await read_json_object(request)
     name = _name(body)
     expires_in = _positive_number(body, "expires_in_seconds")
+    limits = _key_limits(admin, body)
     secret = credentials.new_api_key()
     try:
         key = ctx.store.add_api_key(
@@ -171,10 +245,12 @@ async def create_key(request: web.Request) -> web.Response:
             credentials.visible_prefix(secret),
             ctx.hasher.digest(secret),
             time.time() + expires_in if expires_in else None,
+            limits,
         )
     except Conflict as exc:
         raise ApiError(409, "key_exists", str(exc)) from None
-    view = _key_view(key)
+    admin.audit("key.created", name)
+    view = _key_view(ctx, key)
     view["secret"] = secret
     view["api_base"] = ctx.config.tenant_url(tenant.slug) + "/v1"
     return web.json_response(view, status=201)
@@ -182,25 +258,171 @@ async def create_key(request: web.Request) -> web.Response:
 
 @routes.get("/admin/v1/tenants/{slug}/keys")
 async def list_keys(request: web.Request) -> web.Response:
-    ctx, tenant = _tenant(request)
-    return web.json_response({"keys": [_key_view(k) for k in ctx.store.list_api_keys(tenant.id)]})
+    admin = _tenant(request)
+    keys = admin.ctx.store.list_api_keys(admin.tenant.id)
+    return web.json_response({"keys": [_key_view(admin.ctx, k) for k in keys]})
 
 
-def _key_view(key: ApiKey) -> dict[str, Any]:
+def _key_view(ctx: EdgeContext, key: ApiKey) -> dict[str, Any]:
+    limits = key.limits
+    machine = ctx.store.machine_by_id(limits.machine_id) if limits.machine_id else None
     return {
         "name": key.name,
         "prefix": key.prefix,
         "created_at": key.created_at,
         "expires_at": key.expires_at,
         "last_used_at": key.last_used_at,
+        "models": list(limits.models) if limits.models is not None else None,
+        "budget_tokens": limits.budget_tokens,
+        "budget_period": limits.budget_period,
+        "rpm": limits.rpm,
+        "tpm": limits.tpm,
+        "machine": machine.name if machine else None,
     }
+
+
+def _live_key(admin: TenantAdmin, name: str) -> ApiKey:
+    key = admin.ctx.store.api_key_by_name(admin.tenant.id, name)
+    if key is None:
+        raise ApiError(404, "key_not_found", f"no key {name!r}")
+    return key
+
+
+@routes.post("/admin/v1/tenants/{slug}/keys/{name}/rotate")
+async def rotate_key(request: web.Request) -> web.Response:
+    """A new secret for the key; the old one keeps working for ``grace_seconds`` (0: not at
+    all), so that clients can be moved over without an outage."""
+    admin = _tenant(request)
+    key = _live_key(admin, request.match_info["name"])
+    body = await read_json_object(request)
+    grace = body.get("grace_seconds", DEFAULT_ROTATION_GRACE)
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+        raise bad_request("grace_seconds must be a number ≥ 0", param="grace_seconds")
+    secret = credentials.new_api_key()
+    grace_until = time.time() + grace
+    admin.ctx.store.rotate_api_key(
+        key.id, credentials.visible_prefix(secret), admin.ctx.hasher.digest(secret), grace_until
+    )
+    admin.audit("key.rotated", key.name)
+    return web.json_response(
+        {
+            "name": key.name,
+            "secret": secret,
+            "prefix": credentials.visible_prefix(secret),
+            "previous_secret_valid_until": grace_until,
+        }
+    )
 
 
 @routes.delete("/admin/v1/tenants/{slug}/keys/{name}")
 async def revoke_key(request: web.Request) -> web.Response:
-    ctx, tenant = _tenant(request)
-    key = ctx.store.api_key_by_name(tenant.id, request.match_info["name"])
-    if key is None:
-        raise ApiError(404, "key_not_found", f"no key {request.match_info['name']!r}")
-    ctx.store.revoke_api_key(key.id)
+    admin = _tenant(request)
+    key = _live_key(admin, request.match_info["name"])
+    admin.ctx.store.revoke_api_key(key.id)
+    admin.audit("key.revoked", key.name)
     return web.json_response({"revoked": key.name})
+
+
+# ---------------------------------------------------------------------- usage and audit
+
+
+def _since(request: web.Request, default_age: float) -> float:
+    raw = request.query.get("since")
+    if raw is None:
+        return time.time() - default_age
+    try:
+        return float(raw)
+    except ValueError:
+        raise bad_request("since must be a Unix time in seconds", param="since") from None
+
+
+def _key_filter(admin: TenantAdmin, request: web.Request) -> str | None:
+    name = request.query.get("key")
+    return _live_key(admin, name).id if name is not None else None
+
+
+@routes.get("/admin/v1/tenants/{slug}/usage")
+async def usage(request: web.Request) -> web.Response:
+    """Requests and tokens per key per UTC day (default: the last 30 days)."""
+    admin = _tenant(request)
+    since = _since(request, 30 * 86400)
+    day = datetime.datetime.fromtimestamp(since, datetime.UTC).date().isoformat()
+    admin.ctx.recorder.flush()  # include requests that ended in the last second
+    rows = admin.ctx.store.usage(admin.tenant.id, day, _key_filter(admin, request))
+    return web.json_response(
+        {
+            "since": day,
+            "usage": [
+                {
+                    "key": r.key_name,
+                    "day": r.day,
+                    "requests": r.requests,
+                    "prompt_tokens": r.prompt_tokens,
+                    "completion_tokens": r.completion_tokens,
+                }
+                for r in rows
+            ],
+        }
+    )
+
+
+@routes.get("/admin/v1/tenants/{slug}/audit")
+async def audit(request: web.Request) -> web.Response:
+    """Audit events, newest first: every API request and admin action (default: the last 7
+    days, at most 100; ``limit`` up to 10,000)."""
+    admin = _tenant(request)
+    since = _since(request, 7 * 86400)
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_AUDIT_LIMIT:
+        raise bad_request(f"limit must be 1 to {MAX_AUDIT_LIMIT}", param="limit")
+    admin.ctx.recorder.flush()
+    events = admin.ctx.store.audit_events(
+        admin.tenant.id, since, _key_filter(admin, request), limit
+    )
+    for event in events:
+        del event["tenant_id"]
+    return web.json_response({"events": events})
+
+
+# ---------------------------------------------------------------------- tenant admin keys
+
+
+@routes.post("/admin/v1/tenants/{slug}/admin-keys")
+async def create_tenant_admin_key(request: web.Request) -> web.Response:
+    """A key that manages this tenant only (machines, keys, usage, audit); operator only."""
+    admin = _tenant(request)
+    if admin.admin.tenant_id is not None:
+        raise ApiError(403, "forbidden", "only the operator creates tenant admin keys")
+    name = _name(await read_json_object(request))
+    secret = credentials.new_api_key(credentials.ADMIN_KEY_PREFIX)
+    try:
+        admin.ctx.store.add_admin_key(
+            credentials.new_id("a"), admin.tenant.id, admin.ctx.hasher.digest(secret), name
+        )
+    except Conflict as exc:
+        raise ApiError(409, "admin_key_exists", str(exc)) from None
+    admin.audit("admin_key.created", name)
+    view = {"name": name, "tenant": admin.tenant.slug, "secret": secret}
+    return web.json_response(view, status=201)
+
+
+@routes.get("/admin/v1/tenants/{slug}/admin-keys")
+async def list_tenant_admin_keys(request: web.Request) -> web.Response:
+    admin = _tenant(request)
+    keys = admin.ctx.store.tenant_admin_keys(admin.tenant.id)
+    return web.json_response(
+        {"admin_keys": [{"name": k.name, "created_at": k.created_at} for k in keys]}
+    )
+
+
+@routes.delete("/admin/v1/tenants/{slug}/admin-keys/{name}")
+async def revoke_tenant_admin_key(request: web.Request) -> web.Response:
+    admin = _tenant(request)
+    name = request.match_info["name"]
+    if not admin.ctx.store.revoke_tenant_admin_key(admin.tenant.id, name):
+        raise ApiError(404, "admin_key_not_found", f"no admin key {name!r}")
+    admin.audit("admin_key.revoked", name)
+    return web.json_response({"revoked": name})

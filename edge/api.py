@@ -37,10 +37,21 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def _visible_models(ctx: EdgeContext, caller: Caller) -> dict[str, dict[str, Any]]:
+    """The models this key may use now: its scope, and its machine's if it is bound to one."""
+    bound = caller.key.limits.machine_id
+    if bound is not None:
+        session = ctx.registry.session(caller.tenant.id, bound)
+        models = dict(session.models) if session is not None and session.accepting else {}
+    else:
+        models = ctx.registry.models(caller.tenant.id)
+    return {name: info for name, info in models.items() if caller.allows(name)}
+
+
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
     caller = authenticate(request)
-    models = request.app[CONTEXT].registry.models(caller.tenant.id)
+    models = _visible_models(request.app[CONTEXT], caller)
     created = int(caller.tenant.created_at)
     data = [
         {"id": name, "object": "model", "created": created, "owned_by": caller.tenant.slug}
@@ -54,7 +65,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     caller = authenticate(request)
     req = openai_chat.parse_request(await read_json_object(request))
-    models = ctx.registry.models(caller.tenant.id)
+    caller.ensure_model_allowed(req.model)
+    models = _visible_models(ctx, caller)
     capabilities: list[str] = list(models.get(req.model, {}).get("capabilities", []))
     if req.model in models:
         tool_models = sorted(n for n, m in models.items() if "tools" in m.get("capabilities", []))
@@ -74,15 +86,28 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def _start(
     ctx: EdgeContext, caller: Caller, model: str, neutral: dict[str, Any]
 ) -> tuple[TunnelStream, Delta | End]:
-    """Open the stream and wait for its first event, failing over to another machine when one
-    refuses or drops the request before it produced anything (a retryable ERROR)."""
+    """Check the key's scope and limits, then open the stream and wait for its first event,
+    failing over to another machine when one refuses or drops the request before it produced
+    anything (a retryable ERROR). The request's record sees every event the caller reads."""
+    caller.ensure_model_allowed(model)
+    record = caller.record
+    record.model = model
+    admission = ctx.limits.admit(caller.key, neutral, time.time())
+    record.admission = admission
     tenant_id = caller.tenant.id
     tried: frozenset[str] = frozenset()
     while True:
         session = await ctx.registry.acquire(
-            tenant_id, model, ctx.config.queue_timeout, tried, caller.key.id
+            tenant_id,
+            model,
+            ctx.config.queue_timeout,
+            tried,
+            caller.key.id,
+            caller.key.limits.machine_id,
         )
         stream = session.open_stream(neutral, ctx.config.request_timeout)
+        record.dispatch(session.machine_name, admission.prompt_estimate)
+        stream.observer = record.observe
         try:
             first = await _first_event(stream, ctx.config.first_token_timeout)
         except BaseException:
@@ -92,7 +117,8 @@ async def _start(
             return stream, first
         stream.close()
         tried |= {session.machine_id}
-        if not (first.retryable and ctx.registry.candidates(tenant_id, model, tried)):
+        retry = ctx.registry.candidates(tenant_id, model, tried, caller.key.limits.machine_id)
+        if not (first.retryable and retry):
             raise from_stream_error(first.code, first.message)
         log.info("retrying on another machine after %s: %s", first.code, first.message)
 
@@ -166,3 +192,4 @@ async def _stream_chat(
 
 async def _send(response: web.StreamResponse, payload: dict[str, Any]) -> None:
     await response.write(b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n")
+

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from edge import admin_api, api, pairing
+from edge.audit import RequestRecord
+from edge.auth import RECORD
 from edge.context import CONTEXT, EdgeContext
 from edge.errors import ApiError
 from edge.registry import Registry
@@ -23,16 +25,53 @@ _CODES_FOR_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "request_
 
 
 @web.middleware
+async def audit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every public API request is audited when it ends, however it ends; this is also where
+    its budget reservation is settled (``Recorder.request``)."""
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    user_agent = request.headers.get("User-Agent")
+    record = RequestRecord(
+        f"{request.method} {request.path}", request.remote, user_agent and user_agent[:200]
+    )
+    request[RECORD] = record
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except asyncio.CancelledError:
+        status, record.error_code = 499, record.error_code or "client_closed"
+        raise
+    finally:
+        request.app[CONTEXT].recorder.request(record, status)
+
+
+async def _add_rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
+    # Runs as any response's headers are about to go out, streamed or not, success or error.
+    record = request.get(RECORD)
+    if record is not None and record.admission is not None:
+        for name, value in record.admission.headers.items():
+            response.headers.setdefault(name, value)
+
+
+@web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as JSON in the OpenAI shape; nothing escapes as a bare 500."""
     try:
         return await handler(request)
     except ApiError as exc:
+        record = request.get(RECORD)
+        if record is not None:
+            record.error_code = exc.code
         return exc.response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _CODES_FOR_STATUS.get(exc.status, "http_error")
+        record = request.get(RECORD)
+        if record is not None:
+            record.error_code = code
         message = (
             f"{exc.reason}: {request.method} {request.path}"
             if exc.status in (404, 405)
@@ -43,7 +82,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
-        return ApiError(500, "internal_error", "internal error; it has been logged").response()
+        error = ApiError(500, "internal_error", "internal error; it has been logged")
+        return error.response()
 
 
 async def _agent_connect(request: web.Request) -> web.StreamResponse:
@@ -79,7 +119,9 @@ async def _close_agents(app: web.Application) -> None:
 
 
 def create_app(ctx: EdgeContext) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=ctx.config.max_body)
+    app = web.Application(
+        middlewares=[audit_middleware, error_middleware], client_max_size=ctx.config.max_body
+    )
     app[CONTEXT] = ctx
     app[pairing.LIMITER] = pairing.AttemptLimiter(ctx.config.pairing_attempts_per_minute)
     app.add_routes(api.routes)
@@ -87,4 +129,5 @@ def create_app(ctx: EdgeContext) -> web.Application:
     app.add_routes(pairing.routes)
     app.router.add_get("/agent/connect", _agent_connect)
     app.on_shutdown.append(_close_agents)
+    app.on_response_prepare.append(_add_rate_limit_headers)
     return app

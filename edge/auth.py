@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from edge.audit import RequestRecord
 from edge.context import CONTEXT
 from edge.errors import ApiError
 from edge.store import AdminKey, ApiKey, Tenant
@@ -24,6 +25,34 @@ LAST_USED_RESOLUTION = 60.0
 class Caller:
     key: ApiKey
     tenant: Tenant
+    record: RequestRecord  # this request's audit record
+
+    def ensure_model_allowed(self, model: str) -> None:
+        """403 ``model_not_allowed`` when the key is scoped to other models."""
+        allowed = self.key.limits.models
+        if allowed is not None and model not in allowed:
+            raise ApiError(
+                403,
+                "model_not_allowed",
+                f"This API key may not use the model `{model}`; it may use: "
+                + ", ".join(f"`{m}`" for m in allowed),
+                param="model",
+            )
+
+    def allows(self, model: str) -> bool:
+        allowed = self.key.limits.models
+        return allowed is None or model in allowed
+
+
+RECORD = web.RequestKey("llmtunnel_record", RequestRecord)  # made by the audit middleware
+
+
+def request_record(request: web.Request) -> RequestRecord:
+    record = request.get(RECORD)
+    if record is None:
+        record = RequestRecord(f"{request.method} {request.path}", request.remote, None)
+        request[RECORD] = record
+    return record
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -66,10 +95,11 @@ def authenticate(request: web.Request) -> Caller:
         raise _invalid_key(
             "Missing API key: send it as `Authorization: Bearer sk-lt-…` or `x-api-key`"
         )
-    key = ctx.store.api_key_by_hash(ctx.hasher.digest(token))
+    now = time.time()
+    # No cache in front of this lookup: a revoked key is refused on its very next request.
+    key = ctx.store.api_key_by_hash(ctx.hasher.digest(token), now)
     if key is None or key.revoked_at is not None:
         raise _invalid_key()
-    now = time.time()
     if key.expires_at is not None and key.expires_at <= now:
         raise ApiError(401, "key_expired", "This API key has expired")
     tenant = ctx.store.tenant_by_id(key.tenant_id)
@@ -81,7 +111,9 @@ def authenticate(request: web.Request) -> Caller:
         raise _invalid_key()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         ctx.store.touch_api_key(key.id, now)  # at most one write per key per minute
-    return Caller(key, tenant)
+    record = request_record(request)
+    record.tenant_id, record.key_id, record.key_name = tenant.id, key.id, key.name
+    return Caller(key, tenant, record)
 
 
 def authenticate_admin(request: web.Request) -> AdminKey:

@@ -22,6 +22,8 @@ class EdgeConfig:
     queue_timeout: float = 30.0  # waiting for a free slot on a busy machine
     max_queued: int = 256  # requests waiting for a slot, over all tenants; past it: 503
     drain_timeout: float = 30.0  # on shutdown, how long running streams may take to finish
+    audit_flush_interval: float = 1.0  # a kill -9 loses at most this much audit and usage
+    audit_retention_days: float = 90.0  # older audit events are pruned (usage is kept)
     pairing_ttl: float = 15 * 60.0
     pairing_attempts_per_minute: int = 10
     tunnel: TunnelLimits = field(default_factory=TunnelLimits)

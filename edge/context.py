@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from edge.audit import Recorder
 from edge.config import EdgeConfig
 from edge.credentials import KeyHasher
+from edge.limits import Limits
 from edge.registry import Registry
 from edge.store import Store
 
@@ -18,6 +20,8 @@ class EdgeContext:
     store: Store
     registry: Registry
     hasher: KeyHasher
+    limits: Limits
+    recorder: Recorder
 
 
 CONTEXT = web.AppKey("llmtunnel_edge", EdgeContext)

@@ -76,6 +76,7 @@ async def pair(request: web.Request) -> web.Response:
         )
     tenant = ctx.store.tenant_by_id(machine.tenant_id)
     assert tenant is not None
+    ctx.recorder.admin(tenant.id, "agent", "machine.paired", machine.name)
     return web.json_response(
         {"machine_id": machine.id, "machine_name": machine.name, "tenant": tenant.slug},
         status=201,

@@ -79,18 +79,30 @@ class Registry:
             await changed.wait()
 
     def candidates(
-        self, tenant_id: str, model: str, exclude: frozenset[str] = frozenset()
+        self,
+        tenant_id: str,
+        model: str,
+        exclude: frozenset[str] = frozenset(),
+        only: str | None = None,
     ) -> list[AgentSession]:
-        """Sessions that could take ``model`` now or later: accepting, serving it, not excluded."""
+        """Sessions that could take ``model`` now or later: accepting, serving it, not excluded,
+        and the ``only`` machine when the key is bound to one."""
+        return [s for s in self._usable(tenant_id, exclude, only) if model in s.models]
+
+    def _usable(
+        self, tenant_id: str, exclude: frozenset[str], only: str | None
+    ) -> list[AgentSession]:
         return [
             s
             for s in self.sessions(tenant_id)
-            if s.accepting and model in s.models and s.machine_id not in exclude
+            if s.accepting and s.machine_id not in exclude and only in (None, s.machine_id)
         ]
 
-    def _pick(self, tenant_id: str, model: str, exclude: frozenset[str]) -> AgentSession | None:
+    def _pick(
+        self, tenant_id: str, model: str, exclude: frozenset[str], only: str | None
+    ) -> AgentSession | None:
         best: AgentSession | None = None
-        for session in self.candidates(tenant_id, model, exclude):
+        for session in self.candidates(tenant_id, model, exclude, only):
             load = session.in_flight + session.reserved
             if load >= session.max_concurrency:
                 continue
@@ -99,11 +111,15 @@ class Registry:
         return best
 
     def _check_servable(
-        self, tenant_id: str, model: str, exclude: frozenset[str] = frozenset()
+        self, tenant_id: str, model: str, exclude: frozenset[str], only: str | None
     ) -> None:
-        sessions = [
-            s for s in self.sessions(tenant_id) if s.accepting and s.machine_id not in exclude
-        ]
+        sessions = self._usable(tenant_id, exclude, only)
+        if not sessions and only is not None:
+            raise ApiError(
+                503,
+                "no_machine_online",
+                "the machine this API key is bound to is not online",
+            )
         if not sessions:
             raise ApiError(
                 503,
@@ -125,25 +141,27 @@ class Registry:
         timeout: float,
         exclude: frozenset[str] = frozenset(),
         key_id: str = "",
+        only: str | None = None,
     ) -> AgentSession:
         """A session to run ``model`` on, with one slot reserved for the caller's stream.
 
         When every machine is full the request waits, up to ``timeout`` seconds, in its key's
         queue; freed slots go to the keys in turn, so one key's burst cannot starve the others.
-        ``exclude`` names machines already tried for this request (failover). Raises
+        ``exclude`` names machines already tried for this request (failover); ``only`` names the
+        machine the key is bound to, if any. Raises
         ``ApiError``: 503 when no machine is online, 404 when none serves the model, 503 when
         all stay busy past ``timeout`` or too many requests are already waiting.
         """
-        self._check_servable(tenant_id, model, exclude)
+        self._check_servable(tenant_id, model, exclude, only)
         queues = self._queues.get(tenant_id)
         if not queues:  # nobody is waiting: a free slot is ours
-            session = self._pick(tenant_id, model, exclude)
+            session = self._pick(tenant_id, model, exclude, only)
             if session is not None:
                 session.reserved += 1
                 return session
         if self._waiters >= self._max_waiters:
             raise ApiError(503, "machines_busy", "all machines are busy and the queue is full")
-        waiter = _Waiter(model, exclude, asyncio.get_running_loop().create_future())
+        waiter = _Waiter(model, exclude, only, asyncio.get_running_loop().create_future())
         self._queues.setdefault(tenant_id, OrderedDict()).setdefault(key_id, deque()).append(waiter)
         self._waiters += 1
         served = False
@@ -187,12 +205,12 @@ class Registry:
             for key_id in list(queues):
                 waiter = queues[key_id][0]
                 try:
-                    self._check_servable(tenant_id, waiter.model, waiter.exclude)
+                    self._check_servable(tenant_id, waiter.model, waiter.exclude, waiter.only)
                 except ApiError as exc:
                     self._pop(queues, key_id).future.set_exception(exc)
                     progress = True
                     break
-                session = self._pick(tenant_id, waiter.model, waiter.exclude)
+                session = self._pick(tenant_id, waiter.model, waiter.exclude, waiter.only)
                 if session is None:
                     continue  # this key waits for another model's machine; others may go
                 session.reserved += 1
@@ -214,4 +232,5 @@ class Registry:
 class _Waiter:
     model: str
     exclude: frozenset[str]
+    only: str | None
     future: asyncio.Future[AgentSession]

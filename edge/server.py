@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
@@ -11,8 +12,10 @@ from aiohttp import web
 
 from edge import credentials
 from edge.app import create_app, drain_agents
+from edge.audit import Recorder, stop_recorder
 from edge.config import EdgeConfig
 from edge.context import EdgeContext
+from edge.limits import Limits
 from edge.registry import Registry
 from edge.store import Store
 
@@ -27,6 +30,7 @@ class RunningEdge:
     context: EdgeContext
     port: int
     admin_key_path: Path | None  # set when this start created the operator key
+    recorder_task: asyncio.Task[None]
     stopped: bool = False
 
     async def stop(self) -> None:
@@ -38,6 +42,7 @@ class RunningEdge:
             await site.stop()  # no new connections; open ones keep working
         await drain_agents(self.context.registry, self.context.config.drain_timeout)
         await self.runner.cleanup()
+        await stop_recorder(self.recorder_task)  # the last flush: requests that just ended
         self.context.store.close()
 
 
@@ -46,7 +51,10 @@ def open_context(config: EdgeConfig) -> EdgeContext:
     secret = credentials.load_or_create_server_secret(config.data_dir / "server.secret")
     store = Store(config.data_dir / "edge.db")
     registry = Registry(max_waiters=config.max_queued)
-    return EdgeContext(config, store, registry, credentials.KeyHasher(secret))
+    recorder = Recorder(store, config.audit_flush_interval, config.audit_retention_days)
+    return EdgeContext(
+        config, store, registry, credentials.KeyHasher(secret), Limits(store), recorder
+    )
 
 
 def ensure_operator_key(ctx: EdgeContext) -> Path | None:
@@ -78,4 +86,5 @@ async def start_edge(
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
-    return RunningEdge(runner, ctx, bound, admin_key_path)
+    recorder_task = asyncio.create_task(ctx.recorder.run(), name="audit-recorder")
+    return RunningEdge(runner, ctx, bound, admin_key_path, recorder_task)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -75,6 +76,7 @@ class TunnelStream:
         self.stream_id = stream_id
         self.finished = False
         self.buffered = 0  # text bytes received, not yet read: at most the window (§8)
+        self.observer: Callable[[StreamEvent], None] | None = None  # sees each event read
         self._queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
 
     def deliver(self, frame: StreamEvent) -> None:
@@ -90,6 +92,8 @@ class TunnelStream:
             self.session.consumed(self.stream_id, frame.flow_size)
         else:
             self.finished = True
+        if self.observer is not None:
+            self.observer(frame)
         return frame
 
     def close(self, reason: str = "client_closed") -> None:

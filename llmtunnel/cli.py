@@ -23,6 +23,7 @@ admin_app = typer.Typer(no_args_is_help=True, help="Manage tenants, machines and
 tenant_app = typer.Typer(no_args_is_help=True, help="Tenants: one public URL each.")
 machine_app = typer.Typer(no_args_is_help=True, help="GPU machines of a tenant.")
 key_app = typer.Typer(no_args_is_help=True, help="API keys of a tenant.")
+admin_key_app = typer.Typer(no_args_is_help=True, help="Admin keys that manage one tenant.")
 agent_app = typer.Typer(no_args_is_help=True, help="Run on the GPU box next to Ollama.")
 app.add_typer(edge_app, name="edge")
 app.add_typer(admin_app, name="admin")
@@ -30,6 +31,7 @@ app.add_typer(agent_app, name="agent")
 admin_app.add_typer(tenant_app, name="tenant")
 admin_app.add_typer(machine_app, name="machine")
 admin_app.add_typer(key_app, name="key")
+admin_app.add_typer(admin_key_app, name="admin-key")
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -335,6 +337,26 @@ def _duration(text: str) -> float:
     return int(text[:-1]) * units[text[-1]]
 
 
+def _since(text: str | None) -> float | None:
+    """``--since``: an age such as 7d or 12h, or a UTC date such as 2026-11-01."""
+    if text is None:
+        return None
+    if text[:1].isdigit() and text[-1:] in "smhd" and text[:-1].isdigit():
+        return datetime.datetime.now(datetime.UTC).timestamp() - _duration(text)
+    try:
+        day = datetime.date.fromisoformat(text)
+    except ValueError:
+        _fail(f"--since takes an age such as 7d or a date such as 2026-11-01; got {text!r}")
+    return datetime.datetime.combine(day, datetime.time(tzinfo=datetime.UTC)).timestamp()
+
+
+def _query(**params: Any) -> str:
+    from urllib.parse import urlencode
+
+    given = {name: value for name, value in params.items() if value is not None}
+    return "?" + urlencode(given) if given else ""
+
+
 @key_app.command("create")
 def key_create(
     slug: str,
@@ -342,11 +364,35 @@ def key_create(
     edge: EdgeUrl,
     admin_key: AdminKey,
     ca_file: CaFile = None,
+    models: Annotated[
+        str | None, typer.Option(help="Only these models, comma-separated (default: all).")
+    ] = None,
+    budget_tokens: Annotated[
+        int | None, typer.Option(help="Prompt + completion tokens allowed per period.")
+    ] = None,
+    budget_period: Annotated[
+        str, typer.Option(help="The budget's period: day, week or month (UTC).")
+    ] = "day",
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
+    machine: Annotated[
+        str | None, typer.Option(help="Bind the key to this machine: requests go only there.")
+    ] = None,
     expires: Annotated[str | None, typer.Option(help="Lifetime such as 30d or 12h.")] = None,
     json_: JsonFlag = False,
 ) -> None:
-    """Create an API key; the secret is shown this once."""
+    """Create an API key, optionally limited; the secret is shown this once."""
     body: dict[str, Any] = {"name": name}
+    if models:
+        body["models"] = [m.strip() for m in models.split(",") if m.strip()]
+    if budget_tokens is not None:
+        body.update(budget_tokens=budget_tokens, budget_period=budget_period)
+    if rpm is not None:
+        body["rpm"] = rpm
+    if tpm is not None:
+        body["tpm"] = tpm
+    if machine:
+        body["machine"] = machine
     if expires:
         body["expires_in_seconds"] = _duration(expires)
     result = _call(edge, admin_key, ca_file, "POST", f"/tenants/{slug}/keys", body)
@@ -357,11 +403,24 @@ def key_create(
     typer.echo(f"base URL: {result['api_base']}")
 
 
+def _limits_summary(key: dict[str, Any]) -> str:
+    parts = []
+    if key.get("budget_tokens"):
+        parts.append(f"{key['budget_tokens']:,} tok/{key['budget_period']}")
+    if key.get("rpm"):
+        parts.append(f"{key['rpm']} rpm")
+    if key.get("tpm"):
+        parts.append(f"{key['tpm']:,} tpm")
+    if key.get("machine"):
+        parts.append(f"machine {key['machine']}")
+    return ", ".join(parts) or "-"
+
+
 @key_app.command("list")
 def key_list(
     slug: str, edge: EdgeUrl, admin_key: AdminKey, ca_file: CaFile = None, json_: JsonFlag = False
 ) -> None:
-    """Keys of a tenant (never their secrets)."""
+    """Keys of a tenant with their scopes and limits (never their secrets)."""
     result = _call(edge, admin_key, ca_file, "GET", f"/tenants/{slug}/keys")
     if _printed_json(result, json_):
         return
@@ -369,13 +428,37 @@ def key_list(
         [
             k["name"],
             k["prefix"] + "…",
+            ",".join(k["models"]) if k.get("models") else "all",
+            _limits_summary(k),
             _when(k["created_at"]),
             _when(k["last_used_at"]),
             _when(k["expires_at"]),
         ]
         for k in result["keys"]
     ]
-    _table(rows, ["NAME", "PREFIX", "CREATED", "LAST USED", "EXPIRES"])
+    _table(rows, ["NAME", "PREFIX", "MODELS", "LIMITS", "CREATED", "LAST USED", "EXPIRES"])
+
+
+@key_app.command("rotate")
+def key_rotate(
+    slug: str,
+    name: str,
+    edge: EdgeUrl,
+    admin_key: AdminKey,
+    ca_file: CaFile = None,
+    grace: Annotated[
+        str, typer.Option(help="How long the old secret keeps working, such as 24h or 0s.")
+    ] = "24h",
+    json_: JsonFlag = False,
+) -> None:
+    """A new secret for a key; the old one keeps working until the grace period ends."""
+    body = {"grace_seconds": _duration(grace)}
+    result = _call(edge, admin_key, ca_file, "POST", f"/tenants/{slug}/keys/{name}/rotate", body)
+    if _printed_json(result, json_):
+        return
+    typer.echo(f"new secret for key {name} (shown once, store it now):")
+    typer.echo(f"  {result['secret']}")
+    typer.echo(f"the old secret works until {_when(result['previous_secret_valid_until'])}")
 
 
 @key_app.command("revoke")
@@ -391,6 +474,132 @@ def key_revoke(
     result = _call(edge, admin_key, ca_file, "DELETE", f"/tenants/{slug}/keys/{name}")
     if not _printed_json(result, json_):
         typer.echo(f"key {name} revoked")
+
+
+Since = Annotated[
+    str | None, typer.Option(help="From this age (7d, 12h) or UTC date (2026-11-01) on.")
+]
+KeyName = Annotated[str | None, typer.Option("--key", help="Only this key.")]
+
+
+@admin_app.command("usage")
+def usage(
+    slug: str,
+    edge: EdgeUrl,
+    admin_key: AdminKey,
+    ca_file: CaFile = None,
+    since: Since = None,
+    key: KeyName = None,
+    json_: JsonFlag = False,
+) -> None:
+    """Requests and prompt/completion tokens per key per UTC day (default: last 30 days)."""
+    query = _query(since=_since(since), key=key)
+    result = _call(edge, admin_key, ca_file, "GET", f"/tenants/{slug}/usage{query}")
+    if _printed_json(result, json_):
+        return
+    columns = ("day", "key", "requests", "prompt_tokens", "completion_tokens")
+    rows = [[str(u[c]) for c in columns] for u in result["usage"]]
+    _table(rows, ["DAY", "KEY", "REQUESTS", "PROMPT TOKENS", "COMPLETION TOKENS"])
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}ms"
+
+
+@admin_app.command("audit")
+def audit(
+    slug: str,
+    edge: EdgeUrl,
+    admin_key: AdminKey,
+    ca_file: CaFile = None,
+    since: Since = None,
+    key: KeyName = None,
+    limit: Annotated[int, typer.Option(help="At most this many events, newest first.")] = 100,
+    json_: JsonFlag = False,
+) -> None:
+    """Every API request and admin action of a tenant (metadata only), newest first."""
+    query = _query(since=_since(since), key=key, limit=limit)
+    result = _call(edge, admin_key, ca_file, "GET", f"/tenants/{slug}/audit{query}")
+    if _printed_json(result, json_):
+        return
+    rows = []
+    for e in result["events"]:
+        when = datetime.datetime.fromtimestamp(e["at"], datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        if e["kind"] == "admin":
+            rows.append([when, e["actor"], e["action"], e["subject"] or "", "", "", "", "", ""])
+            continue
+        tokens = (
+            f"{e['prompt_tokens']}/{e['completion_tokens']}"
+            if e["prompt_tokens"] is not None
+            else "-"
+        )
+        status = str(e["status"]) + (f" {e['error_code']}" if e["error_code"] else "")
+        rows.append(
+            [
+                when,
+                e["actor"],
+                e["action"],
+                e["model"] or "",
+                e["machine"] or "",
+                status,
+                tokens,
+                _ms(e["ttft_ms"]),
+                _ms(e["duration_ms"]),
+            ]
+        )
+    _table(
+        rows,
+        ["TIME (UTC)", "WHO", "WHAT", "MODEL", "MACHINE", "STATUS", "TOKENS", "TTFT", "TOOK"],
+    )
+
+
+# ---------------------------------------------------------------------- tenant admin keys
+
+
+@admin_key_app.command("create")
+def admin_key_create(
+    slug: str,
+    name: Annotated[str, typer.Option("--name", help="A name for the admin key.")],
+    edge: EdgeUrl,
+    admin_key: AdminKey,
+    ca_file: CaFile = None,
+    json_: JsonFlag = False,
+) -> None:
+    """A key that manages this tenant only (operator only); the secret is shown this once."""
+    body = {"name": name}
+    result = _call(edge, admin_key, ca_file, "POST", f"/tenants/{slug}/admin-keys", body)
+    if _printed_json(result, json_):
+        return
+    typer.echo(f"admin key {name} for tenant {slug} (shown once, store it now):")
+    typer.echo(f"  {result['secret']}")
+
+
+@admin_key_app.command("list")
+def admin_key_list(
+    slug: str, edge: EdgeUrl, admin_key: AdminKey, ca_file: CaFile = None, json_: JsonFlag = False
+) -> None:
+    """Admin keys of a tenant (never their secrets)."""
+    result = _call(edge, admin_key, ca_file, "GET", f"/tenants/{slug}/admin-keys")
+    if not _printed_json(result, json_):
+        _table(
+            [[k["name"], _when(k["created_at"])] for k in result["admin_keys"]],
+            ["NAME", "CREATED"],
+        )
+
+
+@admin_key_app.command("revoke")
+def admin_key_revoke(
+    slug: str,
+    name: str,
+    edge: EdgeUrl,
+    admin_key: AdminKey,
+    ca_file: CaFile = None,
+    json_: JsonFlag = False,
+) -> None:
+    """Revoke a tenant admin key."""
+    result = _call(edge, admin_key, ca_file, "DELETE", f"/tenants/{slug}/admin-keys/{name}")
+    if not _printed_json(result, json_):
+        typer.echo(f"admin key {name} revoked")
 
 
 # ---------------------------------------------------------------------- agent

@@ -69,7 +69,7 @@ async def test_revoking_a_machine_closes_its_tunnel_at_once(acme: tuple[Stack, s
     agent = stack.agents[0]
     async with stack.admin() as admin:
         response = await admin.delete("/tenants/acme/machines/gpu-1")
-    assert response.json() == {"revoked": "gpu-1", "was_online": True}
+    assert response.json() == {"revoked": "gpu-1", "was_online": True, "revoked_keys": []}
     async with asyncio.timeout(5):
         with pytest.raises(AgentStopped, match="pair it again"):
             await agent.task

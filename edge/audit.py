@@ -1,0 +1,201 @@
+"""The audit trail and usage counters: metadata of every API request and admin action.
+
+Nothing here ever sees a prompt or a completion, only sizes, counts, codes and timings. Writes
+stay off the request path: finished requests are buffered in memory and written in one
+transaction per ``flush_interval`` (1 s by default), and on shutdown. A ``kill -9`` therefore loses
+at most the last interval. Old events are pruned after ``retention_days``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edge.store import AUDIT_COLUMNS
+from protocol import Delta, End, Error
+
+if TYPE_CHECKING:
+    from edge.limits import Admission
+    from edge.store import Store
+    from edge.tunnel import StreamEvent
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY = 3600.0
+MAX_BUFFERED = 100_000  # events kept for a retry while the store cannot be written
+
+
+def _row(**values: Any) -> tuple[Any, ...]:
+    """An audit row in the store's column order; columns not given are NULL."""
+    return tuple(values.get(column) for column in AUDIT_COLUMNS)
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One API request as the audit sees it; filled in as the request goes along."""
+
+    endpoint: str
+    client: str | None
+    user_agent: str | None
+    started_at: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.monotonic)
+    tenant_id: str | None = None
+    key_id: str | None = None
+    key_name: str | None = None
+    model: str | None = None
+    machine: str | None = None
+    error_code: str | None = None
+    admission: Admission | None = None
+    prompt_estimate: int = 0
+    # What the tunnel stream showed: whether a machine took the request, what came back.
+    dispatched: bool = False
+    output_bytes: int = 0
+    first_output: float | None = None
+    end: End | None = None
+
+    def dispatch(self, machine: str, prompt_estimate: int) -> None:
+        """The request was handed to ``machine`` (again, on failover)."""
+        self.machine = machine
+        self.prompt_estimate = prompt_estimate
+        self.dispatched = True
+        self.output_bytes = 0
+
+    def observe(self, event: StreamEvent) -> None:
+        """Called with each event the request reads from its tunnel stream."""
+        if isinstance(event, Delta):
+            if self.first_output is None:
+                self.first_output = time.monotonic()
+            self.output_bytes += event.flow_size + sum(
+                len(str(call.get("arguments", ""))) for call in event.tool_calls
+            )
+        elif isinstance(event, End):
+            self.end = event
+        elif isinstance(event, Error):
+            self.error_code = event.code
+            if self.first_output is None:
+                self.dispatched = False  # refused before any work: nothing to charge
+
+    def tokens_used(self) -> tuple[int, int]:
+        """``(prompt, completion)`` tokens to charge: the real counts when the stream ended
+        normally; when it broke or was cancelled after a machine took it, an upper bound (the
+        prompt estimate and one token per byte streamed); nothing when no machine took it."""
+        if self.end is not None:
+            return self.end.prompt_tokens, self.end.completion_tokens
+        if not self.dispatched:
+            return 0, 0
+        return self.prompt_estimate, self.output_bytes
+
+
+class Recorder:
+    """Buffers audit events and usage increments; ``run()`` flushes them every interval."""
+
+    def __init__(
+        self, store: Store, flush_interval: float = 1.0, retention_days: float = 90.0
+    ) -> None:
+        self._store = store
+        self.flush_interval = flush_interval
+        self.retention_days = retention_days
+        self._events: list[tuple[Any, ...]] = []
+        self._usage: dict[tuple[str, str], list[Any]] = {}
+        self._last_prune = 0.0
+
+    def request(self, record: RequestRecord, status: int) -> None:
+        """A finished API request: settle its admission, queue its event and usage."""
+        if record.tenant_id is None or record.key_id is None:
+            return  # never authenticated: no tenant to file it under
+        prompt, completion = record.tokens_used()
+        if record.admission is not None:
+            record.admission.settle(prompt + completion)
+        first = record.first_output
+        ttft = (first - record.started) * 1000 if first is not None else None
+        exact = record.end is not None
+        self._events.append(
+            _row(
+                tenant_id=record.tenant_id,
+                at=record.started_at,
+                kind="request",
+                actor=record.key_name,
+                action=record.endpoint,
+                key_id=record.key_id,
+                machine=record.machine,
+                model=record.model,
+                status=status,
+                error_code=record.error_code,
+                prompt_tokens=prompt if exact else None,
+                completion_tokens=completion if exact else None,
+                ttft_ms=ttft,
+                duration_ms=(time.monotonic() - record.started) * 1000,
+                client=record.client,
+                user_agent=record.user_agent,
+            )
+        )
+        day = datetime.datetime.fromtimestamp(record.started_at, datetime.UTC).date().isoformat()
+        counts = self._usage.setdefault((record.key_id, day), [record.tenant_id, 0, 0, 0])
+        counts[1] += 1
+        counts[2] += prompt
+        counts[3] += completion
+
+    def admin(self, tenant_id: str, actor: str, action: str, subject: str) -> None:
+        """An admin action (``key.created``, ``machine.revoked``, …) on ``subject``."""
+        self._events.append(
+            _row(
+                tenant_id=tenant_id,
+                at=time.time(),
+                kind="admin",
+                actor=actor,
+                action=action,
+                subject=subject,
+            )
+        )
+
+    def flush(self) -> None:
+        if not self._events and not self._usage:
+            return
+        events, self._events = self._events, []
+        usage, self._usage = self._usage, {}
+        rows = [(key, day, *counts) for (key, day), counts in usage.items()]
+        try:
+            self._store.record(events, rows)
+        except Exception:
+            # Keep the batch for the next flush (a locked or full disk may recover), up to a
+            # bound, so that a store that stays broken cannot eat the edge's memory.
+            if len(self._events) + len(events) <= MAX_BUFFERED:
+                self._events[:0] = events
+                for (key, day), counts in usage.items():
+                    merged = self._usage.setdefault((key, day), [counts[0], 0, 0, 0])
+                    for i in (1, 2, 3):
+                        merged[i] += counts[i]
+            raise
+
+    def prune(self, now: float) -> int:
+        self._last_prune = now
+        return self._store.prune_audit(now - self.retention_days * 86400)
+
+    async def run(self) -> None:
+        """Flush every interval, prune hourly, until cancelled; then flush what is left."""
+        try:
+            while True:
+                await asyncio.sleep(self.flush_interval)
+                self._flush_logged()
+                now = time.time()
+                if now - self._last_prune >= PRUNE_EVERY and (pruned := self.prune(now)):
+                    log.info("audit: pruned %d events past retention", pruned)
+        finally:
+            self._flush_logged()
+
+    def _flush_logged(self) -> None:
+        try:
+            self.flush()
+        except Exception:
+            log.exception("audit: could not write a batch; keeping it for the next flush")
+
+
+async def stop_recorder(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

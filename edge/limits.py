@@ -1,0 +1,265 @@
+"""Per-key limits: requests and tokens per minute, and token budgets per period.
+
+Every counter lives in the one edge process and is checked and charged on its event loop, so a
+check and the charge that follows it cannot interleave with another request's. That is what makes
+budgets exact under concurrency: a request reserves its worst case before it is dispatched and
+settles to its real usage when it ends, so concurrent requests can never spend more than the
+budget (README "Keys and limits"). Several edge processes would each count alone; the plan for
+that is a shared counter store (DESIGN.md "Scale").
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.errors import ApiError
+from edge.store import ApiKey, Store
+
+PERIODS = ("day", "week", "month")
+# A request that sets no max_tokens reserves this many completion tokens, and a key with a
+# budget gets it as the request's num_predict: the reservation must bound what the model emits.
+DEFAULT_COMPLETION_RESERVE = 4096
+# Chat templates wrap each message in a few special tokens (role markers, separators).
+TOKENS_PER_MESSAGE = 8
+# Vision models spend a few hundred tokens per image; this bounds the common ones.
+TOKENS_PER_IMAGE = 1024
+
+
+def estimate_prompt_tokens(neutral: dict[str, Any]) -> int:
+    """An upper bound on the prompt's tokens: one per UTF-8 byte of its text, since no tokenizer
+    makes a token shorter than a byte, plus the template's per-message tokens and a fixed cost
+    per image. Settling replaces it with the real count, so only the reservation is generous."""
+    total = TOKENS_PER_MESSAGE
+    for message in neutral.get("messages") or ():
+        total += TOKENS_PER_MESSAGE + TOKENS_PER_IMAGE * len(message.get("images") or ())
+        total += _text_bytes({k: v for k, v in message.items() if k != "images"})
+    for name in ("prompt", "system", "suffix", "tools", "input"):
+        total += _text_bytes(neutral.get(name))
+    return total
+
+
+def _text_bytes(value: object) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, dict):
+        return sum(_text_bytes(k) + _text_bytes(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return sum(_text_bytes(item) for item in value)
+    return 0 if value is None else 8  # numbers and booleans: a few tokens at most
+
+
+def completion_reserve(neutral: dict[str, Any]) -> int:
+    options = neutral.get("options") or {}
+    limit = options.get("num_predict")
+    if isinstance(limit, int) and limit > 0:
+        return limit
+    return 0 if neutral.get("op") == "embed" else DEFAULT_COMPLETION_RESERVE
+
+
+class TokenBucket:
+    """``capacity`` per minute, refilled continuously; the level may go below zero when a request
+    turns out to have used more than it was charged (the debt delays the next ones)."""
+
+    __slots__ = ("capacity", "level", "rate", "updated")
+
+    def __init__(self, capacity: int, now: float) -> None:
+        self.capacity = capacity
+        self.rate = capacity / 60.0
+        self.level = float(capacity)
+        self.updated = now
+
+    def refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def wait(self, amount: float) -> float:
+        """Seconds until ``amount`` is available (0: now). Call ``refill`` first."""
+        return max(0.0, (amount - self.level) / self.rate)
+
+    def take(self, amount: float) -> None:
+        self.level -= amount
+
+    def give_back(self, amount: float) -> None:
+        self.level = min(self.capacity, self.level + amount)
+
+    def headers(self, kind: str) -> dict[str, str]:
+        """OpenAI's ``x-ratelimit-*-requests`` or ``-tokens`` trio."""
+        return {
+            f"x-ratelimit-limit-{kind}": str(self.capacity),
+            f"x-ratelimit-remaining-{kind}": str(max(0, math.floor(self.level))),
+            f"x-ratelimit-reset-{kind}": format_duration((self.capacity - self.level) / self.rate),
+        }
+
+
+def format_duration(seconds: float) -> str:
+    """A duration the way OpenAI's rate-limit headers write it: ``250ms``, ``12s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{math.ceil(seconds * 1000)}ms"
+    whole = math.ceil(seconds)
+    minutes, secs = divmod(whole, 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def period_bounds(period: str, now: float) -> tuple[str, float]:
+    """The UTC day the current ``period`` started (``YYYY-MM-DD``) and when the next starts."""
+    today = datetime.datetime.fromtimestamp(now, datetime.UTC).date()
+    if period == "day":
+        start, end = today, today + datetime.timedelta(days=1)
+    elif period == "week":  # ISO weeks, from Monday
+        start = today - datetime.timedelta(days=today.weekday())
+        end = start + datetime.timedelta(days=7)
+    else:
+        start = today.replace(day=1)
+        end = (start + datetime.timedelta(days=32)).replace(day=1)
+    midnight = datetime.time(tzinfo=datetime.UTC)
+    return start.isoformat(), datetime.datetime.combine(end, midnight).timestamp()
+
+
+@dataclass(slots=True)
+class BudgetAccount:
+    """One key's budget in one period: tokens spent (settled) and reserved (in flight)."""
+
+    period_start: str
+    resets_at: float
+    spent: int
+    reserved: int = 0
+
+
+@dataclass(slots=True)
+class Admission:
+    """What a request was allowed and charged; ``settle`` once with what it really used."""
+
+    headers: dict[str, str]
+    prompt_estimate: int
+    charged: int = 0  # tokens reserved against the budget (prompt estimate + completion cap)
+    budget: BudgetAccount | None = None
+    tokens: TokenBucket | None = None
+    tokens_taken: float = 0.0
+    settled: bool = field(default=False)
+
+    def settle(self, used: int) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        if self.budget is not None:
+            self.budget.reserved -= self.charged
+            self.budget.spent += used
+        if self.tokens is not None:
+            self.tokens.give_back(self.tokens_taken - used)
+
+
+class Limits:
+    """The rate-limit buckets and budget accounts of every key, checked before dispatch."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._requests: dict[str, TokenBucket] = {}
+        self._tokens: dict[str, TokenBucket] = {}
+        self._budgets: dict[str, BudgetAccount] = {}
+
+    def admit(self, key: ApiKey, neutral: dict[str, Any], now: float) -> Admission:
+        """Check every limit of ``key`` for this request and, only if all pass, charge them.
+
+        A key with a budget gets ``num_predict`` set when the request has none, so that the
+        reservation bounds the reply. Raises ``ApiError`` 429 (``rate_limit_exceeded`` with
+        ``Retry-After``, or ``budget_exceeded`` with when the budget resets)."""
+        limits = key.limits
+        if limits.budget_tokens is not None and neutral.get("op") != "embed":
+            neutral.setdefault("options", {}).setdefault("num_predict", DEFAULT_COMPLETION_RESERVE)
+        prompt_estimate = estimate_prompt_tokens(neutral)
+        amount = prompt_estimate + completion_reserve(neutral)
+
+        requests = self._bucket(self._requests, key.id, limits.rpm, now)
+        tokens = self._bucket(self._tokens, key.id, limits.tpm, now)
+        tokens_amount = min(amount, tokens.capacity) if tokens else 0
+        headers: dict[str, str] = {}
+        for bucket, kind, needed in ((requests, "requests", 1), (tokens, "tokens", tokens_amount)):
+            if bucket is None:
+                continue
+            wait = bucket.wait(needed)
+            if wait > 0:
+                raise _rate_limited(kind, bucket, wait, {**headers, **bucket.headers(kind)})
+            headers.update(bucket.headers(kind))
+        budget = self._account(key, now)
+        if budget is not None:
+            assert limits.budget_tokens is not None
+            left = limits.budget_tokens - budget.spent - budget.reserved
+            if amount > left:
+                raise _budget_exceeded(key, budget, amount, max(0, left), now, headers)
+
+        if requests is not None:
+            requests.take(1)
+            headers.update(requests.headers("requests"))
+        if tokens is not None:
+            tokens.take(tokens_amount)
+            headers.update(tokens.headers("tokens"))
+        if budget is not None:
+            budget.reserved += amount
+        return Admission(headers, prompt_estimate, amount, budget, tokens, tokens_amount)
+
+    @staticmethod
+    def _bucket(
+        buckets: dict[str, TokenBucket], key_id: str, capacity: int | None, now: float
+    ) -> TokenBucket | None:
+        if capacity is None:
+            return None
+        bucket = buckets.get(key_id)
+        if bucket is None or bucket.capacity != capacity:
+            bucket = buckets[key_id] = TokenBucket(capacity, now)
+        bucket.refill(now)
+        return bucket
+
+    def _account(self, key: ApiKey, now: float) -> BudgetAccount | None:
+        period = key.limits.budget_period
+        if key.limits.budget_tokens is None or period is None:
+            return None
+        account = self._budgets.get(key.id)
+        if account is None or now >= account.resets_at:
+            # The store holds what earlier runs of the edge spent; this process adds to it in
+            # memory from here on (every request of the period passes through this account).
+            start, resets_at = period_bounds(period, now)
+            spent = self._store.tokens_used(key.id, start)
+            account = self._budgets[key.id] = BudgetAccount(start, resets_at, spent)
+        return account
+
+
+def _rate_limited(kind: str, bucket: TokenBucket, wait: float, headers: dict[str, str]) -> ApiError:
+    retry = max(1, math.ceil(wait))
+    return ApiError(
+        429,
+        "rate_limit_exceeded",
+        f"Rate limit reached for {kind}: {bucket.capacity} per minute for this key. "
+        f"Try again in {wait:.1f} s.",
+        headers={
+            **headers,
+            "Retry-After": str(retry),
+            "retry-after-ms": str(math.ceil(wait * 1000)),  # the OpenAI SDKs read this first
+        },
+    )
+
+
+def _budget_exceeded(
+    key: ApiKey,
+    account: BudgetAccount,
+    amount: int,
+    left: int,
+    now: float,
+    headers: dict[str, str],
+) -> ApiError:
+    resets = datetime.datetime.fromtimestamp(account.resets_at, datetime.UTC)
+    return ApiError(
+        429,
+        "budget_exceeded",
+        f"This key's token budget ({key.limits.budget_tokens:,} per {key.limits.budget_period}) "
+        f"has {left:,} tokens left; this request may use up to {amount:,} (prompt estimate + "
+        f"max_tokens). The budget resets at {resets:%Y-%m-%dT%H:%M:%SZ}.",
+        headers={
+            **headers,
+            "Retry-After": str(max(1, math.ceil(account.resets_at - now))),
+            # Retrying within seconds cannot help: tell the OpenAI and Anthropic SDKs not to.
+            "x-should-retry": "false",
+        },
+    )
