@@ -52,7 +52,14 @@ class Stack:
     admin_key: str
     ollama_url: str
     sim: web.AppRunner | None
+    server_tls: ssl.SSLContext
     agents: list[Agent] = field(default_factory=list)
+
+    async def restart_edge(self) -> None:
+        """Stop the edge (a graceful drain) and start it again on the same data and port."""
+        port, config = self.edge.port, self.edge.context.config
+        await self.edge.stop()
+        self.edge = await start_edge(config, "127.0.0.1", port, self.server_tls)
 
     def tls(self) -> ssl.SSLContext:
         """A client context that trusts the stack's CA."""
@@ -81,9 +88,10 @@ class Stack:
         async with self.admin() as admin:
             (await admin.post("/tenants", json={"slug": slug})).raise_for_status()
 
-    async def key(self, slug: str, name: str = "test") -> str:
+    async def key(self, slug: str, name: str = "test", **limits: Any) -> str:
+        """A new API key; ``limits`` are the admin API's fields (models, rpm, budget_tokens…)."""
         async with self.admin() as admin:
-            response = await admin.post(f"/tenants/{slug}/keys", json={"name": name})
+            response = await admin.post(f"/tenants/{slug}/keys", json={"name": name, **limits})
             response.raise_for_status()
             secret: str = response.json()["secret"]
             return secret
@@ -152,7 +160,8 @@ async def running_stack(
         tunnel=limits or TunnelLimits(),
         **edge_options,
     )
-    edge = await start_edge(config, "127.0.0.1", 0, server_ssl_context(bundle.cert, bundle.key))
+    server_tls = server_ssl_context(bundle.cert, bundle.key)
+    edge = await start_edge(config, "127.0.0.1", 0, server_tls)
     assert edge.admin_key_path is not None
     stack = Stack(
         edge=edge,
@@ -161,6 +170,7 @@ async def running_stack(
         admin_key=edge.admin_key_path.read_text().strip(),
         ollama_url=f"http://127.0.0.1:{sim_ollama.bound_port(sim)}",
         sim=sim,
+        server_tls=server_tls,
     )
     try:
         yield stack

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from pathlib import Path
 
 import openai
 import pytest
@@ -15,8 +14,6 @@ from agent.config import new_key
 from agent.pairing import PairingFailed, pair
 from agent.runner import AgentStopped, RunOptions, connect_once
 from agent.session import EdgeRefused
-from edge.server import start_edge
-from edge.tls import ensure_self_signed, server_ssl_context
 from tests.e2e.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -137,16 +134,9 @@ async def test_a_new_ollama_model_is_advertised_without_reconnecting(stack: Stac
     assert reply.choices[0].message.content == "new model"
 
 
-async def test_agents_come_back_after_an_edge_restart(
-    acme: tuple[Stack, str], tmp_path: Path
-) -> None:
+async def test_agents_come_back_after_an_edge_restart(acme: tuple[Stack, str]) -> None:
     stack, key = acme
-    port, config = stack.edge.port, stack.edge.context.config
-    await stack.edge.stop()
-    bundle = ensure_self_signed(tmp_path / "tls", "example.test")  # the same files, reused
-    stack.edge = await start_edge(
-        config, "127.0.0.1", port, server_ssl_context(bundle.cert, bundle.key)
-    )
+    await stack.restart_edge()
     assert stack.edge.admin_key_path is None  # same data dir: same operator key, same tenants
     await stack.wait_online("acme", "gpu-1")
     reply = await stack.openai(key).chat.completions.create(
