@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,12 @@ def _translate(exc: Exception) -> BackendError:
     return BackendError(ErrorCode.BACKEND_ERROR, f"{type(exc).__name__}: {exc}")
 
 
+# One neutral op started on Ollama: its stream of chunks, read alike by ``_piece``/``_finish``.
+_Call = Callable[
+    [dict[str, Any]], Awaitable[AsyncIterator[ollama.ChatResponse | ollama.GenerateResponse]]
+]
+
+
 class OllamaBackend:
     def __init__(self, host: str = DEFAULT_OLLAMA_URL, max_connections: int = 16) -> None:
         self.host = host
@@ -102,25 +108,18 @@ class OllamaBackend:
     async def stream(self, request: dict[str, Any]) -> AsyncIterator[Piece | Finish]:
         """Run a neutral request; ``BackendError`` for every failure."""
         op = request.get("op")
-        if op != "chat":
+        ops: dict[str, _Call] = {"chat": self._chat, "generate": self._generate}
+        call = ops.get(op) if isinstance(op, str) else None
+        if call is None:
             raise BackendError(ErrorCode.UNSUPPORTED, f"this agent cannot run {op!r} requests")
         try:
-            chunks = await self._client.chat(
-                model=request["model"],
-                messages=request.get("messages", []),
-                tools=request.get("tools"),
-                stream=True,
-                think=request.get("think"),
-                format=request.get("format"),
-                options=request.get("options"),
-                keep_alive=request.get("keep_alive"),
-            )
+            chunks = await call(request)
             called = False
             finish: Finish | None = None
             # Read to the end of the response even after the final chunk: a response closed
             # early takes its connection with it, and every request would dial Ollama anew.
             async for chunk in chunks:
-                piece = _piece(chunk.message)
+                piece = _piece(chunk)
                 called = called or bool(piece.tool_calls)
                 if piece.content or piece.thinking or piece.tool_calls:
                     yield piece
@@ -132,8 +131,38 @@ class OllamaBackend:
             raise BackendError(ErrorCode.BACKEND_ERROR, "Ollama ended the stream unfinished")
         yield finish
 
+    async def _chat(self, request: dict[str, Any]) -> AsyncIterator[ollama.ChatResponse]:
+        return await self._client.chat(
+            model=request["model"],
+            messages=request.get("messages", []),
+            tools=request.get("tools"),
+            stream=True,
+            think=request.get("think"),
+            format=request.get("format"),
+            options=request.get("options"),
+            keep_alive=request.get("keep_alive"),
+        )
 
-def _piece(message: ollama.Message) -> Piece:
+    async def _generate(self, request: dict[str, Any]) -> AsyncIterator[ollama.GenerateResponse]:
+        return await self._client.generate(
+            model=request["model"],
+            prompt=request.get("prompt") or "",
+            # The client's overloads want strings; Ollama reads "" as "not given".
+            suffix=request.get("suffix") or "",
+            system=request.get("system") or "",
+            stream=True,
+            think=request.get("think"),
+            raw=bool(request.get("raw")),
+            format=request.get("format"),
+            options=request.get("options"),
+            keep_alive=request.get("keep_alive"),
+        )
+
+
+def _piece(chunk: ollama.ChatResponse | ollama.GenerateResponse) -> Piece:
+    if isinstance(chunk, ollama.GenerateResponse):
+        return Piece(chunk.response or "", chunk.thinking or "")
+    message = chunk.message
     calls = [
         # The client drops Ollama's own call ids and indexes, so the agent makes its own.
         {
@@ -146,7 +175,7 @@ def _piece(message: ollama.Message) -> Piece:
     return Piece(message.content or "", message.thinking or "", calls)
 
 
-def _finish(chunk: ollama.ChatResponse, called_tools: bool) -> Finish:
+def _finish(chunk: ollama.ChatResponse | ollama.GenerateResponse, called_tools: bool) -> Finish:
     if called_tools:
         reason = "tool_calls"
     elif chunk.done_reason == "length":

@@ -193,3 +193,19 @@ async def _stream_chat(
 async def _send(response: web.StreamResponse, payload: dict[str, Any]) -> None:
     await response.write(b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n")
 
+
+@routes.get("/v1/models/{model:.+}")  # names hold ':' and may hold '/' (library/qwen3:8b)
+async def retrieve_model(request: web.Request) -> web.Response:
+    caller = authenticate(request)
+    name = request.match_info["model"]
+    if name not in _visible_models(request.app[CONTEXT], caller):  # as /v1/models lists them
+        raise ApiError(
+            404,
+            "model_not_found",
+            f"The model `{name}` does not exist or no online machine serves it to this key",
+            param="model",
+        )
+    created = int(caller.tenant.created_at)
+    return web.json_response(
+        {"id": name, "object": "model", "created": created, "owned_by": caller.tenant.slug}
+    )

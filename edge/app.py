@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from edge import admin_api, api, pairing
+from edge import admin_api, api, completions_api, pairing
 from edge.audit import RequestRecord
 from edge.auth import RECORD
 from edge.context import CONTEXT, EdgeContext
@@ -125,6 +125,7 @@ def create_app(ctx: EdgeContext) -> web.Application:
     app[CONTEXT] = ctx
     app[pairing.LIMITER] = pairing.AttemptLimiter(ctx.config.pairing_attempts_per_minute)
     app.add_routes(api.routes)
+    app.add_routes(completions_api.routes)
     app.add_routes(admin_api.routes)
     app.add_routes(pairing.routes)
     app.router.add_get("/agent/connect", _agent_connect)

@@ -1,0 +1,169 @@
+"""The Ollama backend against the simulated Ollama: the neutral ``generate`` op (and ``chat``
+through the same reading loop), its errors, and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import ollama
+import pytest
+
+from agent.backend import BackendError, Finish, OllamaBackend, Piece
+from llmtunnel import sim_ollama
+from protocol import ErrorCode
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[str]:
+    runner = await sim_ollama.serve("127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{sim_ollama.bound_port(runner)}"
+    finally:
+        await runner.cleanup()
+
+
+async def _run(backend: OllamaBackend, request: dict[str, Any]) -> tuple[list[Piece], Finish]:
+    items = [item async for item in backend.stream(request)]
+    *pieces, finish = items
+    assert all(isinstance(p, Piece) for p in pieces)
+    assert isinstance(finish, Finish)
+    return [p for p in pieces if isinstance(p, Piece)], finish
+
+
+async def test_generate_yields_the_response_and_its_counts(sim: str) -> None:
+    prompt = "tunnels carry tokens tokens=9"
+    direct = await ollama.AsyncClient(host=sim).generate(model="llama3.2:3b", prompt=prompt)
+    pieces, finish = await _run(
+        OllamaBackend(sim), {"op": "generate", "model": "llama3.2:3b", "prompt": prompt}
+    )
+    assert len(pieces) == 9  # one piece per streamed line: nothing merged or lost
+    assert "".join(p.content for p in pieces) == direct.response
+    assert not any(p.thinking or p.tool_calls for p in pieces)
+    assert finish.finish_reason == "stop"
+    assert (finish.prompt_tokens, finish.completion_tokens) == (
+        direct.prompt_eval_count,
+        direct.eval_count,
+    )
+    assert direct.eval_count == 9
+    assert {"total_duration", "eval_duration"} <= set(finish.timings)
+
+
+async def test_generate_passes_options_system_and_think(sim: str) -> None:
+    backend = OllamaBackend(sim)
+    pieces, finish = await _run(
+        backend,
+        {
+            "op": "generate",
+            "model": "qwen3:8b",
+            "prompt": "go on tokens=30",
+            "system": "be brief and clear",
+            "options": {"num_predict": 8},
+        },
+    )
+    thinking = "".join(p.thinking for p in pieces)
+    content = "".join(p.content for p in pieces)
+    assert thinking == "Let me think about this."  # a thinking model thinks unless told not to
+    assert finish.finish_reason == "length"
+    assert finish.completion_tokens == 8
+    # The system prompt reached Ollama: it counts in the prompt tokens.
+    _, plain = await _run(
+        backend, {"op": "generate", "model": "qwen3:8b", "prompt": "go on tokens=30"}
+    )
+    assert finish.prompt_tokens == plain.prompt_tokens + 4
+    options = {"num_predict": 8, "stop": ["tunnel"]}
+    direct = await ollama.AsyncClient(host=sim).generate(
+        model="qwen3:8b", prompt="go on tokens=30", think=False, options=options
+    )
+    pieces, finish = await _run(
+        backend,
+        {
+            "op": "generate",
+            "model": "qwen3:8b",
+            "prompt": "go on tokens=30",
+            "think": False,
+            "options": options,
+        },
+    )
+    assert not any(p.thinking for p in pieces)
+    text = "".join(p.content for p in pieces)
+    assert text == direct.response == "go on the"  # cut where the stop string begins
+    assert content == "go on the"  # with thinking, 5 of the 8 tokens went to thoughts
+    assert finish.finish_reason == "stop"
+
+
+async def test_generate_errors_map_like_chat(sim: str) -> None:
+    backend = OllamaBackend(sim)
+    cases: list[tuple[dict[str, Any], ErrorCode, str]] = [
+        ({"model": "nope", "prompt": "x"}, ErrorCode.MODEL_NOT_FOUND, "model 'nope' not found"),
+        (
+            {"model": "tinyllama:1.1b", "prompt": "x", "suffix": "y"},
+            ErrorCode.BAD_REQUEST,
+            "insert",
+        ),
+        ({"model": "tinyllama:1.1b", "prompt": "x", "think": True}, ErrorCode.BAD_REQUEST, "think"),
+    ]
+    for request, code, text in cases:
+        with pytest.raises(BackendError) as caught:
+            await _run(backend, {"op": "generate", **request})
+        assert caught.value.code == code
+        assert text in str(caught.value)
+        assert not caught.value.retryable
+    with pytest.raises(BackendError) as down:
+        await _run(OllamaBackend("http://127.0.0.1:9"), {"op": "generate", "model": "m"})
+    assert (down.value.code, down.value.retryable) == (ErrorCode.BACKEND_UNAVAILABLE, True)
+
+
+async def test_a_generate_failing_mid_stream_yields_then_raises(sim: str) -> None:
+    received: list[str] = []
+    request = {"op": "generate", "model": "llama3.2:3b", "prompt": "go fail-after=3"}
+    with pytest.raises(BackendError) as caught:
+        async for item in OllamaBackend(sim).stream(request):
+            assert isinstance(item, Piece)  # never a Finish
+            received.append(item.content)
+    assert received == ["go", " the", " tunnel"]
+    assert caught.value.code == ErrorCode.BACKEND_ERROR
+    assert "llama runner process has terminated" in str(caught.value)
+
+
+async def test_chat_still_runs_through_the_shared_loop(sim: str) -> None:
+    messages = [{"role": "user", "content": "hello there tokens=5"}]
+    direct = await ollama.AsyncClient(host=sim).chat(model="llama3.2:3b", messages=messages)
+    pieces, finish = await _run(
+        OllamaBackend(sim), {"op": "chat", "model": "llama3.2:3b", "messages": messages}
+    )
+    assert "".join(p.content for p in pieces) == direct.message.content
+    assert finish.completion_tokens == 5
+
+
+@pytest.mark.parametrize("op", ["embed", None, 3])
+async def test_other_ops_are_unsupported(sim: str, op: object) -> None:
+    with pytest.raises(BackendError) as caught:
+        await _run(OllamaBackend(sim), {"op": op, "model": "llama3.2:3b", "prompt": "x"})
+    assert caught.value.code == ErrorCode.UNSUPPORTED
+
+
+async def test_cancelling_a_generate_stops_it_on_ollama() -> None:
+    runner = await sim_ollama.serve("127.0.0.1", 0, sim_ollama.SimConfig(tokens_per_second=200))
+    stats = runner.app[sim_ollama.STATS_KEY]
+    backend = OllamaBackend(f"http://127.0.0.1:{sim_ollama.bound_port(runner)}")
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        request = {"op": "generate", "model": "llama3.2:3b", "prompt": "tokens=5000"}
+        async for _item in backend.stream(request):
+            started.set()
+
+    try:
+        task = asyncio.create_task(consume())
+        async with asyncio.timeout(5):
+            await started.wait()
+            task.cancel()  # what the session does on CANCEL
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            while stats.cancelled == 0:
+                await asyncio.sleep(0.01)
+        assert (stats.started, stats.completed, stats.cancelled, stats.active) == (1, 0, 1, 0)
+    finally:
+        await runner.cleanup()
