@@ -142,6 +142,13 @@ def edge_serve(
     drain_timeout: Annotated[
         float, typer.Option(help="On SIGTERM, seconds running requests may take to finish.")
     ] = 30.0,
+    audit_flush_seconds: Annotated[
+        float,
+        typer.Option(help="Audit and usage are written this often (a crash loses at most this)."),
+    ] = 1.0,
+    audit_retention_days: Annotated[
+        float, typer.Option(help="Audit events older than this are deleted.")
+    ] = 90.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the public API and the agent endpoint."""
@@ -169,6 +176,8 @@ def edge_serve(
         public_port=public_port or port,
         max_body=max_body_mb * MIB,
         drain_timeout=drain_timeout,
+        audit_flush_interval=audit_flush_seconds,
+        audit_retention_days=audit_retention_days,
         agent_ca_file=ca_file,
     )
 

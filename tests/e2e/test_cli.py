@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -253,3 +254,65 @@ def test_demo_serves_what_it_prints_and_stops_on_ctrl_c(processes: Processes) ->
     demo.send_signal(signal.SIGINT)
     assert demo.wait(timeout=15) == 0
     assert not Path(ca).exists()  # the throw-away CA and data went with it
+
+
+def test_key_governance_from_the_cli_and_kill_9_loses_at_most_one_flush(
+    tmp_path: Path, processes: Processes
+) -> None:
+    edge_port = _free_port()
+    data_dir = tmp_path / "edge"
+    edge = processes.start(
+        "edge", "serve", "--domain", "example.test", "--listen", f"127.0.0.1:{edge_port}",
+        "--data-dir", str(data_dir), "--plain-http", "--audit-flush-seconds", "1",
+    )  # fmt: skip
+    edge_url = f"http://127.0.0.1:{edge_port}"
+    _wait_http(edge_url + "/healthz")
+    env = {
+        "LLMTUNNEL_EDGE_URL": edge_url,
+        "LLMTUNNEL_ADMIN_KEY": (data_dir / "admin.key").read_text().strip(),
+    }
+    run("admin", "tenant", "create", "acme", env=env)
+    created = json.loads(
+        run(
+            "admin", "key", "create", "acme", "--name", "ci", "--models", "qwen3:8b,llama3.2:3b",
+            "--budget-tokens", "200000", "--budget-period", "day", "--rpm", "60",
+            "--tpm", "100000", "--expires", "30d", "--json", env=env,
+        )
+    )  # fmt: skip
+    listed = run("admin", "key", "list", "acme", env=env)
+    assert "qwen3:8b,llama3.2:3b" in listed
+    assert "200,000 tok/day, 60 rpm, 100,000 tpm" in listed
+    assert created["secret"] not in listed
+    rotated = run("admin", "key", "rotate", "acme", "ci", "--grace", "1h", env=env)
+    assert "the old secret works until" in rotated
+    tenant_admin = json.loads(
+        run("admin", "admin-key", "create", "acme", "--name", "alice", "--json", env=env)
+    )
+    assert tenant_admin["secret"] != env["LLMTUNNEL_ADMIN_KEY"]
+
+    # No machine is online: each request is refused with 503, and still audited.
+    client = openai.OpenAI(base_url=edge_url + "/v1", api_key=created["secret"], max_retries=0)
+    for _ in range(5):
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(
+                model="llama3.2:3b", messages=[{"role": "user", "content": "hi"}]
+            )
+    audit = run("admin", "audit", "acme", "--since", "1d", env=env)
+    assert "503 no_machine_online" in audit and "key.rotated" in audit
+    usage = json.loads(run("admin", "usage", "acme", "--key", "ci", "--json", env=env))
+    assert [row["requests"] for row in usage["usage"]] == [5]
+
+    # Five more, then wait past one flush interval, then kill -9: all ten must be on disk.
+    for _ in range(5):
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(
+                model="llama3.2:3b", messages=[{"role": "user", "content": "hi"}]
+            )
+    time.sleep(1.5)
+    edge.kill()
+    edge.wait(timeout=10)
+    db = sqlite3.connect(data_dir / "edge.db")
+    (requests,) = db.execute("SELECT COUNT(*) FROM audit_events WHERE kind = 'request'").fetchone()
+    (counted,) = db.execute("SELECT SUM(requests) FROM usage_daily").fetchone()
+    db.close()
+    assert requests == counted == 10

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.store import MIGRATIONS, Conflict, Store
+from edge.store import MIGRATIONS, Conflict, KeyLimits, Store
 
 
 @pytest.fixture
@@ -59,3 +59,83 @@ def test_duplicate_tenants_and_keys_conflict(store: Store) -> None:
         store.add_api_key("k2", "t1", "laptop", "sk-lt-def", "hash2", None)
     assert store.api_key_by_hash("hash1") is not None
     assert store.api_key_by_hash("hash2") is None
+
+
+def test_migrating_from_version_1_keeps_every_key_working(tmp_path: Path) -> None:
+    path = tmp_path / "edge.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
+    old.execute("INSERT INTO tenants VALUES ('t1', 'acme', 1.0)")
+    old.execute(
+        "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, created_at, expires_at,"
+        " revoked_at, last_used_at) VALUES ('k1', 't1', 'laptop', 'sk-lt-ab', 'h1', 2.0, 99.0,"
+        " NULL, 3.0)"
+    )
+    old.close()
+    store = Store(path)
+    assert store.schema_version == len(MIGRATIONS)
+    key = store.api_key_by_hash("h1", now=50.0)
+    assert key is not None
+    assert (key.name, key.prefix, key.expires_at, key.last_used_at) == (
+        "laptop",
+        "sk-lt-ab",
+        99.0,
+        3.0,
+    )
+    assert key.limits == KeyLimits()
+
+
+def test_rotation_keeps_old_secrets_until_the_grace_ends_and_never_extends_it(
+    store: Store,
+) -> None:
+    store.create_tenant("t1", "acme")
+    store.add_api_key("k1", "t1", "ci", "sk-lt-a", "h1", None)
+    store.rotate_api_key("k1", "sk-lt-b", "h2", grace_until=100.0)
+    assert store.api_key_by_hash("h1", now=99.0) is not None
+    assert store.api_key_by_hash("h1", now=100.0) is None
+    store.rotate_api_key("k1", "sk-lt-c", "h3", grace_until=500.0)
+    assert store.api_key_by_hash("h1", now=99.0) is not None  # still its own, earlier end
+    assert store.api_key_by_hash("h1", now=200.0) is None
+    assert store.api_key_by_hash("h2", now=499.0) is not None
+    key = store.api_key_by_hash("h3", now=10**10)
+    assert key is not None and key.prefix == "sk-lt-c"
+
+
+def test_key_limits_round_trip(store: Store) -> None:
+    store.create_tenant("t1", "acme")
+    limits = KeyLimits(("a", "b:1"), 1000, "week", 60, 6000, None)
+    store.add_api_key("k1", "t1", "ci", "sk-lt-a", "h1", None, limits)
+    key = store.api_key_by_name("t1", "ci")
+    assert key is not None and key.limits == limits
+
+
+def test_revoking_a_machine_revokes_its_bound_keys_only(store: Store) -> None:
+    store.create_tenant("t1", "acme")
+    store.add_pairing_code("c", "t1", "gpu-1", time.time() + 60)
+    machine = store.redeem_pairing_code("c", "m1", b"k" * 32)
+    assert machine is not None
+    store.add_api_key("k1", "t1", "bound", "p", "h1", None, KeyLimits(machine_id="m1"))
+    store.add_api_key("k2", "t1", "free", "p", "h2", None)
+    assert store.revoke_machine("m1") == ["bound"]
+    bound, free = store.api_key_by_hash("h1"), store.api_key_by_hash("h2")
+    assert bound is not None and bound.revoked_at is not None
+    assert free is not None and free.revoked_at is None
+
+
+def test_usage_batches_add_up_and_audit_prunes_by_age(store: Store) -> None:
+    store.create_tenant("t1", "acme")
+    store.add_api_key("k1", "t1", "ci", "p", "h1", None)
+    audit = [
+        (("t1", float(at), "admin", "operator", "key.created", "ci") + (None,) * 11)
+        for at in (10, 20, 30)
+    ]
+    store.record(audit, [("k1", "2026-11-23", "t1", 1, 10, 20)])
+    store.record([], [("k1", "2026-11-23", "t1", 2, 5, 5), ("k1", "2026-11-24", "t1", 1, 1, 1)])
+    rows = store.usage("t1", "2026-11-01")
+    assert [(r.day, r.requests, r.prompt_tokens, r.completion_tokens) for r in rows] == [
+        ("2026-11-23", 3, 15, 25),
+        ("2026-11-24", 1, 1, 1),
+    ]
+    assert store.tokens_used("k1", "2026-11-24") == 2
+    assert store.prune_audit(before=25.0) == 2
+    assert [e["at"] for e in store.audit_events("t1", 0, None, 10)] == [30.0]

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge.audit import Recorder, RequestRecord
+from edge.store import Store
+from protocol import Delta, End, Error
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "edge.db")
+    store.create_tenant("t1", "acme")
+    store.add_api_key("k1", "t1", "ci", "p", "h1", None)
+    return store
+
+
+def _record() -> RequestRecord:
+    record = RequestRecord("POST /v1/chat/completions", "127.0.0.1", "sdk/1")
+    record.tenant_id, record.key_id, record.key_name = "t1", "k1", "ci"
+    return record
+
+
+def test_a_finished_stream_is_charged_its_real_usage() -> None:
+    record = _record()
+    record.dispatch("gpu-1", prompt_estimate=500)
+    record.observe(Delta(1, "hello", "", []))
+    record.observe(End(1, "stop", 12, 3, {}))
+    assert record.tokens_used() == (12, 3)
+    assert record.first_output is not None
+
+
+def test_a_broken_stream_is_charged_an_upper_bound() -> None:
+    record = _record()
+    record.dispatch("gpu-1", prompt_estimate=500)
+    record.observe(Delta(1, "héllo", "hm", []))
+    record.observe(Error(1, "backend_error", "boom", False))
+    assert record.tokens_used() == (500, len("héllo".encode()) + 2)
+    assert record.error_code == "backend_error"
+
+
+def test_a_request_refused_before_any_output_is_not_charged() -> None:
+    record = _record()
+    record.dispatch("gpu-1", prompt_estimate=500)
+    record.observe(Error(1, "busy", "full", True))
+    assert record.tokens_used() == (0, 0)
+    never_sent = _record()
+    assert never_sent.tokens_used() == (0, 0)
+
+
+def test_failover_counts_only_the_machine_that_served() -> None:
+    record = _record()
+    record.dispatch("gpu-1", prompt_estimate=50)
+    record.observe(Error(1, "busy", "full", True))
+    record.dispatch("gpu-2", prompt_estimate=50)
+    record.observe(Delta(3, "ok", "", []))
+    assert (record.machine, record.tokens_used()) == ("gpu-2", (50, 2))
+
+
+async def test_the_recorder_flushes_on_its_interval_and_when_stopped(store: Store) -> None:
+    recorder = Recorder(store, flush_interval=0.05)
+    task = asyncio.create_task(recorder.run())
+    recorder.request(_record(), 200)
+    async with asyncio.timeout(2):
+        while not store.audit_events("t1", 0, None, 10):
+            await asyncio.sleep(0.01)
+    recorder.admin("t1", "operator", "key.revoked", "ci")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    kinds = [e["kind"] for e in store.audit_events("t1", 0, None, 10)]
+    assert sorted(kinds) == ["admin", "request"]
+    assert [u.requests for u in store.usage("t1", "2000-01-01")] == [1]
+
+
+def test_a_failed_write_keeps_the_batch_for_the_next_flush(store: Store, tmp_path: Path) -> None:
+    recorder = Recorder(store)
+    recorder.request(_record(), 200)
+    lock = sqlite3.connect(tmp_path / "edge.db", timeout=0, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+    store._db.execute("PRAGMA busy_timeout = 0")
+    with pytest.raises(sqlite3.OperationalError):
+        recorder.flush()
+    lock.execute("ROLLBACK")
+    recorder.flush()
+    assert len(store.audit_events("t1", 0, None, 10)) == 1
+    assert [u.requests for u in store.usage("t1", "2000-01-01")] == [1]
+
+
+def test_unauthenticated_requests_are_not_filed(store: Store) -> None:
+    recorder = Recorder(store)
+    recorder.request(RequestRecord("POST /v1/chat/completions", None, None), 401)
+    recorder.flush()
+    assert store.audit_events("t1", 0, None, 10) == []
