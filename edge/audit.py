@@ -67,12 +67,12 @@ class RequestRecord:
 
     def observe(self, event: StreamEvent) -> None:
         """Called with each event the request reads from its tunnel stream."""
-        if isinstance(event, Delta):
+        if isinstance(event, Delta):  # per token at low load: keep it cheap
             if self.first_output is None:
                 self.first_output = time.monotonic()
-            self.output_bytes += event.flow_size + sum(
-                len(str(call.get("arguments", ""))) for call in event.tool_calls
-            )
+            self.output_bytes += event.flow_size
+            if event.tool_calls:
+                self.output_bytes += sum(len(str(c.get("arguments", ""))) for c in event.tool_calls)
         elif isinstance(event, End):
             self.end = event
         elif isinstance(event, Error):

@@ -2,6 +2,7 @@
 
     ./dev bench            # all scenarios
     ./dev bench --quick    # fewer requests, for a smoke run
+    ./dev bench --governance   # only (f): what key limits and the audit cost per request
 
 Ollama (simulated), the edge and the agent each run in their own process, as deployed; this
 process is the client. Every figure is printed next to the direct figure (client → Ollama) and
@@ -33,6 +34,7 @@ from agent.config import AgentConfig, new_key
 from agent.runner import RunOptions, run_agent
 from edge.credentials import KeyHasher, load_or_create_server_secret
 from edge.store import Store
+from tests.bench import governance
 
 MODEL = "llama3.2:3b"
 Result = tuple[float, float, list[float]]  # time to first token, total, gaps between tokens
@@ -167,7 +169,8 @@ async def _timed(request: object, is_token: Callable[[bytes], bool]) -> Result:
     return first, time.perf_counter() - start, gaps
 
 
-async def scenario_a(direct: Runner, tunnel: Runner, count: int) -> None:
+async def scenario_a(direct: Runner, tunnel: Runner, count: int) -> tuple[float, float]:
+    """Returns the total p50 in seconds, direct and through the tunnel."""
     print(f"(a) one request at a time, 32 tokens, {count} requests")
     medians = {}
     for name, run in (("direct", direct), ("tunnel", tunnel)):
@@ -185,6 +188,7 @@ async def scenario_a(direct: Runner, tunnel: Runner, count: int) -> None:
         f"    overhead: TTFT p50 +{medians['tunnel'][0] - medians['direct'][0]:.2f} ms,"
         f" total p50 +{medians['tunnel'][1] - medians['direct'][1]:.2f} ms"
     )
+    return medians["direct"][1] / 1000, medians["tunnel"][1] / 1000
 
 
 async def scenario_b(direct: Runner, tunnel: Runner, streams: int, tokens: int) -> None:
@@ -346,6 +350,7 @@ async def main(quick: bool) -> None:
 async def _run_scenarios(
     setup: Setup, fast: str, paced: str, agent_file: Path, idle: list[AgentConfig], quick: bool
 ) -> None:
+    request_p50: tuple[float | None, float | None] = (None, None)
     connector = aiohttp.TCPConnector(limit=1024, ssl=setup.tls)
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(600)
@@ -364,12 +369,13 @@ async def _run_scenarios(
                     return await tunnel_stream(http, setup.edge, setup.key, prompt)
 
                 if label == "fast":
-                    await scenario_a(direct, tunnel, 100 if quick else 500)
+                    request_p50 = await scenario_a(direct, tunnel, 100 if quick else 500)
                     await scenario_b(direct, tunnel, 64, 128 if quick else 512)
                     await scenario_d(ollama, setup, 3 if quick else 10)
                 else:
                     await scenario_c(direct, tunnel, 64 if quick else 256)
     await scenario_e(setup, idle)
+    governance.report(governance.measure(2000 if quick else 20_000), *request_p50)
 
 
 async def _wait_models(http: aiohttp.ClientSession, setup: Setup) -> None:
@@ -385,4 +391,11 @@ async def _wait_models(http: aiohttp.ClientSession, setup: Setup) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument(
+        "--governance", action="store_true", help="only (f), the per-request cost of key limits"
+    )
+    arguments = parser.parse_args()
+    if arguments.governance:
+        governance.report(governance.measure(20_000), None, None)
+    else:
+        asyncio.run(main(arguments.quick))
