@@ -176,13 +176,12 @@ class Limits:
         tokens = self._bucket(self._tokens, key.id, limits.tpm, now)
         tokens_amount = min(amount, tokens.capacity) if tokens else 0
         headers: dict[str, str] = {}
-        for bucket, kind, needed in ((requests, "requests", 1), (tokens, "tokens", tokens_amount)):
-            if bucket is None:
-                continue
-            wait = bucket.wait(needed)
-            if wait > 0:
-                raise _rate_limited(kind, bucket, wait, {**headers, **bucket.headers(kind)})
-            headers.update(bucket.headers(kind))
+        if requests is not None and (wait := requests.wait(1)) > 0:
+            raise _rate_limited("requests", requests, wait, requests.headers("requests"))
+        if tokens is not None and (wait := tokens.wait(tokens_amount)) > 0:
+            if requests is not None:
+                headers.update(requests.headers("requests"))
+            raise _rate_limited("tokens", tokens, wait, {**headers, **tokens.headers("tokens")})
         budget = self._account(key, now)
         if budget is not None:
             assert limits.budget_tokens is not None
