@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -133,8 +133,18 @@ async def _first_event(stream: TunnelStream, timeout: float) -> StreamEvent:
         ) from None
 
 
+class Renderer(Protocol):
+    """What the stream and collect loops below need from a renderer (chat, completions)."""
+
+    def first_chunk(self) -> dict[str, Any]: ...
+    def delta_chunk(self, frame: Delta) -> dict[str, Any]: ...
+    def finish_chunk(self, end: End) -> dict[str, Any]: ...
+    def usage_chunk(self, end: End) -> dict[str, Any]: ...
+    def completion(self, deltas: list[Delta], end: End) -> dict[str, Any]: ...
+
+
 async def _complete_chat(
-    stream: TunnelStream, first: Delta | End, renderer: openai_chat.ChatRenderer, timeout: float
+    stream: TunnelStream, first: Delta | End, renderer: Renderer, timeout: float
 ) -> web.Response:
     deltas: list[Delta] = []
     event: StreamEvent = first
@@ -157,7 +167,7 @@ async def _stream_chat(
     request: web.Request,
     stream: TunnelStream,
     first: Delta | End,
-    renderer: openai_chat.ChatRenderer,
+    renderer: Renderer,
     include_usage: bool,
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers=SSE_HEADERS)

@@ -9,12 +9,13 @@ method names of ``ChatRenderer`` so the edge's stream and collect loops serve bo
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edge.errors import ApiError, bad_request
-from edge.openai_chat import ChatRenderer, StreamOptions, usage
+from edge.openai_chat import StreamOptions, usage
 from protocol import Delta, End
 
 # What OpenAI generates when max_tokens is not given (or null) on this endpoint.
@@ -122,15 +123,17 @@ def to_neutral(req: CompletionRequest, capabilities: list[str]) -> dict[str, Any
     return neutral
 
 
-class CompletionRenderer(ChatRenderer):
-    """Renders one stream's neutral events as ``text_completion`` chunks or one completion.
-
-    A ``ChatRenderer`` by inheritance only so that the edge's chat stream/collect loops accept it:
-    every method those loops call is overridden here, and the finish reason is shared."""
+class CompletionRenderer:
+    """Renders one stream's neutral events as ``text_completion`` chunks or one completion."""
 
     def __init__(self, model: str) -> None:
-        super().__init__(model)
+        self.model = model
         self.id = "cmpl-" + secrets.token_hex(12)
+        self.created = int(time.time())
+
+    @staticmethod
+    def finish_reason(end: End) -> str:
+        return end.finish_reason if end.finish_reason in ("stop", "length") else "stop"
 
     def _text_chunk(self, text: str, finish_reason: str | None = None) -> dict[str, Any]:
         return {
