@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from edge import admin_api, api, completions_api, pairing
+from edge import admin_api, anthropic_api, api, completions_api, pairing
 from edge.audit import RequestRecord
 from edge.auth import RECORD
 from edge.context import CONTEXT, EdgeContext
-from edge.errors import ApiError
+from edge.errors import ApiError, Dialect
 from edge.registry import Registry
 from edge.tunnel import accept_agent
 from protocol import ErrorCode
@@ -57,14 +57,16 @@ async def _add_rate_limit_headers(request: web.Request, response: web.StreamResp
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as JSON in the OpenAI shape; nothing escapes as a bare 500."""
+    """Every error leaves as JSON in the OpenAI shape (Anthropic's on the Anthropic endpoints);
+    nothing escapes as a bare 500."""
+    dialect: Dialect = "anthropic" if request.path.startswith("/v1/messages") else "openai"
     try:
         return await handler(request)
     except ApiError as exc:
         record = request.get(RECORD)
         if record is not None:
             record.error_code = exc.code
-        return exc.response()
+        return exc.response(dialect)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -77,13 +79,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if exc.status in (404, 405)
             else exc.text or exc.reason
         )
-        return ApiError(exc.status, code, message).response()
+        return ApiError(exc.status, code, message).response(dialect)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
         error = ApiError(500, "internal_error", "internal error; it has been logged")
-        return error.response()
+        return error.response(dialect)
 
 
 async def _agent_connect(request: web.Request) -> web.StreamResponse:
@@ -125,6 +127,7 @@ def create_app(ctx: EdgeContext) -> web.Application:
     app[CONTEXT] = ctx
     app[pairing.LIMITER] = pairing.AttemptLimiter(ctx.config.pairing_attempts_per_minute)
     app.add_routes(api.routes)
+    app.add_routes(anthropic_api.routes)
     app.add_routes(completions_api.routes)
     app.add_routes(admin_api.routes)
     app.add_routes(pairing.routes)

@@ -1,4 +1,5 @@
-"""Errors the edge answers with, in the OpenAI shape (DESIGN.md "Error contract").
+"""Errors the edge answers with, in the OpenAI shape (DESIGN.md "Error contract"), or in
+Anthropic's on ``/v1/messages`` (``ApiError.anthropic_body``).
 
 Every failure a client can cause becomes an ``ApiError`` carrying its status, type and code; the
 middleware in ``edge.app`` renders it, so no handler builds error bodies by hand and no exception
@@ -8,7 +9,7 @@ reaches aiohttp as a 500.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -26,6 +27,25 @@ _TYPES = {
     503: "service_unavailable_error",
     504: "timeout_error",
 }
+
+# The same statuses as Anthropic's error types (their API's "Errors" page), for /v1/messages.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    501: "api_error",
+    502: "api_error",
+    503: "overloaded_error",  # Anthropic's own overload is 529; 503 keeps the edge's status
+    504: "api_error",
+}
+
+Dialect = Literal["openai", "anthropic"]
 
 
 class ApiError(Exception):
@@ -61,8 +81,22 @@ class ApiError(Exception):
             }
         }
 
-    def response(self) -> web.Response:
-        return web.json_response(self.body(), status=self.status, headers=self.headers)
+    @property
+    def anthropic_type(self) -> str:
+        default = "invalid_request_error" if self.status < 500 else "api_error"
+        return _ANTHROPIC_TYPES.get(self.status, default)
+
+    def anthropic_body(self) -> dict[str, Any]:
+        """Anthropic's shape. ``code`` is an llmtunnel extension (their SDKs ignore extra keys),
+        so that clients can tell e.g. ``model_does_not_support_tools`` from other 400s."""
+        return {
+            "type": "error",
+            "error": {"type": self.anthropic_type, "message": self.message, "code": self.code},
+        }
+
+    def response(self, dialect: Dialect = "openai") -> web.Response:
+        body = self.anthropic_body() if dialect == "anthropic" else self.body()
+        return web.json_response(body, status=self.status, headers=self.headers)
 
 
 def bad_request(

@@ -1,0 +1,136 @@
+"""The Anthropic Messages handlers: ``/v1/messages`` and ``/v1/messages/count_tokens``.
+
+Dispatched exactly as ``/v1/chat/completions`` is, through ``api._start``: nothing is committed
+before the first event, so a failure until then is a proper HTTP error (rendered in Anthropic's
+shape by the error middleware); after it, a failure ends the stream with an ``error`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from aiohttp import web
+
+from edge.anthropic_messages import (
+    Event,
+    MessageRenderer,
+    estimate_input_tokens,
+    parse_count_request,
+    parse_request,
+    require_tools_capability,
+    to_neutral,
+)
+from edge.api import SSE_HEADERS, _start, _visible_models
+from edge.auth import authenticate
+from edge.context import CONTEXT
+from edge.errors import ApiError, from_stream_error, read_json_object
+from edge.tunnel import StreamEvent, TunnelStream
+from protocol import Delta, End, Error
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/messages")
+async def messages(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    caller = authenticate(request)
+    req = parse_request(await read_json_object(request))
+    caller.ensure_model_allowed(req.model)
+    models = _visible_models(ctx, caller)
+    capabilities: list[str] | None = None  # unknown model: _start answers 404 or 503
+    if req.model in models:
+        capabilities = list(models[req.model].get("capabilities", []))
+        tool_models = sorted(n for n, m in models.items() if "tools" in m.get("capabilities", []))
+        require_tools_capability(req, capabilities, tool_models)
+    neutral = to_neutral(req, capabilities)
+    renderer = MessageRenderer(req.model, estimate_input_tokens(neutral))
+    stream, first = await _start(ctx, caller, req.model, neutral)
+    try:
+        if req.stream:
+            return await _stream(request, stream, first, renderer)
+        return await _complete(stream, first, renderer, ctx.config.request_timeout)
+    finally:
+        stream.close()
+
+
+@routes.post("/v1/messages/count_tokens")
+async def count_tokens(request: web.Request) -> web.Response:
+    """``{"input_tokens": N}``, N estimated by ``anthropic_messages.estimate_input_tokens``
+    (about four characters per token): the edge has no tokenizer and asks no machine."""
+    ctx = request.app[CONTEXT]
+    caller = authenticate(request)
+    req = parse_count_request(await read_json_object(request))
+    caller.ensure_model_allowed(req.model)
+    models = _visible_models(ctx, caller)
+    if req.model not in models:
+        raise ApiError(
+            404,
+            "model_not_found",
+            f"The model `{req.model}` does not exist or is not served by any online machine",
+            param="model",
+        )
+    neutral = to_neutral(req, list(models[req.model].get("capabilities", [])))
+    return web.json_response({"input_tokens": estimate_input_tokens(neutral)})
+
+
+async def _complete(
+    stream: TunnelStream, first: Delta | End, renderer: MessageRenderer, timeout: float
+) -> web.Response:
+    deltas: list[Delta] = []
+    event: StreamEvent = first
+    try:
+        async with asyncio.timeout(timeout):
+            while isinstance(event, Delta):
+                deltas.append(event)
+                event = await stream.next()
+    except TimeoutError:
+        raise ApiError(
+            504, "backend_timeout", f"the reply took longer than {timeout:g} s"
+        ) from None
+    if isinstance(event, Error):
+        raise from_stream_error(event.code, event.message)
+    return web.json_response(renderer.message(deltas, event))
+
+
+async def _stream(
+    request: web.Request, stream: TunnelStream, first: Delta | End, renderer: MessageRenderer
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    await response.prepare(request)
+    await _send(response, renderer.start())
+    deadline = time.monotonic() + request.app[CONTEXT].config.request_timeout
+    event: StreamEvent = first
+    while True:
+        if isinstance(event, Delta):
+            await _send(response, renderer.delta(event))
+        elif isinstance(event, End):
+            await _send(response, renderer.end(event))
+            break
+        else:
+            # The SDKs raise an APIError on an `error` event: the client learns the reply
+            # failed instead of seeing one that just stops.
+            error = from_stream_error(event.code, event.message)
+            await _send(response, [renderer.error(error)])
+            break
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                event = await stream.next()
+        except TimeoutError:
+            timeout = ApiError(504, "backend_timeout", "the reply took longer than allowed")
+            await _send(response, [renderer.error(timeout)])
+            break
+    await response.write_eof()
+    return response
+
+
+async def _send(response: web.StreamResponse, events: list[Event]) -> None:
+    # One write per neutral event: the tunnel already coalesced tokens into it.
+    if events:
+        await response.write(
+            b"".join(
+                f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+                for name, data in events
+            )
+        )
