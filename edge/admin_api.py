@@ -426,3 +426,42 @@ async def revoke_tenant_admin_key(request: web.Request) -> web.Response:
         raise ApiError(404, "admin_key_not_found", f"no admin key {name!r}")
     admin.audit("admin_key.revoked", name)
     return web.json_response({"revoked": name})
+
+
+# ---------------------------------------------------------------------- model aliases
+
+ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
+
+
+@routes.get("/admin/v1/tenants/{slug}/aliases")
+async def list_aliases(request: web.Request) -> web.Response:
+    admin = _tenant(request)
+    return web.json_response({"aliases": admin.ctx.store.aliases(admin.tenant.id)})
+
+
+@routes.put("/admin/v1/tenants/{slug}/aliases/{alias:.+}")
+async def set_alias(request: web.Request) -> web.Response:
+    """Let clients call ``model`` by another name (an alias wins over a model of its name)."""
+    admin = _tenant(request)
+    alias = request.match_info["alias"]
+    if not ALIAS.match(alias):
+        raise bad_request(
+            "an alias is 1-128 letters, digits or . _ : / @ -, starting with a letter or digit",
+            param="alias",
+        )
+    model = (await read_json_object(request)).get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise bad_request("model must name the model the alias stands for", param="model")
+    admin.ctx.store.set_alias(admin.tenant.id, alias, model.strip())
+    admin.audit("alias.set", f"{alias} -> {model.strip()}")
+    return web.json_response({"alias": alias, "model": model.strip()})
+
+
+@routes.delete("/admin/v1/tenants/{slug}/aliases/{alias:.+}")
+async def delete_alias(request: web.Request) -> web.Response:
+    admin = _tenant(request)
+    alias = request.match_info["alias"]
+    if not admin.ctx.store.delete_alias(admin.tenant.id, alias):
+        raise ApiError(404, "alias_not_found", f"no alias {alias!r}")
+    admin.audit("alias.deleted", alias)
+    return web.json_response({"deleted": alias})

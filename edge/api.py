@@ -45,6 +45,9 @@ def _visible_models(ctx: EdgeContext, caller: Caller) -> dict[str, dict[str, Any
         models = dict(session.models) if session is not None and session.accepting else {}
     else:
         models = ctx.registry.models(caller.tenant.id)
+    for alias, target in caller.aliases.items():
+        if target in models:
+            models[alias] = models[target]
     return {name: info for name, info in models.items() if caller.allows(name)}
 
 
@@ -90,6 +93,7 @@ async def _start(
     failing over to another machine when one refuses or drops the request before it produced
     anything (a retryable ERROR). The request's record sees every event the caller reads."""
     caller.ensure_model_allowed(model)
+    model = neutral["model"] = caller.real_model(model)  # what the machines know it as
     record = caller.record
     record.model = model
     admission = ctx.limits.admit(caller.key, neutral, time.time())

@@ -26,11 +26,16 @@ class Caller:
     key: ApiKey
     tenant: Tenant
     record: RequestRecord  # this request's audit record
+    aliases: dict[str, str]  # the tenant's model aliases: name clients use → model served
+
+    def real_model(self, name: str) -> str:
+        return self.aliases.get(name, name)
 
     def ensure_model_allowed(self, model: str) -> None:
         """403 ``model_not_allowed`` when the key is scoped to other models."""
         allowed = self.key.limits.models
-        if allowed is not None and model not in allowed:
+        if not self.allows(model):
+            assert allowed is not None
             raise ApiError(
                 403,
                 "model_not_allowed",
@@ -40,8 +45,9 @@ class Caller:
             )
 
     def allows(self, model: str) -> bool:
+        """Scopes name served models; an alias is allowed when its model is (or it is named)."""
         allowed = self.key.limits.models
-        return allowed is None or model in allowed
+        return allowed is None or model in allowed or self.real_model(model) in allowed
 
 
 RECORD = web.RequestKey("llmtunnel_record", RequestRecord)  # made by the audit middleware
@@ -113,7 +119,7 @@ def authenticate(request: web.Request) -> Caller:
         ctx.store.touch_api_key(key.id, now)  # at most one write per key per minute
     record = request_record(request)
     record.tenant_id, record.key_id, record.key_name = tenant.id, key.id, key.name
-    return Caller(key, tenant, record)
+    return Caller(key, tenant, record, ctx.store.aliases(tenant.id))
 
 
 def authenticate_admin(request: web.Request) -> AdminKey:

@@ -135,6 +135,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX admin_keys_live_name ON admin_keys(tenant_id, name)
         WHERE revoked_at IS NULL AND name IS NOT NULL;
     """,
+    # 3: per-tenant model aliases, so that clients with fixed model names work (gpt-4o → qwen3).
+    """
+    CREATE TABLE model_aliases (
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        alias TEXT NOT NULL,
+        model TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (tenant_id, alias)
+    ) WITHOUT ROWID;
+    """,
 )
 
 AUDIT_COLUMNS = (
@@ -245,6 +255,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
+        self._aliases: dict[str, dict[str, str]] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -534,6 +545,36 @@ class Store:
     def prune_audit(self, before: float) -> int:
         """Delete audit events older than ``before``; returns how many went."""
         return self._db.execute("DELETE FROM audit_events WHERE at < ?", (before,)).rowcount
+
+    # ------------------------------------------------------------------ model aliases
+
+    def set_alias(self, tenant_id: str, alias: str, model: str) -> None:
+        """Point ``alias`` at ``model`` (replacing what it pointed at)."""
+        self._aliases.pop(tenant_id, None)
+        self._db.execute(
+            "INSERT INTO model_aliases (tenant_id, alias, model, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (tenant_id, alias) DO UPDATE SET model = excluded.model",
+            (tenant_id, alias, model, time.time()),
+        )
+
+    def delete_alias(self, tenant_id: str, alias: str) -> bool:
+        self._aliases.pop(tenant_id, None)
+        cursor = self._db.execute(
+            "DELETE FROM model_aliases WHERE tenant_id = ? AND alias = ?", (tenant_id, alias)
+        )
+        return cursor.rowcount > 0
+
+    def aliases(self, tenant_id: str) -> dict[str, str]:
+        """The tenant's aliases, cached: every request reads them, admins rarely change them
+        (and only through this store, in this process)."""
+        cached = self._aliases.get(tenant_id)
+        if cached is None:
+            rows = self._db.execute(
+                "SELECT alias, model FROM model_aliases WHERE tenant_id = ? ORDER BY alias",
+                (tenant_id,),
+            )
+            cached = self._aliases[tenant_id] = dict(rows.fetchall())
+        return cached
 
     # ------------------------------------------------------------------ admin keys
 

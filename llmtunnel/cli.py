@@ -562,6 +562,39 @@ def audit(
     )
 
 
+@admin_app.command("alias")
+def alias(
+    slug: str,
+    edge: EdgeUrl,
+    admin_key: AdminKey,
+    name: Annotated[str | None, typer.Argument(help="The name clients use, e.g. gpt-4o.")] = None,
+    model: Annotated[str | None, typer.Argument(help="The model it stands for.")] = None,
+    ca_file: CaFile = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove the alias NAME.")] = False,
+    json_: JsonFlag = False,
+) -> None:
+    """Model aliases: `alias SLUG NAME MODEL` sets one, `alias SLUG` lists them,
+    `alias SLUG NAME --delete` removes one."""
+    from urllib.parse import quote
+
+    if name is None:
+        result = _call(edge, admin_key, ca_file, "GET", f"/tenants/{slug}/aliases")
+        if not _printed_json(result, json_):
+            _table([[a, m] for a, m in result["aliases"].items()], ["ALIAS", "MODEL"])
+        return
+    path = f"/tenants/{slug}/aliases/{quote(name, safe=':@')}"
+    if delete:
+        result = _call(edge, admin_key, ca_file, "DELETE", path)
+        if not _printed_json(result, json_):
+            typer.echo(f"alias {name} removed")
+        return
+    if model is None:
+        _fail("give the model the alias stands for, or --delete")
+    result = _call(edge, admin_key, ca_file, "PUT", path, {"model": model})
+    if not _printed_json(result, json_):
+        typer.echo(f"{slug}: {name} → {model}")
+
+
 # ---------------------------------------------------------------------- tenant admin keys
 
 
