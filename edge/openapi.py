@@ -222,9 +222,7 @@ def document(server_url: str) -> dict[str, Any]:
                 )
             },
             "/v1/messages": {
-                "post": _operation(
-                    "Anthropic message", "AnthropicMessage", "MessagesRequest", True
-                )
+                "post": _operation("Anthropic message", "AnthropicMessage", "MessagesRequest", True)
             },
             "/v1/messages/count_tokens": {
                 "post": _operation(

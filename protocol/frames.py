@@ -36,6 +36,7 @@ class FrameType(IntEnum):
     PING = 12
     PONG = 13
     GOAWAY = 14
+    EMBEDDINGS = 15
 
 
 class Frame:
@@ -288,6 +289,34 @@ class GoAway(Frame):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Embeddings(StreamFrame):
+    """Agent → edge: embedding vectors of one ``embed`` stream, inputs ``index`` onwards (§7).
+
+    Each vector is little-endian float32, as OpenAI's base64 encoding has it: 4 bytes a
+    dimension instead of msgpack's 9 per float64. Flow-controlled by its byte size (§8)."""
+
+    TYPE = FrameType.EMBEDDINGS
+    SCHEMA = (int, int, list)
+    stream_id: int
+    index: int
+    vectors: list[bytes]
+
+    def check(self) -> None:
+        _check_stream_id(self.stream_id)
+        _require(0 <= self.index <= MAX_WINDOW, f"embedding index {self.index} out of range")
+        _require(bool(self.vectors), "EMBEDDINGS without vectors")
+        for vector in self.vectors:
+            _require(
+                isinstance(vector, bytes) and len(vector) > 0 and len(vector) % 4 == 0,
+                "an embedding must be a non-empty run of float32 (bytes, a multiple of 4)",
+            )
+
+    @property
+    def flow_size(self) -> int:
+        return sum(len(vector) for vector in self.vectors)
+
+
 FRAME_CLASSES: dict[int, type[Frame]] = {
     cls.TYPE: cls
     for cls in (
@@ -305,5 +334,6 @@ FRAME_CLASSES: dict[int, type[Frame]] = {
         Ping,
         Pong,
         GoAway,
+        Embeddings,
     )
 }

@@ -33,6 +33,7 @@ from protocol.frames import (
     NO_STREAM,
     Cancel,
     Delta,
+    Embeddings,
     End,
     Error,
     Frame,
@@ -71,6 +72,7 @@ _AGENT_FRAMES = frozenset(
         FrameType.HELLO,
         FrameType.MODELS,
         FrameType.DELTA,
+        FrameType.EMBEDDINGS,
         FrameType.END,
     }
 )
@@ -88,6 +90,7 @@ _SESSION = {
     FrameType.HELLO,
     FrameType.MODELS,
     FrameType.DELTA,
+    FrameType.EMBEDDINGS,
     FrameType.END,
     FrameType.ERROR,
     FrameType.CANCEL,
@@ -106,6 +109,7 @@ TRANSITIONS: dict[tuple[State, FrameType], State] = {
     **{(State.DRAINING, t): State.DRAINING for t in _SESSION},
 }
 _CROSSED_GOAWAY = (State.DRAINING, FrameType.OPEN)
+FLOW_CONTROLLED = (Delta, Embeddings)  # the frames charged against the windows (§8)
 
 
 class _Stream:
@@ -226,11 +230,12 @@ class Connection:
             return
         if sid not in self._streams:
             raise StreamClosed(f"stream {sid} is not open")
-        if isinstance(frame, Delta):
+        if isinstance(frame, FLOW_CONTROLLED):
             size = frame.flow_size
             if size > self.credit(sid):
                 raise LocalProtocolError(
-                    f"DELTA of {size} bytes exceeds the {self.credit(sid)} bytes of credit"
+                    f"{frame.TYPE.name} of {size} bytes exceeds the {self.credit(sid)} bytes"
+                    " of credit"
                 )
             self._streams[sid].send_window.consume(size)
             self._connection_send.consume(size)
@@ -262,12 +267,12 @@ class Connection:
         if stream is None:
             if sid > self._last_stream_id:
                 raise RemoteProtocolError(f"{frame.TYPE.name} for stream {sid}, never opened")
-            if isinstance(frame, Delta):
+            if isinstance(frame, FLOW_CONTROLLED):
                 # Sent before our CANCEL arrived: the peer spent connection credit on it.
                 self._connection_receive.receive(frame.flow_size)
                 self._grant_connection(frame.flow_size)
             return None
-        if isinstance(frame, Delta):
+        if isinstance(frame, FLOW_CONTROLLED):
             stream.receive_window.receive(frame.flow_size)
             self._connection_receive.receive(frame.flow_size)
         elif isinstance(frame, Window):

@@ -22,6 +22,7 @@ from protocol import (
     Cancel,
     Challenge,
     Delta,
+    Embeddings,
     End,
     Error,
     ErrorCode,
@@ -71,6 +72,8 @@ GOLDEN: list[tuple[Frame, str]] = [
         Delta(9, "", "", [{"id": "c", "name": "f", "arguments": {}}]),
         "95 07 09 a0 a0 91 83 a2 69 64 a1 63 a4 6e 61 6d 65 a1 66 a9 61 72 67 75 6d 65 6e 74 73 80",
     ),
+    # EMBEDDINGS: [15, stream_id, index, vectors]; a vector is bin (float32 LE), 1.0 = 00 00 80 3f.
+    (Embeddings(1, 0, [b"\x00\x00\x80\x3f"]), "94 0f 01 00 91 c4 04 00 00 80 3f"),
     # END: [8, stream_id, finish_reason, prompt_tokens, completion_tokens, timings].
     (End(1, "stop", 3, 200, {}), "96 08 01 a4 73 74 6f 70 03 cc c8 80"),
     (
@@ -172,6 +175,7 @@ ONE_OF_EACH: list[Frame] = [
     Ping(2**64 - 1),
     Pong(-(2**63)),
     GoAway("restart"),
+    Embeddings(3, 7, [bytes(range(16)), b"\xff" * 3072]),
 ]
 
 
@@ -250,7 +254,7 @@ MALFORMED: list[tuple[str, str]] = [
     ("92 c0 05", "array starting with its type code"),  # type is nil
     # Unknown type codes.
     ("91 00", "unknown frame type 0"),
-    ("91 0f", "unknown frame type 15"),
+    ("91 10", "unknown frame type 16"),
     ("91 ff", "unknown frame type -1"),
     ("92 63 05", "unknown frame type 99"),
     ("91 cf 00 00 01 00 00 00 00 00", "unknown frame type 1099511627776"),

@@ -16,6 +16,7 @@ from protocol.frames import (
     Cancel,
     Challenge,
     Delta,
+    Embeddings,
     End,
     Error,
     Frame,
@@ -47,6 +48,7 @@ PINNED: dict[str, int] = {
     "PING": 12,
     "PONG": 13,
     "GOAWAY": 14,
+    "EMBEDDINGS": 15,
 }
 
 # The class of each code and its wire fields in order, also by hand (PROTOCOL.md §2's table).
@@ -68,6 +70,7 @@ WIRE_FIELDS: dict[int, tuple[type[Frame], tuple[str, ...]]] = {
     12: (Ping, ("payload",)),
     13: (Pong, ("payload",)),
     14: (GoAway, ("reason",)),
+    15: (Embeddings, ("stream_id", "index", "vectors")),
 }
 
 NONCE = b"n" * 32
@@ -78,7 +81,7 @@ CALL = {"id": "call_1", "name": "f", "arguments": {"x": 1}}
 
 def test_every_frame_type_code_is_pinned() -> None:
     assert {t.name: int(t) for t in FrameType} == PINNED
-    assert len(FrameType) == 14
+    assert len(FrameType) == 15
 
 
 @pytest.mark.parametrize(("name", "code"), list(PINNED.items()))
@@ -88,9 +91,9 @@ def test_each_code_individually(name: str, code: int) -> None:
 
 
 def test_frame_classes_cover_every_code_exactly_once() -> None:
-    assert sorted(FRAME_CLASSES) == list(range(1, 15))
+    assert sorted(FRAME_CLASSES) == list(range(1, 16))
     classes = list(FRAME_CLASSES.values())
-    assert len(set(classes)) == len(classes) == 14
+    assert len(set(classes)) == len(classes) == 15
     for code, cls in FRAME_CLASSES.items():
         assert code == cls.TYPE
         assert type(cls.TYPE) is FrameType
@@ -226,6 +229,12 @@ INVALID: list[tuple[Frame, str]] = [
     (Delta(1, "", "", [{"id": "c", "name": "f", "arguments": "{}"}]), "tool call"),
     (Delta(1, "", "", [{"id": "c", "name": "f", "arguments": []}]), "tool call"),
     (Delta(1, "", "", [CALL, {"id": "c"}]), "tool call"),
+    (Embeddings(0, 0, [b"1234"]), "stream id 0"),
+    (Embeddings(1, -1, [b"1234"]), "index -1"),
+    (Embeddings(1, 0, []), "without vectors"),
+    (Embeddings(1, 0, [b""]), "multiple of 4"),
+    (Embeddings(1, 0, [b"12345"]), "multiple of 4"),
+    (Embeddings(1, 0, [b"1234", "1234"]), "multiple of 4"),  # type: ignore[list-item]
     # END: stream id, non-negative usage.
     (End(0, "stop", 0, 0, {}), "stream id 0"),
     (End(1, "stop", -1, 0, {}), "negative usage"),
@@ -259,6 +268,10 @@ def test_invalid_cases_cover_every_checked_frame_type() -> None:
     checked = {type(frame) for frame, _ in INVALID}
     # PING, PONG and GOAWAY have nothing to check beyond their field types.
     assert checked == set(FRAME_CLASSES.values()) - {Ping, Pong, GoAway}
+
+
+def test_embeddings_flow_size_counts_vector_bytes() -> None:
+    assert Embeddings(1, 0, [b"\0" * 8, b"\0" * 3072]).flow_size == 3080
 
 
 def test_delta_flow_size_counts_utf8_text_only() -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from protocol import (
     Connection,
+    Embeddings,
     FrameTooLarge,
     ProtocolError,
     RemoteProtocolError,
@@ -103,6 +104,12 @@ STRATEGIES: dict[FrameType, st.SearchStrategy[Frame]] = {
     FrameType.PING: st.builds(Ping, wire_ints),
     FrameType.PONG: st.builds(Pong, wire_ints),
     FrameType.GOAWAY: st.builds(GoAway, text),
+    FrameType.EMBEDDINGS: st.builds(
+        Embeddings,
+        ids,
+        st.integers(0, MAX_WINDOW),
+        st.lists(st.binary(min_size=1, max_size=64).map(lambda b: b * 4), min_size=1, max_size=4),
+    ),
 }
 frames: st.SearchStrategy[Frame] = st.sampled_from(sorted(STRATEGIES)).flatmap(
     lambda t: STRATEGIES[t]

@@ -32,6 +32,7 @@ from protocol import (
     Challenge,
     Connection,
     Delta,
+    Embeddings,
     End,
     Error,
     ErrorCode,
@@ -58,6 +59,7 @@ from protocol import (
 )
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 from protocol.frames import MAX_WINDOW, NO_STREAM
+from protocol.mux import FLOW_CONTROLLED
 
 SW = 100  # stream window
 CW = 250  # connection window: smaller than three streams' windows, so it binds too
@@ -71,6 +73,7 @@ SENDERS: dict[FrameType, frozenset[Role]] = {
     FrameType.MODELS: frozenset({Role.AGENT}),
     FrameType.OPEN: frozenset({Role.EDGE}),
     FrameType.DELTA: frozenset({Role.AGENT}),
+    FrameType.EMBEDDINGS: frozenset({Role.AGENT}),
     FrameType.END: frozenset({Role.AGENT}),
     FrameType.ERROR: frozenset(Role),
     FrameType.CANCEL: frozenset({Role.EDGE}),
@@ -83,6 +86,7 @@ _SESSION = [
     FrameType.HELLO,
     FrameType.MODELS,
     FrameType.DELTA,
+    FrameType.EMBEDDINGS,
     FrameType.END,
     FrameType.ERROR,
     FrameType.CANCEL,
@@ -149,7 +153,7 @@ class End_:
                 return LocalProtocolError if sid > self.last_id else None
             if sid not in self.active:
                 return StreamClosed
-            if isinstance(frame, Delta):
+            if isinstance(frame, FLOW_CONTROLLED):
                 credit = min(self.send_stream[sid], self.send_conn)
                 return LocalProtocolError if frame.flow_size > credit else None
         return None
@@ -169,10 +173,10 @@ class End_:
             if sid not in self.active:
                 if sid > self.last_id:
                     return RemoteProtocolError
-                if isinstance(frame, Delta) and frame.flow_size > self.recv_conn:
+                if isinstance(frame, FLOW_CONTROLLED) and frame.flow_size > self.recv_conn:
                     return FlowControlError
                 return "none"
-            if isinstance(frame, Delta) and frame.flow_size > min(
+            if isinstance(frame, FLOW_CONTROLLED) and frame.flow_size > min(
                 self.recv_stream[sid], self.recv_conn
             ):
                 return FlowControlError
@@ -219,7 +223,7 @@ class End_:
             self.active.add(frame.stream_id)
             self.recv_stream[frame.stream_id] = SW
             self.pending_stream[frame.stream_id] = 0
-        elif isinstance(frame, Delta):
+        elif isinstance(frame, FLOW_CONTROLLED):
             self.send_stream[frame.stream_id] -= frame.flow_size
             self.send_conn -= frame.flow_size
         elif isinstance(frame, (End, Error, Cancel)):
@@ -242,10 +246,12 @@ class End_:
             self.active.add(frame.stream_id)
             self.send_stream[frame.stream_id] = SW
         elif isinstance(frame, StreamFrame) and frame.stream_id not in self.active:
-            if isinstance(frame, Delta):  # dropped late DELTA: its connection credit comes back
+            if isinstance(
+                frame, FLOW_CONTROLLED
+            ):  # dropped late DELTA: its connection credit comes back
                 self.recv_conn -= frame.flow_size
                 return self.grant_connection(frame.flow_size)
-        elif isinstance(frame, Delta):
+        elif isinstance(frame, FLOW_CONTROLLED):
             self.recv_stream[frame.stream_id] -= frame.flow_size
             self.recv_conn -= frame.flow_size
             sid = frame.stream_id
@@ -499,6 +505,7 @@ class Tunnel(RuleBasedStateMachine):
             FrameType.MODELS: Models([]),
             FrameType.OPEN: Open(sid, {"op": "x"}, 0),
             FrameType.DELTA: Delta(sid, "x" * size, "", []),
+            FrameType.EMBEDDINGS: Embeddings(sid, 0, [b"\0" * (4 * (size // 4 + 1))]),
             FrameType.END: End(sid, "stop", 0, 0, {}),
             FrameType.ERROR: Error(NO_STREAM if zero else sid, "x", "", False),
             FrameType.CANCEL: Cancel(sid, "x"),
