@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,13 @@ class Piece:
     content: str = ""
     thinking: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Vectors:
+    """Embeddings of an ``embed`` request, in input order, each as little-endian float32."""
+
+    vectors: list[bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +113,13 @@ class OllamaBackend:
             raise _translate(exc) from exc
         return sorted(models, key=lambda m: m["name"])
 
-    async def stream(self, request: dict[str, Any]) -> AsyncIterator[Piece | Finish]:
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[Piece | Vectors | Finish]:
         """Run a neutral request; ``BackendError`` for every failure."""
         op = request.get("op")
+        if op == "embed":
+            async for item in self._embed(request):
+                yield item
+            return
         ops: dict[str, _Call] = {"chat": self._chat, "generate": self._generate}
         call = ops.get(op) if isinstance(op, str) else None
         if call is None:
@@ -130,6 +142,27 @@ class OllamaBackend:
         if finish is None:
             raise BackendError(ErrorCode.BACKEND_ERROR, "Ollama ended the stream unfinished")
         yield finish
+
+    async def _embed(self, request: dict[str, Any]) -> AsyncIterator[Vectors | Finish]:
+        try:
+            reply = await self._client.embed(
+                model=request["model"],
+                input=request.get("input") or [],
+                truncate=request.get("truncate"),
+                dimensions=request.get("dimensions"),
+                options=request.get("options"),
+                keep_alive=request.get("keep_alive"),
+            )
+        except Exception as exc:
+            raise _translate(exc) from exc
+        vectors = [struct.pack(f"<{len(v)}f", *v) for v in reply.embeddings]
+        yield Vectors(vectors)
+        timings = {
+            name: value
+            for name in ("total_duration", "load_duration")
+            if (value := getattr(reply, name, None))
+        }
+        yield Finish("stop", reply.prompt_eval_count or 0, 0, timings)
 
     async def _chat(self, request: dict[str, Any]) -> AsyncIterator[ollama.ChatResponse]:
         return await self._client.chat(

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection
 
-from agent.backend import BackendError, Finish, OllamaBackend, Piece
+from agent.backend import BackendError, Finish, OllamaBackend, Piece, Vectors
 from agent.config import AgentConfig
 from protocol import (
     NO_STREAM,
@@ -27,6 +28,7 @@ from protocol import (
     Challenge,
     Connection,
     Delta,
+    Embeddings,
     End,
     Error,
     ErrorCode,
@@ -68,31 +70,51 @@ class Outgoing:
     thinking: str = ""
     content: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    vectors: deque[bytes] = field(default_factory=deque)
+    vector_index: int = 0  # the input index of the first vector in ``vectors``
+    vector_bytes: int = 0
     final: End | Error | None = None
     drained: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def pending_chars(self) -> int:
-        return len(self.thinking) + len(self.content)
+        return len(self.thinking) + len(self.content) + self.vector_bytes
 
-    def add(self, piece: Piece) -> None:
-        self.thinking += piece.thinking
-        self.content += piece.content
-        self.tool_calls.extend(piece.tool_calls)
+    def add(self, piece: Piece | Vectors) -> None:
+        if isinstance(piece, Vectors):
+            self.vectors.extend(piece.vectors)
+            self.vector_bytes += sum(len(v) for v in piece.vectors)
+        else:
+            self.thinking += piece.thinking
+            self.content += piece.content
+            self.tool_calls.extend(piece.tool_calls)
         self.drained.clear()
 
-    def take(self, stream_id: int, credit: int) -> Delta | None:
-        """Up to ``credit`` bytes of text (thinking first) and every pending tool call."""
-        thinking, self.thinking, credit = _split(self.thinking, credit)
-        content, self.content, _ = _split(self.content, credit)
-        calls, self.tool_calls = self.tool_calls, []
-        if not (thinking or content or calls):
+    def take(self, stream_id: int, credit: int) -> Delta | Embeddings | None:
+        """Up to ``credit`` bytes of text (thinking first) and every pending tool call; else as
+        many whole vectors as the credit pays for."""
+        if self.thinking or self.content or self.tool_calls:
+            thinking, self.thinking, credit = _split(self.thinking, credit)
+            content, self.content, _ = _split(self.content, credit)
+            calls, self.tool_calls = self.tool_calls, []
+            if not (thinking or content or calls):
+                return None
+            return Delta(stream_id, content, thinking, calls)
+        taken: list[bytes] = []
+        while self.vectors and len(self.vectors[0]) <= credit:
+            vector = self.vectors.popleft()
+            credit -= len(vector)
+            self.vector_bytes -= len(vector)
+            taken.append(vector)
+        if not taken:
             return None
-        return Delta(stream_id, content, thinking, calls)
+        frame = Embeddings(stream_id, self.vector_index, taken)
+        self.vector_index += len(taken)
+        return frame
 
     @property
     def empty(self) -> bool:
-        return not (self.thinking or self.content or self.tool_calls)
+        return not (self.thinking or self.content or self.tool_calls or self.vectors)
 
 
 def _split(text: str, budget: int) -> tuple[str, str, int]:
@@ -219,6 +241,11 @@ class TunnelSession:
                             item.completion_tokens,
                             item.timings,
                         )
+                        break
+                    if isinstance(item, Vectors) and any(len(v) > window for v in item.vectors):
+                        # It could never be sent whole within the stream's credit (§8).
+                        message = f"an embedding is larger than the tunnel's {window}-byte window"
+                        out.final = Error(sid, str(ErrorCode.BAD_REQUEST), message, False)
                         break
                     out.add(item)
                     self._mark(sid)

@@ -26,8 +26,8 @@ from edge.api import SSE_HEADERS, _start, _visible_models
 from edge.auth import authenticate
 from edge.context import CONTEXT
 from edge.errors import ApiError, from_stream_error, read_json_object
-from edge.tunnel import StreamEvent, TunnelStream
-from protocol import Delta, End, Error
+from edge.tunnel import TextEvent, TunnelStream, as_text
+from protocol import Delta, Embeddings, End, Error
 
 routes = web.RouteTableDef()
 
@@ -76,15 +76,15 @@ async def count_tokens(request: web.Request) -> web.Response:
 
 
 async def _complete(
-    stream: TunnelStream, first: Delta | End, renderer: MessageRenderer, timeout: float
+    stream: TunnelStream, first: Delta | Embeddings | End, renderer: MessageRenderer, timeout: float
 ) -> web.Response:
     deltas: list[Delta] = []
-    event: StreamEvent = first
+    event: TextEvent = as_text(first)
     try:
         async with asyncio.timeout(timeout):
             while isinstance(event, Delta):
                 deltas.append(event)
-                event = await stream.next()
+                event = await stream.next_text()
     except TimeoutError:
         raise ApiError(
             504, "backend_timeout", f"the reply took longer than {timeout:g} s"
@@ -95,13 +95,16 @@ async def _complete(
 
 
 async def _stream(
-    request: web.Request, stream: TunnelStream, first: Delta | End, renderer: MessageRenderer
+    request: web.Request,
+    stream: TunnelStream,
+    first: Delta | Embeddings | End,
+    renderer: MessageRenderer,
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers=SSE_HEADERS)
     await response.prepare(request)
     await _send(response, renderer.start())
     deadline = time.monotonic() + request.app[CONTEXT].config.request_timeout
-    event: StreamEvent = first
+    event: TextEvent = as_text(first)
     while True:
         if isinstance(event, Delta):
             await _send(response, renderer.delta(event))
@@ -116,7 +119,7 @@ async def _stream(
             break
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                event = await stream.next()
+                event = await stream.next_text()
         except TimeoutError:
             timeout = ApiError(504, "backend_timeout", "the reply took longer than allowed")
             await _send(response, [renderer.error(timeout)])

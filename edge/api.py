@@ -19,8 +19,8 @@ from edge import openai_chat
 from edge.auth import Caller, authenticate
 from edge.context import CONTEXT, EdgeContext
 from edge.errors import ApiError, from_stream_error, read_json_object
-from edge.tunnel import StreamEvent, TunnelStream
-from protocol import Delta, End, Error
+from edge.tunnel import StreamEvent, TextEvent, TunnelStream, as_text
+from protocol import Delta, Embeddings, End, Error
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -88,7 +88,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def _start(
     ctx: EdgeContext, caller: Caller, model: str, neutral: dict[str, Any]
-) -> tuple[TunnelStream, Delta | End]:
+) -> tuple[TunnelStream, Delta | Embeddings | End]:
     """Check the key's scope and limits, then open the stream and wait for its first event,
     failing over to another machine when one refuses or drops the request before it produced
     anything (a retryable ERROR). The request's record sees every event the caller reads."""
@@ -148,15 +148,15 @@ class Renderer(Protocol):
 
 
 async def _complete_chat(
-    stream: TunnelStream, first: Delta | End, renderer: Renderer, timeout: float
+    stream: TunnelStream, first: Delta | Embeddings | End, renderer: Renderer, timeout: float
 ) -> web.Response:
     deltas: list[Delta] = []
-    event: StreamEvent = first
+    event: TextEvent = as_text(first)
     try:
         async with asyncio.timeout(timeout):
             while isinstance(event, Delta):
                 deltas.append(event)
-                event = await stream.next()
+                event = await stream.next_text()
     except TimeoutError:
         raise ApiError(
             504, "backend_timeout", f"the reply took longer than {timeout:g} s"
@@ -170,7 +170,7 @@ async def _complete_chat(
 async def _stream_chat(
     request: web.Request,
     stream: TunnelStream,
-    first: Delta | End,
+    first: Delta | Embeddings | End,
     renderer: Renderer,
     include_usage: bool,
 ) -> web.StreamResponse:
@@ -178,7 +178,7 @@ async def _stream_chat(
     await response.prepare(request)
     await _send(response, renderer.first_chunk())
     deadline = time.monotonic() + request.app[CONTEXT].config.request_timeout
-    event: StreamEvent = first
+    event: TextEvent = as_text(first)
     while True:
         if isinstance(event, Delta):
             await _send(response, renderer.delta_chunk(event))
@@ -195,7 +195,7 @@ async def _stream_chat(
             break
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                event = await stream.next()
+                event = await stream.next_text()
         except TimeoutError:
             timeout = ApiError(504, "backend_timeout", "the reply took longer than allowed")
             await _send(response, timeout.body())

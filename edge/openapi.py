@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from edge import anthropic_messages, openai_chat, openai_completions
+from edge import anthropic_messages, openai_chat, openai_completions, openai_embeddings
 
 routes = web.RouteTableDef()
 
@@ -91,6 +91,24 @@ class Completion(_Shape):
     usage: Usage | None = None
 
 
+class Embedding(_Shape):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str  # a base64 string with encoding_format: base64
+
+
+class EmbeddingUsage(_Shape):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(_Shape):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+
+
 class AnthropicUsage(_Shape):
     input_tokens: int
     output_tokens: int
@@ -125,6 +143,7 @@ class Error(_Shape):
 _REQUESTS: dict[str, type[BaseModel]] = {
     "ChatCompletionRequest": openai_chat.ChatCompletionRequest,
     "CompletionRequest": openai_completions.CompletionRequest,
+    "EmbeddingRequest": openai_embeddings.EmbeddingRequest,
     "MessagesRequest": anthropic_messages.MessagesRequest,
     "CountTokensRequest": anthropic_messages.CountTokensRequest,
 }
@@ -133,6 +152,7 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     Model,
     ChatCompletion,
     Completion,
+    EmbeddingList,
     AnthropicMessage,
     TokenCount,
     Error,
@@ -220,6 +240,9 @@ def document(server_url: str) -> dict[str, Any]:
                 "post": _operation(
                     "OpenAI legacy completion", "Completion", "CompletionRequest", True
                 )
+            },
+            "/v1/embeddings": {
+                "post": _operation("OpenAI embeddings", "EmbeddingList", "EmbeddingRequest")
             },
             "/v1/messages": {
                 "post": _operation("Anthropic message", "AnthropicMessage", "MessagesRequest", True)

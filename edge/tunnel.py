@@ -31,6 +31,7 @@ from protocol import (
     Challenge,
     Connection,
     Delta,
+    Embeddings,
     End,
     Error,
     ErrorCode,
@@ -50,10 +51,23 @@ from protocol import (
 )
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 from protocol.liveness import Liveness
+from protocol.mux import FLOW_CONTROLLED
 
 log = logging.getLogger(__name__)
 
-StreamEvent = Delta | End | Error
+StreamEvent = Delta | Embeddings | End | Error
+TextEvent = Delta | End | Error  # what the text dialects read
+
+
+def as_text(event: StreamEvent) -> TextEvent:
+    """A text dialect's view of an event: embeddings on a text request mean a confused agent,
+    which the client learns as a backend error rather than a reply that stops."""
+    if isinstance(event, Embeddings):
+        message = "the machine answered a text request with embeddings"
+        return Error(event.stream_id, "backend_error", message, False)
+    return event
+
+
 F = TypeVar("F", bound=Frame)
 
 
@@ -80,14 +94,14 @@ class TunnelStream:
         self._queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
 
     def deliver(self, frame: StreamEvent) -> None:
-        if isinstance(frame, Delta):
+        if isinstance(frame, FLOW_CONTROLLED):
             self.buffered += frame.flow_size
         self._queue.put_nowait(frame)
 
     async def next(self) -> StreamEvent:
         """The next DELTA, END or ERROR. Credit for a DELTA is returned once the caller has it."""
         frame = await self._queue.get()
-        if isinstance(frame, Delta):
+        if isinstance(frame, FLOW_CONTROLLED):
             self.buffered -= frame.flow_size
             self.session.consumed(self.stream_id, frame.flow_size)
         else:
@@ -96,12 +110,15 @@ class TunnelStream:
             self.observer(frame)
         return frame
 
+    async def next_text(self) -> TextEvent:
+        return as_text(await self.next())
+
     def close(self, reason: str = "client_closed") -> None:
         """Stop the stream if it is still running (CANCEL), and hand back unread credit."""
         self.session.forget(self, reason if not self.finished else None)
         while not self._queue.empty():
             frame = self._queue.get_nowait()
-            if isinstance(frame, Delta):
+            if isinstance(frame, FLOW_CONTROLLED):
                 self.buffered -= frame.flow_size
                 self.session.consumed(self.stream_id, frame.flow_size)
         self.finished = True
@@ -221,11 +238,11 @@ class AgentSession:
         return "the machine disconnected"
 
     def _dispatch(self, frame: Frame) -> None:
-        if isinstance(frame, (Delta, End, Error)) and frame.stream_id != NO_STREAM:
+        if isinstance(frame, (Delta, Embeddings, End, Error)) and frame.stream_id != NO_STREAM:
             stream = self._streams.get(frame.stream_id)
             if stream is not None:
                 stream.deliver(frame)
-                if not isinstance(frame, Delta):
+                if not isinstance(frame, FLOW_CONTROLLED):
                     del self._streams[frame.stream_id]
                     self._registry.notify()
         elif isinstance(frame, Error):

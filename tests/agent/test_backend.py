@@ -1,16 +1,17 @@
 """The Ollama backend against the simulated Ollama: the neutral ``generate`` op (and ``chat``
-through the same reading loop), its errors, and cancellation."""
+through the same reading loop), ``embed``, their errors, and cancellation."""
 
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
 import ollama
 import pytest
 
-from agent.backend import BackendError, Finish, OllamaBackend, Piece
+from agent.backend import BackendError, Finish, OllamaBackend, Piece, Vectors
 from llmtunnel import sim_ollama
 from protocol import ErrorCode
 
@@ -137,7 +138,7 @@ async def test_chat_still_runs_through_the_shared_loop(sim: str) -> None:
     assert finish.completion_tokens == 5
 
 
-@pytest.mark.parametrize("op", ["embed", None, 3])
+@pytest.mark.parametrize("op", ["show", None, 3])
 async def test_other_ops_are_unsupported(sim: str, op: object) -> None:
     with pytest.raises(BackendError) as caught:
         await _run(OllamaBackend(sim), {"op": op, "model": "llama3.2:3b", "prompt": "x"})
@@ -167,3 +168,35 @@ async def test_cancelling_a_generate_stops_it_on_ollama() -> None:
         assert (stats.started, stats.completed, stats.cancelled, stats.active) == (1, 0, 1, 0)
     finally:
         await runner.cleanup()
+
+
+async def test_embed_returns_float32_vectors_equal_to_ollamas(sim: str) -> None:
+    inputs = ["the first text", "a second, longer text to embed"]
+    direct = await ollama.AsyncClient(host=sim).embed(model="nomic-embed-text:latest", input=inputs)
+    request = {"op": "embed", "model": "nomic-embed-text:latest", "input": inputs}
+    items = [item async for item in OllamaBackend(sim).stream(request)]
+    assert len(items) == 2
+    vectors, finish = items
+    assert isinstance(vectors, Vectors) and isinstance(finish, Finish)
+    assert len(vectors.vectors) == 2
+    for packed, expected in zip(vectors.vectors, direct.embeddings, strict=True):
+        values = struct.unpack(f"<{len(packed) // 4}f", packed)
+        assert values == pytest.approx(expected, rel=1e-6, abs=1e-7)
+    assert direct.prompt_eval_count
+    assert finish.prompt_tokens == direct.prompt_eval_count
+    assert finish.completion_tokens == 0
+
+
+async def test_embed_passes_dimensions(sim: str) -> None:
+    request = {"op": "embed", "model": "nomic-embed-text:latest", "input": ["x"], "dimensions": 8}
+    items = [item async for item in OllamaBackend(sim).stream(request)]
+    assert isinstance(items[0], Vectors)
+    assert [len(v) for v in items[0].vectors] == [32]
+
+
+async def test_embed_with_a_chat_model_is_ollamas_400(sim: str) -> None:
+    request = {"op": "embed", "model": "llama3.2:3b", "input": ["x"]}
+    with pytest.raises(BackendError) as caught:
+        [item async for item in OllamaBackend(sim).stream(request)]
+    assert caught.value.code == ErrorCode.BAD_REQUEST
+    assert "does not support embeddings" in str(caught.value)

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from agent.backend import Piece
+from agent.backend import Piece, Vectors
 from agent.session import Outgoing, _host_of, _split
+from protocol import Delta, Embeddings
 
 
 def test_split_never_cuts_a_character() -> None:
@@ -16,10 +17,10 @@ def test_outgoing_coalesces_and_respects_credit() -> None:
     out.add(Piece(content="Hello"))
     out.add(Piece(content=", world", thinking="hmm"))
     delta = out.take(7, 6)
-    assert delta is not None
+    assert isinstance(delta, Delta)
     assert (delta.stream_id, delta.thinking, delta.content) == (7, "hmm", "Hel")
     rest = out.take(7, 100)
-    assert rest is not None
+    assert isinstance(rest, Delta)
     assert rest.content == "lo, world"
     assert out.empty
     assert out.take(7, 100) is None
@@ -30,8 +31,20 @@ def test_tool_calls_leave_without_credit() -> None:
     call = {"id": "call_1", "name": "f", "arguments": {}}
     out.add(Piece(tool_calls=[call]))
     delta = out.take(1, 0)
-    assert delta is not None
+    assert isinstance(delta, Delta)
     assert delta.tool_calls == [call]
+
+
+def test_vectors_leave_whole_as_credit_allows_with_their_input_index() -> None:
+    out = Outgoing()
+    out.add(Vectors([b"a" * 8, b"b" * 8, b"c" * 8]))
+    assert out.pending_chars == 24
+    assert out.take(3, 7) is None  # not even one vector's worth of credit
+    first = out.take(3, 17)
+    assert first == Embeddings(3, 0, [b"a" * 8, b"b" * 8])
+    assert not out.empty
+    assert out.take(3, 8) == Embeddings(3, 2, [b"c" * 8])
+    assert out.empty and out.pending_chars == 0
 
 
 def test_host_of_matches_what_clients_send_as_host() -> None:

@@ -44,6 +44,7 @@ def test_request_schemas_are_the_validation_models() -> None:
         ("/v1/models/{model}", "get"),
         ("/v1/chat/completions", "post"),
         ("/v1/completions", "post"),
+        ("/v1/embeddings", "post"),
         ("/v1/messages", "post"),
         ("/v1/messages/count_tokens", "post"),
     ],
