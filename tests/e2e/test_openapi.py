@@ -73,6 +73,20 @@ async def test_the_document_is_served_with_the_callers_host(acme: tuple[Stack, s
         ),
         (
             "POST",
+            "/v1/embeddings",
+            {"model": "nomic-embed-text:latest", "input": ["a", "b"]},
+            openapi.EmbeddingList,
+            200,
+        ),
+        (
+            "POST",
+            "/v1/embeddings",
+            {"model": "nomic-embed-text:latest", "input": "a", "encoding_format": "base64"},
+            openapi.EmbeddingList,
+            200,
+        ),
+        (
+            "POST",
             "/v1/messages/count_tokens",
             {"model": "qwen3:8b", "messages": USER},
             openapi.TokenCount,
