@@ -175,28 +175,25 @@ class Limits:
         requests = self._bucket(self._requests, key.id, limits.rpm, now)
         tokens = self._bucket(self._tokens, key.id, limits.tpm, now)
         tokens_amount = min(amount, tokens.capacity) if tokens else 0
-        headers: dict[str, str] = {}
         if requests is not None and (wait := requests.wait(1)) > 0:
-            raise _rate_limited("requests", requests, wait, requests.headers("requests"))
+            raise _rate_limited("requests", requests, wait, _headers(requests, tokens))
         if tokens is not None and (wait := tokens.wait(tokens_amount)) > 0:
-            if requests is not None:
-                headers.update(requests.headers("requests"))
-            raise _rate_limited("tokens", tokens, wait, {**headers, **tokens.headers("tokens")})
+            raise _rate_limited("tokens", tokens, wait, _headers(requests, tokens))
         budget = self._account(key, now)
         if budget is not None:
             assert limits.budget_tokens is not None
             left = limits.budget_tokens - budget.spent - budget.reserved
             if amount > left:
+                headers = _headers(requests, tokens)
                 raise _budget_exceeded(key, budget, amount, max(0, left), now, headers)
 
         if requests is not None:
             requests.take(1)
-            headers.update(requests.headers("requests"))
         if tokens is not None:
             tokens.take(tokens_amount)
-            headers.update(tokens.headers("tokens"))
         if budget is not None:
             budget.reserved += amount
+        headers = _headers(requests, tokens)
         return Admission(headers, prompt_estimate, amount, budget, tokens, tokens_amount)
 
     @staticmethod
@@ -223,6 +220,14 @@ class Limits:
             spent = self._store.tokens_used(key.id, start)
             account = self._budgets[key.id] = BudgetAccount(start, resets_at, spent)
         return account
+
+
+def _headers(requests: TokenBucket | None, tokens: TokenBucket | None) -> dict[str, str]:
+    """The rate-limit headers of the limits the key has, as they stand."""
+    headers = requests.headers("requests") if requests is not None else {}
+    if tokens is not None:
+        headers.update(tokens.headers("tokens"))
+    return headers
 
 
 def _rate_limited(kind: str, bucket: TokenBucket, wait: float, headers: dict[str, str]) -> ApiError:
