@@ -152,7 +152,26 @@ def _tenant_view(ctx: EdgeContext, tenant: Tenant) -> dict[str, Any]:
         "url": ctx.config.tenant_url(tenant.slug),
         "api_base": ctx.config.tenant_url(tenant.slug) + "/v1",
         "created_at": tenant.created_at,
+        "store_responses": ctx.store.stores_responses(tenant.id),
     }
+
+
+@routes.patch("/admin/v1/tenants/{slug}")
+async def update_tenant(request: web.Request) -> web.Response:
+    """Change a tenant's settings: ``store_responses`` turns the opt-in storage of Responses API
+    responses on or off (off deletes what was stored)."""
+    admin = _tenant(request)
+    body = await read_json_object(request)
+    if "store_responses" not in body:
+        raise bad_request("nothing to update: give store_responses", param="store_responses")
+    enabled = body["store_responses"]
+    if not isinstance(enabled, bool):
+        raise bad_request("store_responses must be true or false", param="store_responses")
+    deleted = admin.ctx.store.set_store_responses(admin.tenant.id, enabled)
+    admin.audit("tenant.updated", f"store_responses={'on' if enabled else 'off'}")
+    view = _tenant_view(admin.ctx, admin.tenant)
+    view["deleted_responses"] = deleted
+    return web.json_response(view)
 
 
 @routes.post("/admin/v1/tenants/{slug}/machines/pair")

@@ -8,7 +8,16 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from edge import admin_api, anthropic_api, api, completions_api, embeddings_api, openapi, pairing
+from edge import (
+    admin_api,
+    anthropic_api,
+    api,
+    completions_api,
+    embeddings_api,
+    openapi,
+    pairing,
+    responses_api,
+)
 from edge.audit import RequestRecord
 from edge.auth import RECORD
 from edge.context import CONTEXT, EdgeContext
@@ -130,6 +139,7 @@ def create_app(ctx: EdgeContext) -> web.Application:
     app.add_routes(anthropic_api.routes)
     app.add_routes(completions_api.routes)
     app.add_routes(embeddings_api.routes)
+    app.add_routes(responses_api.routes)
     app.add_routes(admin_api.routes)
     app.add_routes(pairing.routes)
     app.add_routes(openapi.routes)

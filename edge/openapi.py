@@ -14,7 +14,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from edge import anthropic_messages, openai_chat, openai_completions, openai_embeddings
+from edge import (
+    anthropic_messages,
+    openai_chat,
+    openai_completions,
+    openai_embeddings,
+    openai_responses,
+)
 
 routes = web.RouteTableDef()
 
@@ -125,6 +131,25 @@ class AnthropicMessage(_Shape):
     usage: AnthropicUsage
 
 
+class ResponseObject(BaseModel):
+    """The Responses API's object; the full shape is OpenAI's (tests validate replies against
+    the OpenAI SDK's own model), so only its frame is spelled out here."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    object: Literal["response"]
+    created_at: float
+    status: Literal["completed", "incomplete", "failed"]
+    model: str
+    output: list[dict[str, Any]]
+
+
+class DeletedResponse(_Shape):
+    id: str
+    object: Literal["response"]
+    deleted: Literal[True]
+
+
 class TokenCount(_Shape):
     input_tokens: int
 
@@ -144,6 +169,7 @@ _REQUESTS: dict[str, type[BaseModel]] = {
     "ChatCompletionRequest": openai_chat.ChatCompletionRequest,
     "CompletionRequest": openai_completions.CompletionRequest,
     "EmbeddingRequest": openai_embeddings.EmbeddingRequest,
+    "ResponsesRequest": openai_responses.ResponsesRequest,
     "MessagesRequest": anthropic_messages.MessagesRequest,
     "CountTokensRequest": anthropic_messages.CountTokensRequest,
 }
@@ -153,6 +179,8 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     ChatCompletion,
     Completion,
     EmbeddingList,
+    ResponseObject,
+    DeletedResponse,
     AnthropicMessage,
     TokenCount,
     Error,
@@ -210,6 +238,12 @@ def document(server_url: str) -> dict[str, Any]:
         "schema": {"type": "string"},
         "description": "a model name or alias; may contain ':' and '/'",
     }
+    response_path = {
+        "name": "response_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -243,6 +277,21 @@ def document(server_url: str) -> dict[str, Any]:
             },
             "/v1/embeddings": {
                 "post": _operation("OpenAI embeddings", "EmbeddingList", "EmbeddingRequest")
+            },
+            "/v1/responses": {
+                "post": _operation(
+                    "OpenAI Responses API", "ResponseObject", "ResponsesRequest", True
+                )
+            },
+            "/v1/responses/{response_id}": {
+                "get": {
+                    **_operation("A stored response (tenants with storage on)", "ResponseObject"),
+                    "parameters": [response_path],
+                },
+                "delete": {
+                    **_operation("Delete a stored response", "DeletedResponse"),
+                    "parameters": [response_path],
+                },
             },
             "/v1/messages": {
                 "post": _operation("Anthropic message", "AnthropicMessage", "MessagesRequest", True)

@@ -145,6 +145,20 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (tenant_id, alias)
     ) WITHOUT ROWID;
     """,
+    # 4: opt-in storage of Responses API responses (off by default: content at rest is the
+    # exception), with the conversation items a later response continues from.
+    """
+    ALTER TABLE tenants ADD COLUMN store_responses INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE responses (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        key_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        response TEXT NOT NULL,  -- the response object, JSON
+        input_items TEXT NOT NULL  -- JSON list: the conversation before the response's output
+    );
+    CREATE INDEX responses_tenant ON responses(tenant_id, created_at);
+    """,
 )
 
 AUDIT_COLUMNS = (
@@ -620,3 +634,64 @@ class Store:
             "SELECT 1 FROM admin_keys WHERE tenant_id IS NULL AND revoked_at IS NULL"
         ).fetchone()
         return row is not None
+
+    # ------------------------------------------------------------------ stored responses
+
+    def set_store_responses(self, tenant_id: str, enabled: bool) -> int:
+        """Turn the tenant's response storage on or off; turning it off deletes what was kept
+        (nothing could read or delete it any more). Returns how many responses went."""
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute(
+            "UPDATE tenants SET store_responses = ? WHERE id = ?", (int(enabled), tenant_id)
+        )
+        deleted = 0
+        if not enabled:
+            deleted = self._db.execute(
+                "DELETE FROM responses WHERE tenant_id = ?", (tenant_id,)
+            ).rowcount
+        self._db.execute("COMMIT")
+        return deleted
+
+    def stores_responses(self, tenant_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT store_responses FROM tenants WHERE id = ?", (tenant_id,)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def save_response(
+        self,
+        response_id: str,
+        tenant_id: str,
+        key_id: str,
+        created_at: float,
+        response: dict[str, Any],
+        input_items: list[dict[str, Any]],
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO responses (id, tenant_id, key_id, created_at, response, input_items)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                response_id,
+                tenant_id,
+                key_id,
+                created_at,
+                json.dumps(response),
+                json.dumps(input_items),
+            ),
+        )
+
+    def get_response(
+        self, tenant_id: str, response_id: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """The tenant's stored response and its input items; ``None`` for another tenant's."""
+        row = self._db.execute(
+            "SELECT response, input_items FROM responses WHERE tenant_id = ? AND id = ?",
+            (tenant_id, response_id),
+        ).fetchone()
+        return (json.loads(row[0]), json.loads(row[1])) if row else None
+
+    def delete_response(self, tenant_id: str, response_id: str) -> bool:
+        cursor = self._db.execute(
+            "DELETE FROM responses WHERE tenant_id = ? AND id = ?", (tenant_id, response_id)
+        )
+        return cursor.rowcount > 0

@@ -283,6 +283,35 @@ def tenant_list(
     )
 
 
+@tenant_app.command("update")
+def tenant_update(
+    slug: str,
+    edge: EdgeUrl,
+    admin_key: AdminKey,
+    store_responses: Annotated[
+        bool | None,
+        typer.Option(
+            "--store-responses/--no-store-responses",
+            help="Keep Responses API responses so that clients can retrieve and continue them "
+            "(off by default; turning it off deletes the stored ones).",
+        ),
+    ] = None,
+    ca_file: CaFile = None,
+    json_: JsonFlag = False,
+) -> None:
+    """Change a tenant's settings."""
+    if store_responses is None:
+        _fail("nothing to update: give --store-responses or --no-store-responses")
+    body = {"store_responses": store_responses}
+    result = _call(edge, admin_key, ca_file, "PATCH", f"/tenants/{slug}", body)
+    if _printed_json(result, json_):
+        return
+    state = "on" if result["store_responses"] else "off"
+    typer.echo(f"tenant {result['slug']}: response storage {state}")
+    if result.get("deleted_responses"):
+        typer.echo(f"{result['deleted_responses']} stored responses deleted")
+
+
 @machine_app.command("pair")
 def machine_pair(
     slug: str,

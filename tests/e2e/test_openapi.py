@@ -87,6 +87,13 @@ async def test_the_document_is_served_with_the_callers_host(acme: tuple[Stack, s
         ),
         (
             "POST",
+            "/v1/responses",
+            {"model": "qwen3:8b", "input": "hi tokens=3"},
+            openapi.ResponseObject,
+            200,
+        ),
+        (
+            "POST",
             "/v1/messages/count_tokens",
             {"model": "qwen3:8b", "messages": USER},
             openapi.TokenCount,

@@ -139,3 +139,49 @@ def test_usage_batches_add_up_and_audit_prunes_by_age(store: Store) -> None:
     assert store.tokens_used("k1", "2026-11-24") == 2
     assert store.prune_audit(before=25.0) == 2
     assert [e["at"] for e in store.audit_events("t1", 0, None, 10)] == [30.0]
+
+
+def test_response_storage_is_off_by_default_and_per_tenant(store: Store) -> None:
+    store.create_tenant("t1", "acme")
+    store.create_tenant("t2", "globex")
+    assert not store.stores_responses("t1")
+    assert store.set_store_responses("t1", True) == 0
+    assert store.stores_responses("t1") and not store.stores_responses("t2")
+
+
+def test_stored_responses_are_read_and_deleted_within_their_tenant(store: Store) -> None:
+    store.create_tenant("t1", "acme")
+    store.create_tenant("t2", "globex")
+    store.set_store_responses("t1", True)
+    items = [{"type": "message", "role": "user", "content": "hi"}]
+    store.save_response("resp_1", "t1", "k1", 1.0, {"id": "resp_1", "output": []}, items)
+    assert store.get_response("t1", "resp_1") == ({"id": "resp_1", "output": []}, items)
+    assert store.get_response("t2", "resp_1") is None
+    assert not store.delete_response("t2", "resp_1")
+    assert store.delete_response("t1", "resp_1")
+    assert store.get_response("t1", "resp_1") is None
+    assert not store.delete_response("t1", "resp_1")
+
+
+def test_turning_response_storage_off_deletes_the_stored_ones(store: Store) -> None:
+    store.create_tenant("t1", "acme")
+    store.create_tenant("t2", "globex")
+    for tenant in ("t1", "t2"):
+        store.set_store_responses(tenant, True)
+        store.save_response(f"resp_{tenant}", tenant, "k", 1.0, {}, [])
+    assert store.set_store_responses("t1", False) == 1
+    assert store.get_response("t1", "resp_t1") is None
+    assert store.get_response("t2", "resp_t2") is not None  # other tenants keep theirs
+
+
+def test_migration_4_keeps_existing_tenants_with_storage_off(tmp_path: Path) -> None:
+    old = sqlite3.connect(tmp_path / "edge.db")
+    for number, script in enumerate(MIGRATIONS[:3], start=1):
+        old.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    old.execute("INSERT INTO tenants (id, slug, created_at) VALUES ('t1', 'acme', 1.0)")
+    old.commit()
+    old.close()
+    store = Store(tmp_path / "edge.db")
+    assert store.schema_version == len(MIGRATIONS) >= 4
+    assert store.tenant_by_slug("acme") is not None
+    assert not store.stores_responses("t1")

@@ -1,0 +1,198 @@
+"""The OpenAI Responses handlers: ``POST /v1/responses``, and ``GET``/``DELETE
+/v1/responses/{id}`` for tenants that store responses.
+
+Dispatched exactly as ``/v1/chat/completions`` is, through ``api._start``: nothing is committed
+before the first event, so a failure until then is a proper HTTP error; after it, a failure ends
+the stream with ``response.failed`` and an ``error`` event.
+
+Storage is off unless an admin turns it on for the tenant (DESIGN.md "No content at rest" is the
+rule, this the opt-in exception). With it on, a response is saved once it completed (or stopped
+at ``max_output_tokens``) unless the request said ``store: false``; any key of the tenant can then
+read, delete or continue it (``previous_response_id``), and no key of another tenant can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from edge import openai_responses as responses
+from edge.api import SSE_HEADERS, _start, _visible_models
+from edge.auth import Caller, authenticate
+from edge.context import CONTEXT, EdgeContext
+from edge.errors import ApiError, bad_request, from_stream_error, read_json_object
+from edge.tunnel import TextEvent, TunnelStream, as_text
+from protocol import Delta, Embeddings, End, Error
+
+routes = web.RouteTableDef()
+
+STORAGE_OFF = (
+    "response storage is off for this tenant, so responses are not kept; an admin can turn it "
+    "on with `llmtunnel admin tenant update SLUG --store-responses`"
+)
+
+
+@routes.post("/v1/responses")
+async def create_response(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    caller = authenticate(request)
+    req = responses.parse_request(await read_json_object(request))
+    caller.ensure_model_allowed(req.model)
+    storing = ctx.store.stores_responses(caller.tenant.id)
+    items = _previous_items(ctx, caller, req, storing) + responses.input_items(req)
+    models = _visible_models(ctx, caller)
+    capabilities: list[str] = list(models.get(req.model, {}).get("capabilities", []))
+    if req.model in models:
+        tool_models = sorted(n for n, m in models.items() if "tools" in m.get("capabilities", []))
+        responses.require_tools_capability(req, capabilities, tool_models)
+    neutral = responses.to_neutral(req, items, capabilities)
+    renderer = responses.ResponseRenderer(req, store=storing and req.store is not False)
+    stream, first = await _start(ctx, caller, req.model, neutral)
+    try:
+        if req.stream:
+            return await _stream(request, caller, stream, first, renderer, items)
+        response = await _complete(stream, first, renderer, ctx.config.request_timeout)
+        _save(ctx, caller, renderer, items)
+        return web.json_response(response)
+    finally:
+        stream.close()
+
+
+def _previous_items(
+    ctx: EdgeContext, caller: Caller, req: responses.ResponsesRequest, storing: bool
+) -> list[dict[str, Any]]:
+    """The conversation ``previous_response_id`` names: its input items, then its output."""
+    if req.previous_response_id is None:
+        return []
+    if not storing:
+        raise bad_request(
+            f"previous_response_id cannot be used: {STORAGE_OFF}", param="previous_response_id"
+        )
+    stored = ctx.store.get_response(caller.tenant.id, req.previous_response_id)
+    if stored is None:
+        raise bad_request(
+            f"Previous response with id {req.previous_response_id!r} not found",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+    response, items = stored
+    return items + responses.output_to_items(response)
+
+
+def _save(
+    ctx: EdgeContext,
+    caller: Caller,
+    renderer: responses.ResponseRenderer,
+    items: list[dict[str, Any]],
+) -> None:
+    if renderer.store and renderer.status in ("completed", "incomplete"):
+        ctx.store.save_response(
+            renderer.id,
+            caller.tenant.id,
+            caller.key.id,
+            renderer.created_at,
+            renderer.response(),
+            items,
+        )
+
+
+def _stored_id(request: web.Request, caller: Caller) -> str:
+    if not request.app[CONTEXT].store.stores_responses(caller.tenant.id):
+        raise ApiError(404, "response_storage_off", STORAGE_OFF)
+    return request.match_info["response_id"]
+
+
+def _not_found(response_id: str) -> ApiError:
+    return ApiError(404, "response_not_found", f"No response with id {response_id!r} found")
+
+
+@routes.get("/v1/responses/{response_id}")
+async def retrieve_response(request: web.Request) -> web.Response:
+    caller = authenticate(request)
+    response_id = _stored_id(request, caller)
+    stored = request.app[CONTEXT].store.get_response(caller.tenant.id, response_id)
+    if stored is None:
+        raise _not_found(response_id)
+    return web.json_response(stored[0])
+
+
+@routes.delete("/v1/responses/{response_id}")
+async def delete_response(request: web.Request) -> web.Response:
+    caller = authenticate(request)
+    response_id = _stored_id(request, caller)
+    if not request.app[CONTEXT].store.delete_response(caller.tenant.id, response_id):
+        raise _not_found(response_id)
+    return web.json_response({"id": response_id, "object": "response", "deleted": True})
+
+
+async def _complete(
+    stream: TunnelStream,
+    first: Delta | Embeddings | End,
+    renderer: responses.ResponseRenderer,
+    timeout: float,
+) -> dict[str, Any]:
+    deltas: list[Delta] = []
+    event: TextEvent = as_text(first)
+    try:
+        async with asyncio.timeout(timeout):
+            while isinstance(event, Delta):
+                deltas.append(event)
+                event = await stream.next_text()
+    except TimeoutError:
+        raise ApiError(
+            504, "backend_timeout", f"the reply took longer than {timeout:g} s"
+        ) from None
+    if isinstance(event, Error):
+        raise from_stream_error(event.code, event.message)
+    return renderer.complete(deltas, event)
+
+
+async def _stream(
+    request: web.Request,
+    caller: Caller,
+    stream: TunnelStream,
+    first: Delta | Embeddings | End,
+    renderer: responses.ResponseRenderer,
+    items: list[dict[str, Any]],
+) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    await response.prepare(request)
+    await _send(response, renderer.start())
+    deadline = time.monotonic() + ctx.config.request_timeout
+    event: TextEvent = as_text(first)
+    while True:
+        if isinstance(event, Delta):
+            await _send(response, renderer.delta(event))
+        elif isinstance(event, End):
+            events = renderer.end(event)
+            _save(ctx, caller, renderer, items)  # before the client hears it is complete
+            await _send(response, events)
+            break
+        else:
+            await _send(response, renderer.error(from_stream_error(event.code, event.message)))
+            break
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                event = await stream.next_text()
+        except TimeoutError:
+            timeout = ApiError(504, "backend_timeout", "the reply took longer than allowed")
+            await _send(response, renderer.error(timeout))
+            break
+    await response.write_eof()
+    return response
+
+
+async def _send(response: web.StreamResponse, events: list[responses.Event]) -> None:
+    # One write per neutral event: the tunnel already coalesced tokens into it.
+    if events:
+        await response.write(
+            b"".join(
+                f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+                for name, data in events
+            )
+        )
