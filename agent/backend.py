@@ -7,12 +7,13 @@ the HTTP response to Ollama, which is what stops generation on the GPU (OLLAMA.m
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import ollama
@@ -67,8 +68,28 @@ _STATUS_CODES = {
 }
 
 
+def _context_error(message: str) -> BackendError | None:
+    """Ollama's refusal of a prompt longer than the context (``truncate: false``) carries
+    llama.cpp's error as JSON inside the error string; say it plainly, with both sizes. The
+    words "prompt is too long" are what Claude Code looks for to compact its conversation."""
+    if "exceed_context_size_error" not in message:
+        return None
+    try:
+        inner = json.loads(message)["error"]
+        prompt, context = int(inner["n_prompt_tokens"]), int(inner["n_ctx"])
+    except (ValueError, KeyError, TypeError):
+        return BackendError(ErrorCode.CONTEXT_LENGTH_EXCEEDED, message)
+    return BackendError(
+        ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+        f"prompt is too long: {prompt} tokens > {context} maximum (the model's context on this"
+        " machine; raise OLLAMA_CONTEXT_LENGTH on the GPU box, or shorten the prompt)",
+    )
+
+
 def _translate(exc: Exception) -> BackendError:
     """Map the ollama client's exceptions onto protocol error codes, once, here."""
+    if isinstance(exc, ollama.ResponseError) and (context := _context_error(exc.error)):
+        return context
     if isinstance(exc, ollama.ResponseError):
         code, retryable = _STATUS_CODES.get(exc.status_code, (ErrorCode.BACKEND_ERROR, False))
         return BackendError(code, exc.error, retryable=retryable)
@@ -79,6 +100,8 @@ def _translate(exc: Exception) -> BackendError:
         )
     return BackendError(ErrorCode.BACKEND_ERROR, f"{type(exc).__name__}: {exc}")
 
+
+_Chunk = TypeVar("_Chunk", ollama.ChatResponse, ollama.GenerateResponse)
 
 # One neutral op started on Ollama: its stream of chunks, read alike by ``_piece``/``_finish``.
 _Call = Callable[
@@ -165,31 +188,25 @@ class OllamaBackend:
         yield Finish("stop", reply.prompt_eval_count or 0, 0, timings)
 
     async def _chat(self, request: dict[str, Any]) -> AsyncIterator[ollama.ChatResponse]:
-        return await self._client.chat(
-            model=request["model"],
-            messages=request.get("messages", []),
-            tools=request.get("tools"),
-            stream=True,
-            think=request.get("think"),
-            format=request.get("format"),
-            options=request.get("options"),
-            keep_alive=request.get("keep_alive"),
-        )
+        fields = ("messages", "tools", "think", "format", "options", "keep_alive")
+        return await self._stream(ollama.ChatResponse, "/api/chat", request, fields)
 
     async def _generate(self, request: dict[str, Any]) -> AsyncIterator[ollama.GenerateResponse]:
-        return await self._client.generate(
-            model=request["model"],
-            prompt=request.get("prompt") or "",
-            # The client's overloads want strings; Ollama reads "" as "not given".
-            suffix=request.get("suffix") or "",
-            system=request.get("system") or "",
-            stream=True,
-            think=request.get("think"),
-            raw=bool(request.get("raw")),
-            format=request.get("format"),
-            options=request.get("options"),
-            keep_alive=request.get("keep_alive"),
-        )
+        fields = ("prompt", "suffix", "system", "think", "raw", "format", "options", "keep_alive")
+        return await self._stream(ollama.GenerateResponse, "/api/generate", request, fields)
+
+    async def _stream(
+        self, kind: type[_Chunk], path: str, request: dict[str, Any], fields: tuple[str, ...]
+    ) -> AsyncIterator[_Chunk]:
+        """POST the request's ``fields`` (Ollama's shapes already) and stream the reply.
+
+        ``truncate: false`` makes Ollama refuse a prompt longer than the context with a 400
+        instead of silently cutting it from the front (its default). The client's ``chat()`` and
+        ``generate()`` do not take that field yet, so the body goes through its request method.
+        """
+        body = {name: request[name] for name in fields if request.get(name) is not None}
+        body.update(model=request["model"], stream=True, truncate=False)
+        return await self._client._request(kind, "POST", path, json=body, stream=True)
 
 
 def _piece(chunk: ollama.ChatResponse | ollama.GenerateResponse) -> Piece:

@@ -126,6 +126,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 # How a stream ERROR from the agent (protocol.ErrorCode) surfaces to API clients.
 STATUS_FOR_STREAM_ERROR = {
     "bad_request": 400,
+    "context_length_exceeded": 400,
     "model_not_found": 404,
     "unsupported": 501,
     "busy": 503,

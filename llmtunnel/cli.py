@@ -89,11 +89,16 @@ def sim_ollama(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 11434,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     tokens_per_second: Annotated[float, typer.Option(help="0: as fast as possible.")] = 0.0,
+    context_length: Annotated[
+        int, typer.Option(help="The server's context (num_ctx), as OLLAMA_CONTEXT_LENGTH.")
+    ] = 8192,
 ) -> None:
     """A simulated Ollama server speaking Ollama's HTTP API (no GPU needed)."""
     from llmtunnel import sim_ollama as sim
 
-    sim.main(host=host, port=port, tokens_per_second=tokens_per_second)
+    sim.main(
+        host=host, port=port, tokens_per_second=tokens_per_second, context_length=context_length
+    )
 
 
 # ---------------------------------------------------------------------- edge

@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"
     # Stream level.
     BAD_REQUEST = "bad_request"
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
     MODEL_NOT_FOUND = "model_not_found"
     UNSUPPORTED = "unsupported"
     BUSY = "busy"

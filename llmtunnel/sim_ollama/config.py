@@ -78,6 +78,7 @@ class SimConfig:
     version: str = "0.13.5"
     max_queue: int = 512
     num_parallel: int = 0  # 0: unlimited; otherwise extra requests wait, as OLLAMA_NUM_PARALLEL
+    context_length: int = 8192  # the server's num_ctx, as OLLAMA_CONTEXT_LENGTH
 
 
 @dataclass

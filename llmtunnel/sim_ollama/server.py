@@ -250,6 +250,31 @@ async def sim_stats(request: web.Request) -> web.Response:
     return web.json_response(asdict(request.app[STATS_KEY]))
 
 
+def _fit_context(request: web.Request, model: SimModel, body: dict[str, Any], plan: Plan) -> None:
+    """Ollama's handling of a prompt longer than the context (``num_ctx``, by default the
+    server's, at most the model's): by default it cuts the prompt from the front to about half
+    the context and answers 200 as if nothing happened; with ``truncate: false`` it answers 400
+    with llama.cpp's error, a JSON document inside the error string."""
+    options = body.get("options") or {}
+    num_ctx = options.get("num_ctx") or request.app[CONFIG_KEY].context_length
+    num_ctx = min(int(num_ctx), model.context_length)
+    if plan.prompt_tokens <= num_ctx:
+        return
+    if body.get("truncate") is False:
+        inner = {
+            "error": {
+                "code": 400,
+                "message": f"request ({plan.prompt_tokens} tokens) exceeds the available context"
+                f" size ({num_ctx} tokens), try increasing it",
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": plan.prompt_tokens,
+                "n_ctx": num_ctx,
+            }
+        }
+        raise OllamaError(400, json.dumps(inner, separators=(",", ":")))
+    plan.prompt_tokens = num_ctx // 2
+
+
 @routes.post("/api/chat")
 async def chat(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
@@ -278,6 +303,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     options = body.get("options") or {}
     plan = make_plan(model, text, options, think, text if last.get("role") == "tool" else None)
     plan.prompt_tokens = count_prompt_tokens([str(m.get("content") or "") for m in messages], tools)
+    _fit_context(request, model, body, plan)
     if tools and last.get("role") == "user":
         plan.tool_calls = tool_calls_for(tools, text)
         if plan.tool_calls:
@@ -323,6 +349,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
         )
     plan = make_plan(model, prompt, body.get("options") or {}, think, None)
     plan.prompt_tokens = count_prompt_tokens([prompt, str(body.get("system") or "")], None)
+    _fit_context(request, model, body, plan)
 
     def chunk(content: str, thinking: str, calls: list[dict[str, Any]] | None) -> dict[str, Any]:
         out: dict[str, Any] = {"model": model.name, "created_at": _now(), "response": content}
@@ -411,11 +438,17 @@ def bound_port(runner: web.AppRunner) -> int:
     return port
 
 
-def main(host: str = "127.0.0.1", port: int = 11434, tokens_per_second: float = 0.0) -> None:
+def main(
+    host: str = "127.0.0.1",
+    port: int = 11434,
+    tokens_per_second: float = 0.0,
+    context_length: int = SimConfig.context_length,
+) -> None:
     """Serve until interrupted."""
+    config = SimConfig(tokens_per_second=tokens_per_second, context_length=context_length)
 
     async def run() -> None:
-        runner = await serve(host, port, SimConfig(tokens_per_second=tokens_per_second))
+        runner = await serve(host, port, config)
         print(f"sim-ollama listening on http://{host}:{bound_port(runner)}", flush=True)
         try:
             await asyncio.Event().wait()

@@ -4,6 +4,7 @@ through the same reading loop), ``embed``, their errors, and cancellation."""
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 from collections.abc import AsyncIterator
 from typing import Any
@@ -200,3 +201,15 @@ async def test_embed_with_a_chat_model_is_ollamas_400(sim: str) -> None:
         [item async for item in OllamaBackend(sim).stream(request)]
     assert caught.value.code == ErrorCode.BAD_REQUEST
     assert "does not support embeddings" in str(caught.value)
+
+
+async def test_a_prompt_over_the_context_is_refused_not_cut(sim: str) -> None:
+    long = "word " * 9000
+    for request in (
+        {"op": "chat", "model": "llama3.2:3b", "messages": [{"role": "user", "content": long}]},
+        {"op": "generate", "model": "llama3.2:3b", "prompt": long},
+    ):
+        with pytest.raises(BackendError) as caught:
+            await _run(OllamaBackend(sim), request)
+        assert caught.value.code == ErrorCode.CONTEXT_LENGTH_EXCEEDED
+        assert re.match(r"prompt is too long: 900\d tokens > 8192 maximum", str(caught.value))

@@ -251,3 +251,39 @@ async def test_num_parallel_queues_and_max_queue_refuses() -> None:
             assert (await second).status_code == 200
     finally:
         await runner.cleanup()
+
+
+LONG = "word " * 9000  # about 9,000 tokens: over the default 8,192-token context
+
+
+async def test_a_prompt_over_the_context_is_cut_silently_by_default(sim: str) -> None:
+    client = ollama.AsyncClient(host=sim)
+    reply = await client.chat(
+        model="llama3.2:3b", messages=[{"role": "user", "content": LONG + "tokens=3"}]
+    )
+    assert reply.done_reason == "stop"
+    assert reply.prompt_eval_count == 8192 // 2  # the quirk: kept about half the context
+    small = await client.generate(model="llama3.2:3b", prompt=LONG, options={"num_ctx": 2048})
+    assert small.prompt_eval_count == 1024
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/generate"])
+async def test_truncate_false_refuses_with_llama_cpps_error_inside_ollamas(
+    sim: str, path: str
+) -> None:
+    body: dict[str, object] = {"model": "llama3.2:3b", "truncate": False, "stream": False}
+    if path == "/api/chat":
+        body["messages"] = [{"role": "user", "content": LONG}]
+    else:
+        body["prompt"] = LONG
+    async with httpx.AsyncClient(base_url=sim) as http:
+        response = await http.post(path, json=body)
+    assert response.status_code == 400
+    inner = json.loads(response.json()["error"])["error"]
+    assert inner["type"] == "exceed_context_size_error"
+    assert inner["n_ctx"] == 8192
+    assert inner["n_prompt_tokens"] > 8192
+    assert "exceeds the available context size (8192 tokens)" in inner["message"]
+    body["options"] = {"num_ctx": 131072}  # within llama3.2's own 131,072: it fits
+    async with httpx.AsyncClient(base_url=sim) as http:
+        assert (await http.post(path, json=body)).status_code == 200
