@@ -6,6 +6,7 @@ import json
 
 import ollama
 import openai
+import pydantic
 import pytest
 from openai.types.chat import ChatCompletionFunctionToolParam
 
@@ -198,3 +199,29 @@ async def test_many_concurrent_streams_are_all_complete(acme: tuple[Stack, str])
             messages=[user(f"request {n} tokens=40")],
         )
         assert text == expected.message.content
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+
+
+@pytest.mark.parametrize("model", ["qwen3:8b", "llama3.2:3b"])
+async def test_the_sdks_stream_helper_parses_tool_calls(
+    acme: tuple[Stack, str], model: str
+) -> None:
+    stack, key = acme
+    async with stack.openai(key).chat.completions.stream(
+        model=model,
+        messages=[user("Call Weather for Paris")],
+        tools=[openai.pydantic_function_tool(Weather)],
+    ) as stream:
+        done = [
+            event async for event in stream if event.type == "tool_calls.function.arguments.done"
+        ]
+        final = await stream.get_final_completion()
+    assert [event.name for event in done] == ["Weather"]
+    assert isinstance(done[0].parsed_arguments, Weather)
+    call = final.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert call.id.startswith("call_")
+    assert isinstance(call.function.parsed_arguments, Weather)
