@@ -102,7 +102,9 @@ _BLOCK_TAGS = frozenset(
 
 
 class Message(_Lenient):
-    role: Literal["user", "assistant"]
+    # "system" is not in Anthropic's documentation, but Claude Code sends system reminders
+    # between turns that way; they reach the model as system messages in place.
+    role: Literal["user", "assistant", "system"]
     content: str | list[ContentBlock]
 
 
@@ -273,11 +275,25 @@ def _messages(messages: list[Message], vision: bool) -> list[dict[str, Any]]:
         param = f"messages.{index}.content"
         if isinstance(message.content, str):
             out.append({"role": message.role, "content": message.content})
+        elif message.role == "system":
+            out.append({"role": "system", "content": _text_only(message.content, param)})
         elif message.role == "assistant":
             out.append(_assistant(message.content, param, tool_names))
         else:
             out.extend(_user(message.content, param, tool_names, vision))
     return out
+
+
+def _text_only(blocks: list[ContentBlock], param: str) -> str:
+    texts = []
+    for number, block in enumerate(blocks):
+        if not isinstance(block, TextBlock):
+            raise bad_request(
+                f"a system message holds text blocks only, not {block.type!r}",
+                param=f"{param}.{number}",
+            )
+        texts.append(block.text)
+    return "\n".join(texts)
 
 
 def _assistant(

@@ -318,3 +318,50 @@ async def test_http_errors_on_messages_use_anthropics_shape(acme: tuple[Stack, s
     # the OpenAI endpoints keep the OpenAI shape
     assert elsewhere.status_code == 400 and "type" not in elsewhere.json()
     assert elsewhere.json()["error"]["code"] == "invalid_json"
+
+
+async def test_a_request_shaped_like_claude_codes_is_served(acme: tuple[Stack, str]) -> None:
+    """The shape Claude Code 2.1 sends (seen on the wire): system blocks with cache_control,
+    a "system" role between the turns, adaptive thinking, output_config, context_management,
+    metadata, tools with input schemas, and streaming."""
+    stack, key = acme
+    body = {
+        "model": "qwen3:8b",
+        "max_tokens": 32000,
+        "stream": True,
+        "metadata": {"user_id": '{"session_id":"s"}'},
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "high"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "system": [
+            {"type": "text", "text": "You are a coding agent."},
+            {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}},
+        ],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Say hello tokens=4"}]},
+            {"role": "system", "content": "Available agent types: claude, Explore."},
+        ],
+        "tools": [
+            {
+                "name": name,
+                "description": f"The {name} tool.",
+                "input_schema": {"type": "object", "properties": {"arg": {"type": "string"}}},
+            }
+            for name in ("Agent", "Bash", "Edit", "Read", "Write")
+        ],
+    }
+    async with (
+        stack.http() as http,
+        http.stream(
+            "POST",
+            "/v1/messages",
+            json=body,
+            headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+        ) as response,
+    ):
+        assert response.status_code == 200, await response.aread()
+        text = (await response.aread()).decode()
+    events = [line[len("event: ") :] for line in text.splitlines() if line.startswith("event: ")]
+    assert events[0] == "message_start"
+    assert events[-1] == "message_stop"
+    assert "error" not in events

@@ -366,3 +366,31 @@ def test_stream_error_event_has_anthropics_error_shape() -> None:
 )
 def test_anthropic_error_types_follow_the_status(status: int, kind: str) -> None:
     assert ApiError(status, "c", "m").anthropic_body()["error"]["type"] == kind
+
+
+def test_system_messages_between_turns_stay_in_place() -> None:
+    messages = _neutral(
+        messages=[
+            {"role": "user", "content": "hi"},
+            {
+                "role": "system",
+                "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+            },
+            {"role": "system", "content": "c"},
+        ]
+    )["messages"]
+    assert messages == [
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": "a\nb"},
+        {"role": "system", "content": "c"},
+    ]
+    with pytest.raises(ApiError) as caught:
+        _neutral(
+            messages=[
+                {
+                    "role": "system",
+                    "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}],
+                }
+            ]
+        )
+    assert caught.value.param == "messages.0.content.0"
