@@ -22,12 +22,12 @@ from edge.anthropic_messages import (
     require_tools_capability,
     to_neutral,
 )
-from edge.api import SSE_HEADERS, _start, _visible_models
+from edge.api import SSE_HEADERS, _start, _visible_models, collect
 from edge.auth import authenticate
 from edge.context import CONTEXT
 from edge.errors import ApiError, from_stream_error, read_json_object
 from edge.tunnel import TextEvent, TunnelStream, as_text
-from protocol import Delta, Embeddings, End, Error
+from protocol import Delta, Embeddings, End
 
 routes = web.RouteTableDef()
 
@@ -78,20 +78,8 @@ async def count_tokens(request: web.Request) -> web.Response:
 async def _complete(
     stream: TunnelStream, first: Delta | Embeddings | End, renderer: MessageRenderer, timeout: float
 ) -> web.Response:
-    deltas: list[Delta] = []
-    event: TextEvent = as_text(first)
-    try:
-        async with asyncio.timeout(timeout):
-            while isinstance(event, Delta):
-                deltas.append(event)
-                event = await stream.next_text()
-    except TimeoutError:
-        raise ApiError(
-            504, "backend_timeout", f"the reply took longer than {timeout:g} s"
-        ) from None
-    if isinstance(event, Error):
-        raise from_stream_error(event.code, event.message)
-    return web.json_response(renderer.message(deltas, event))
+    deltas, end = await collect(stream, first, timeout)
+    return web.json_response(renderer.message(deltas, end))
 
 
 async def _stream(

@@ -147,9 +147,11 @@ class Renderer(Protocol):
     def completion(self, deltas: list[Delta], end: End) -> dict[str, Any]: ...
 
 
-async def _complete_chat(
-    stream: TunnelStream, first: Delta | Embeddings | End, renderer: Renderer, timeout: float
-) -> web.Response:
+async def collect(
+    stream: TunnelStream, first: Delta | Embeddings | End, timeout: float
+) -> tuple[list[Delta], End]:
+    """A non-streaming request's whole reply: its deltas and END, or the ``ApiError`` it ended
+    with (the backend's error, or 504 past ``timeout``). Every dialect answers from this."""
     deltas: list[Delta] = []
     event: TextEvent = as_text(first)
     try:
@@ -163,8 +165,14 @@ async def _complete_chat(
         ) from None
     if isinstance(event, Error):
         raise from_stream_error(event.code, event.message)
-    assert isinstance(event, End)
-    return web.json_response(renderer.completion(deltas, event))
+    return deltas, event
+
+
+async def _complete_chat(
+    stream: TunnelStream, first: Delta | Embeddings | End, renderer: Renderer, timeout: float
+) -> web.Response:
+    deltas, end = await collect(stream, first, timeout)
+    return web.json_response(renderer.completion(deltas, end))
 
 
 async def _stream_chat(

@@ -21,12 +21,12 @@ from typing import Any
 from aiohttp import web
 
 from edge import openai_responses as responses
-from edge.api import SSE_HEADERS, _start, _visible_models
+from edge.api import SSE_HEADERS, _start, _visible_models, collect
 from edge.auth import Caller, authenticate
 from edge.context import CONTEXT, EdgeContext
 from edge.errors import ApiError, bad_request, from_stream_error, read_json_object
 from edge.tunnel import TextEvent, TunnelStream, as_text
-from protocol import Delta, Embeddings, End, Error
+from protocol import Delta, Embeddings, End
 
 routes = web.RouteTableDef()
 
@@ -135,20 +135,8 @@ async def _complete(
     renderer: responses.ResponseRenderer,
     timeout: float,
 ) -> dict[str, Any]:
-    deltas: list[Delta] = []
-    event: TextEvent = as_text(first)
-    try:
-        async with asyncio.timeout(timeout):
-            while isinstance(event, Delta):
-                deltas.append(event)
-                event = await stream.next_text()
-    except TimeoutError:
-        raise ApiError(
-            504, "backend_timeout", f"the reply took longer than {timeout:g} s"
-        ) from None
-    if isinstance(event, Error):
-        raise from_stream_error(event.code, event.message)
-    return renderer.complete(deltas, event)
+    deltas, end = await collect(stream, first, timeout)
+    return renderer.complete(deltas, end)
 
 
 async def _stream(
