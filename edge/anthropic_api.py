@@ -7,14 +7,9 @@ shape by the error middleware); after it, a failure ends the stream with an ``er
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-
 from aiohttp import web
 
 from edge.anthropic_messages import (
-    Event,
     MessageRenderer,
     estimate_input_tokens,
     parse_count_request,
@@ -22,11 +17,11 @@ from edge.anthropic_messages import (
     require_tools_capability,
     to_neutral,
 )
-from edge.api import SSE_HEADERS, _start, _visible_models, collect
+from edge.api import SSE_HEADERS, _start, _visible_models, collect, send_events, text_events
 from edge.auth import authenticate
 from edge.context import CONTEXT
-from edge.errors import ApiError, from_stream_error, read_json_object
-from edge.tunnel import TextEvent, TunnelStream, as_text
+from edge.errors import ApiError, read_json_object
+from edge.tunnel import TunnelStream
 from protocol import Delta, Embeddings, End
 
 routes = web.RouteTableDef()
@@ -90,38 +85,16 @@ async def _stream(
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers=SSE_HEADERS)
     await response.prepare(request)
-    await _send(response, renderer.start())
-    deadline = time.monotonic() + request.app[CONTEXT].config.request_timeout
-    event: TextEvent = as_text(first)
-    while True:
+    await send_events(response, renderer.start())
+    timeout = request.app[CONTEXT].config.request_timeout
+    async for event in text_events(stream, first, timeout):
         if isinstance(event, Delta):
-            await _send(response, renderer.delta(event))
+            await send_events(response, renderer.delta(event))
         elif isinstance(event, End):
-            await _send(response, renderer.end(event))
-            break
+            await send_events(response, renderer.end(event))
         else:
             # The SDKs raise an APIError on an `error` event: the client learns the reply
             # failed instead of seeing one that just stops.
-            error = from_stream_error(event.code, event.message)
-            await _send(response, [renderer.error(error)])
-            break
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                event = await stream.next_text()
-        except TimeoutError:
-            timeout = ApiError(504, "backend_timeout", "the reply took longer than allowed")
-            await _send(response, [renderer.error(timeout)])
-            break
+            await send_events(response, [renderer.error(event)])
     await response.write_eof()
     return response
-
-
-async def _send(response: web.StreamResponse, events: list[Event]) -> None:
-    # One write per neutral event: the tunnel already coalesced tokens into it.
-    if events:
-        await response.write(
-            b"".join(
-                f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-                for name, data in events
-            )
-        )

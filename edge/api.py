@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -175,6 +176,24 @@ async def _complete_chat(
     return web.json_response(renderer.completion(deltas, end))
 
 
+async def text_events(
+    stream: TunnelStream, first: Delta | Embeddings | End, timeout: float
+) -> AsyncIterator[Delta | End | ApiError]:
+    """A streaming reply's events in order, up to its END; a backend error, or ``timeout``
+    passing, ends it with the ``ApiError`` the client should see as the stream's last event."""
+    deadline = time.monotonic() + timeout
+    event: TextEvent = as_text(first)
+    while isinstance(event, Delta):
+        yield event
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                event = await stream.next_text()
+        except TimeoutError:
+            yield ApiError(504, "backend_timeout", "the reply took longer than allowed")
+            return
+    yield event if isinstance(event, End) else from_stream_error(event.code, event.message)
+
+
 async def _stream_chat(
     request: web.Request,
     stream: TunnelStream,
@@ -185,9 +204,8 @@ async def _stream_chat(
     response = web.StreamResponse(headers=SSE_HEADERS)
     await response.prepare(request)
     await _send(response, renderer.first_chunk())
-    deadline = time.monotonic() + request.app[CONTEXT].config.request_timeout
-    event: TextEvent = as_text(first)
-    while True:
+    timeout = request.app[CONTEXT].config.request_timeout
+    async for event in text_events(stream, first, timeout):
         if isinstance(event, Delta):
             await _send(response, renderer.delta_chunk(event))
         elif isinstance(event, End):
@@ -195,21 +213,26 @@ async def _stream_chat(
             if include_usage:
                 await _send(response, renderer.usage_chunk(event))
             await response.write(b"data: [DONE]\n\n")
-            break
         else:
             # The OpenAI SDKs raise APIError on a chunk carrying "error": the client learns the
             # stream failed instead of seeing a reply that just stops.
-            await _send(response, from_stream_error(event.code, event.message).body())
-            break
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                event = await stream.next_text()
-        except TimeoutError:
-            timeout = ApiError(504, "backend_timeout", "the reply took longer than allowed")
-            await _send(response, timeout.body())
-            break
+            await _send(response, event.body())
     await response.write_eof()
     return response
+
+
+async def send_events(
+    response: web.StreamResponse, events: list[tuple[str, dict[str, Any]]]
+) -> None:
+    """Named SSE events (``event:`` + ``data:``), as the Anthropic and Responses APIs stream;
+    one write per neutral event, since the tunnel already coalesced its tokens."""
+    if events:
+        await response.write(
+            b"".join(
+                f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+                for name, data in events
+            )
+        )
 
 
 async def _send(response: web.StreamResponse, payload: dict[str, Any]) -> None:

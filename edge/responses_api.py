@@ -13,19 +13,16 @@ read, delete or continue it (``previous_response_id``), and no key of another te
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from typing import Any
 
 from aiohttp import web
 
 from edge import openai_responses as responses
-from edge.api import SSE_HEADERS, _start, _visible_models, collect
+from edge.api import SSE_HEADERS, _start, _visible_models, collect, send_events, text_events
 from edge.auth import Caller, authenticate
 from edge.context import CONTEXT, EdgeContext
-from edge.errors import ApiError, bad_request, from_stream_error, read_json_object
-from edge.tunnel import TextEvent, TunnelStream, as_text
+from edge.errors import ApiError, bad_request, read_json_object
+from edge.tunnel import TunnelStream
 from protocol import Delta, Embeddings, End
 
 routes = web.RouteTableDef()
@@ -150,37 +147,15 @@ async def _stream(
     ctx = request.app[CONTEXT]
     response = web.StreamResponse(headers=SSE_HEADERS)
     await response.prepare(request)
-    await _send(response, renderer.start())
-    deadline = time.monotonic() + ctx.config.request_timeout
-    event: TextEvent = as_text(first)
-    while True:
+    await send_events(response, renderer.start())
+    async for event in text_events(stream, first, ctx.config.request_timeout):
         if isinstance(event, Delta):
-            await _send(response, renderer.delta(event))
+            await send_events(response, renderer.delta(event))
         elif isinstance(event, End):
             events = renderer.end(event)
             _save(ctx, caller, renderer, items)  # before the client hears it is complete
-            await _send(response, events)
-            break
+            await send_events(response, events)
         else:
-            await _send(response, renderer.error(from_stream_error(event.code, event.message)))
-            break
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                event = await stream.next_text()
-        except TimeoutError:
-            timeout = ApiError(504, "backend_timeout", "the reply took longer than allowed")
-            await _send(response, renderer.error(timeout))
-            break
+            await send_events(response, renderer.error(event))
     await response.write_eof()
     return response
-
-
-async def _send(response: web.StreamResponse, events: list[responses.Event]) -> None:
-    # One write per neutral event: the tunnel already coalesced tokens into it.
-    if events:
-        await response.write(
-            b"".join(
-                f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-                for name, data in events
-            )
-        )
