@@ -115,17 +115,24 @@ def to_neutral(req: ChatCompletionRequest, capabilities: list[str]) -> dict[str,
 
 
 def _options(req: ChatCompletionRequest) -> dict[str, Any]:
-    # Only what the client set: unlike Ollama's own layer, never force temperature/top_p to 1.0.
-    options: dict[str, Any] = {}
+    options = sampling_options(req)
     limit = req.max_completion_tokens or req.max_tokens
     if limit is not None:
         options["num_predict"] = limit
+    return options
+
+
+def sampling_options(req: BaseModel) -> dict[str, Any]:
+    """Ollama options for the OpenAI sampling fields the client set, and its stop strings: only
+    what was set, since unlike Ollama's own layer the edge never forces temperature/top_p."""
+    options: dict[str, Any] = {}
     for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"):
-        value = getattr(req, name)
+        value = getattr(req, name, None)
         if value is not None:
             options[name] = value
-    if req.stop is not None:
-        options["stop"] = [req.stop] if isinstance(req.stop, str) else req.stop
+    stop = getattr(req, "stop", None)
+    if stop is not None:
+        options["stop"] = [stop] if isinstance(stop, str) else stop
     return options
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edge.errors import ApiError, bad_request
-from edge.openai_chat import StreamOptions, usage
+from edge.openai_chat import StreamOptions, sampling_options, usage
 from protocol import Delta, End
 
 # What OpenAI generates when max_tokens is not given (or null) on this endpoint.
@@ -101,13 +101,7 @@ def to_neutral(req: CompletionRequest, capabilities: list[str]) -> dict[str, Any
             "(no `insert` capability)",
             param="suffix",
         )
-    options: dict[str, Any] = {"num_predict": req.max_tokens or DEFAULT_MAX_TOKENS}
-    for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"):
-        value = getattr(req, name)
-        if value is not None:
-            options[name] = value
-    if req.stop is not None:
-        options["stop"] = [req.stop] if isinstance(req.stop, str) else req.stop
+    options = {**sampling_options(req), "num_predict": req.max_tokens or DEFAULT_MAX_TOKENS}
     neutral: dict[str, Any] = {
         "op": "generate",
         "model": req.model,
