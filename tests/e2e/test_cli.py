@@ -308,7 +308,7 @@ def test_key_governance_from_the_cli_and_kill_9_loses_at_most_one_flush(
             client.chat.completions.create(
                 model="llama3.2:3b", messages=[{"role": "user", "content": "hi"}]
             )
-    time.sleep(1.5)
+    time.sleep(3)  # past one flush interval, with room for a slow machine
     edge.kill()
     edge.wait(timeout=10)
     db = sqlite3.connect(data_dir / "edge.db")
