@@ -383,6 +383,8 @@ async def embed(request: web.Request) -> web.Response:
     dimensions = body.get("dimensions") or EMBEDDING_DIMENSIONS
     if not isinstance(dimensions, int) or dimensions < 1:
         raise OllamaError(400, "dimensions must be a positive integer")
+    # Ollama cuts a vector to `dimensions` when that is shorter, and ignores a longer one.
+    dimensions = min(dimensions, EMBEDDING_DIMENSIONS)
     started = time.perf_counter()
     embeddings = [_vector(text, dimensions) for text in inputs]
     total = max(int((time.perf_counter() - started) * 1e9), 1000)

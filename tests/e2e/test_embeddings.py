@@ -52,6 +52,10 @@ async def test_a_single_string_and_dimensions(acme: tuple[Stack, str]) -> None:
     reply = await stack.openai(key).embeddings.create(model=MODEL, input="one", dimensions=16)
     assert len(reply.data) == 1
     assert len(reply.data[0].embedding) == 16
+    # Ollama ignores a `dimensions` above the model's own size (and must not be asked to make
+    # a billion-value vector).
+    wide = await stack.openai(key).embeddings.create(model=MODEL, input="one", dimensions=10**9)
+    assert len(wide.data[0].embedding) == 768
 
 
 async def test_many_inputs_cross_several_frames(acme: tuple[Stack, str]) -> None:
