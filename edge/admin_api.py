@@ -6,6 +6,7 @@ The operator key manages every tenant; a tenant admin key only its own (403 othe
 from __future__ import annotations
 
 import datetime
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ from aiohttp import web
 
 from edge import credentials
 from edge.auth import authenticate_admin, authorize_tenant
+from edge.bodies import read_json_object
 from edge.context import CONTEXT, EdgeContext
-from edge.errors import ApiError, bad_request, read_json_object
+from edge.errors import ApiError, bad_request
 from edge.limits import PERIODS
 from edge.store import AdminKey, ApiKey, Conflict, KeyLimits, Machine, Tenant
 from protocol import ErrorCode
@@ -65,21 +67,42 @@ def _name(body: dict[str, Any], field: str = "name") -> str:
     return value
 
 
-def _positive_number(body: dict[str, Any], field: str) -> float | None:
+# Every number an admin sends is stored: each has a range that SQLite's 64-bit integers and the
+# edge's arithmetic hold with room to spare, and that no real deployment comes near.
+MAX_RPM = 1_000_000
+MAX_TPM = 10**12
+MAX_BUDGET_TOKENS = 10**15
+MAX_KEY_LIFETIME = 100 * 365 * 86400.0  # a century
+MAX_PAIRING_TTL = 7 * 86400.0
+MAX_ROTATION_GRACE = 365 * 86400.0
+MAX_SCOPED_MODELS = 256
+MAX_MODEL_NAME = 256
+MAX_UNIX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z, the last second datetime can name
+
+
+def _seconds(
+    body: dict[str, Any], field: str, maximum: float, *, zero_allowed: bool = False
+) -> float | None:
+    """A duration in seconds, at most ``maximum`` and above 0 (or 0 itself when
+    ``zero_allowed``); ``None`` when absent."""
     value = body.get(field)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise bad_request(f"{field} must be a positive number of seconds", param=field)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not (0 <= value <= maximum and (value > 0 or zero_allowed)):
+        low = "0" if zero_allowed else "more than 0"
+        raise bad_request(
+            f"{field} must be a number of seconds, {low} and at most {maximum:,.0f}", param=field
+        )
     return float(value)
 
 
-def _positive_int(body: dict[str, Any], field: str) -> int | None:
+def _whole_number(body: dict[str, Any], field: str, maximum: int) -> int | None:
     value = body.get(field)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise bad_request(f"{field} must be a positive whole number", param=field)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise bad_request(f"{field} must be a whole number from 1 to {maximum:,}", param=field)
     return value
 
 
@@ -87,11 +110,15 @@ def _key_limits(admin: TenantAdmin, body: dict[str, Any]) -> KeyLimits:
     models = body.get("models")
     if models is not None and (
         not isinstance(models, list)
-        or not models
-        or not all(isinstance(m, str) and m.strip() for m in models)
+        or not 0 < len(models) <= MAX_SCOPED_MODELS
+        or not all(isinstance(m, str) and 0 < len(m.strip()) <= MAX_MODEL_NAME for m in models)
     ):
-        raise bad_request("models must be a non-empty list of model names", param="models")
-    budget = _positive_int(body, "budget_tokens")
+        raise bad_request(
+            f"models must be a list of 1 to {MAX_SCOPED_MODELS} model names "
+            f"of at most {MAX_MODEL_NAME} characters",
+            param="models",
+        )
+    budget = _whole_number(body, "budget_tokens", MAX_BUDGET_TOKENS)
     period = body.get("budget_period", "day" if budget else None)
     if budget is not None and period not in PERIODS:
         raise bad_request(
@@ -101,18 +128,17 @@ def _key_limits(admin: TenantAdmin, body: dict[str, Any]) -> KeyLimits:
         raise bad_request("budget_period needs budget_tokens", param="budget_period")
     machine_id = None
     if body.get("machine") is not None:
-        machine = admin.ctx.store.machine_by_name(admin.tenant.id, str(body["machine"]))
+        name = _name(body, "machine")
+        machine = admin.ctx.store.machine_by_name(admin.tenant.id, name)
         if machine is None:
-            raise ApiError(
-                404, "machine_not_found", f"no machine {body['machine']!r}", param="machine"
-            )
+            raise ApiError(404, "machine_not_found", f"no machine {name!r}", param="machine")
         machine_id = machine.id
     return KeyLimits(
         models=tuple(m.strip() for m in models) if models is not None else None,
         budget_tokens=budget,
         budget_period=period if budget is not None else None,
-        rpm=_positive_int(body, "rpm"),
-        tpm=_positive_int(body, "tpm"),
+        rpm=_whole_number(body, "rpm", MAX_RPM),
+        tpm=_whole_number(body, "tpm", MAX_TPM),
         machine_id=machine_id,
     )
 
@@ -180,7 +206,7 @@ async def pair_machine(request: web.Request) -> web.Response:
     ctx, tenant = admin.ctx, admin.tenant
     body = await read_json_object(request)
     name = _name(body)
-    ttl = _positive_number(body, "ttl_seconds") or ctx.config.pairing_ttl
+    ttl = _seconds(body, "ttl_seconds", MAX_PAIRING_TTL) or ctx.config.pairing_ttl
     code = credentials.new_pairing_code()
     expires_at = time.time() + ttl
     try:
@@ -253,7 +279,7 @@ async def create_key(request: web.Request) -> web.Response:
     ctx, tenant = admin.ctx, admin.tenant
     body = await read_json_object(request)
     name = _name(body)
-    expires_in = _positive_number(body, "expires_in_seconds")
+    expires_in = _seconds(body, "expires_in_seconds", MAX_KEY_LIFETIME)
     limits = _key_limits(admin, body)
     secret = credentials.new_api_key()
     try:
@@ -314,9 +340,9 @@ async def rotate_key(request: web.Request) -> web.Response:
     admin = _tenant(request)
     key = _live_key(admin, request.match_info["name"])
     body = await read_json_object(request)
-    grace = body.get("grace_seconds", DEFAULT_ROTATION_GRACE)
-    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
-        raise bad_request("grace_seconds must be a number ≥ 0", param="grace_seconds")
+    grace = _seconds(body, "grace_seconds", MAX_ROTATION_GRACE, zero_allowed=True)
+    if grace is None:
+        grace = DEFAULT_ROTATION_GRACE
     secret = credentials.new_api_key()
     grace_until = time.time() + grace
     admin.ctx.store.rotate_api_key(
@@ -350,9 +376,14 @@ def _since(request: web.Request, default_age: float) -> float:
     if raw is None:
         return time.time() - default_age
     try:
-        return float(raw)
+        since = float(raw)
     except ValueError:
-        raise bad_request("since must be a Unix time in seconds", param="since") from None
+        since = math.nan
+    if not 0 <= since <= MAX_UNIX_TIME:  # also refuses nan and inf
+        raise bad_request(
+            f"since must be a Unix time in seconds, from 0 to {MAX_UNIX_TIME:.0f}", param="since"
+        )
+    return since
 
 
 def _key_filter(admin: TenantAdmin, request: web.Request) -> str | None:
@@ -469,8 +500,11 @@ async def set_alias(request: web.Request) -> web.Response:
             param="alias",
         )
     model = (await read_json_object(request)).get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise bad_request("model must name the model the alias stands for", param="model")
+    if not isinstance(model, str) or not 0 < len(model.strip()) <= MAX_MODEL_NAME:
+        raise bad_request(
+            f"model must name the model the alias stands for ({MAX_MODEL_NAME} characters at most)",
+            param="model",
+        )
     admin.ctx.store.set_alias(admin.tenant.id, alias, model.strip())
     admin.audit("alias.set", f"{alias} -> {model.strip()}")
     return web.json_response({"alias": alias, "model": model.strip()})

@@ -19,8 +19,10 @@ from edge.anthropic_messages import (
 )
 from edge.api import SSE_HEADERS, _start, _visible_models, collect, send_events, text_events
 from edge.auth import authenticate
+from edge.bodies import read_json_object
+from edge.config import EdgeConfig
 from edge.context import CONTEXT
-from edge.errors import ApiError, read_json_object
+from edge.errors import ApiError
 from edge.tunnel import TunnelStream
 from protocol import Delta, Embeddings, End
 
@@ -45,7 +47,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     try:
         if req.stream:
             return await _stream(request, stream, first, renderer)
-        return await _complete(stream, first, renderer, ctx.config.request_timeout)
+        return await _complete(stream, first, renderer, ctx.config)
     finally:
         stream.close()
 
@@ -71,9 +73,12 @@ async def count_tokens(request: web.Request) -> web.Response:
 
 
 async def _complete(
-    stream: TunnelStream, first: Delta | Embeddings | End, renderer: MessageRenderer, timeout: float
+    stream: TunnelStream,
+    first: Delta | Embeddings | End,
+    renderer: MessageRenderer,
+    config: EdgeConfig,
 ) -> web.Response:
-    deltas, end = await collect(stream, first, timeout)
+    deltas, end = await collect(stream, first, config)
     return web.json_response(renderer.message(deltas, end))
 
 

@@ -18,10 +18,12 @@ from aiohttp import web
 
 from edge import openai_chat
 from edge.auth import Caller, authenticate
+from edge.bodies import read_json_object
+from edge.config import EdgeConfig
 from edge.context import CONTEXT, EdgeContext
-from edge.errors import ApiError, from_stream_error, read_json_object
+from edge.errors import ApiError, bad_request, from_stream_error
 from edge.tunnel import StreamEvent, TextEvent, TunnelStream, as_text
-from protocol import Delta, Embeddings, End, Error
+from protocol import Delta, Embeddings, End, Error, LocalProtocolError
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -82,7 +84,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             return await _stream_chat(request, stream, first, renderer, include_usage)
-        return await _complete_chat(stream, first, renderer, ctx.config.request_timeout)
+        return await _complete_chat(stream, first, renderer, ctx.config)
     finally:
         stream.close()
 
@@ -110,7 +112,11 @@ async def _start(
             caller.key.id,
             caller.key.limits.machine_id,
         )
-        stream = session.open_stream(neutral, ctx.config.request_timeout)
+        try:
+            stream = session.open_stream(neutral, ctx.config.request_timeout)
+        except LocalProtocolError as exc:  # e.g. nested deeper than a tunnel frame may be
+            ctx.registry.notify()  # the slot reserved for it is free again
+            raise bad_request(f"the request cannot be sent to a machine: {exc}") from None
         record.dispatch(session.machine_name, admission.prompt_estimate)
         stream.observer = record.observe
         try:
@@ -149,20 +155,30 @@ class Renderer(Protocol):
 
 
 async def collect(
-    stream: TunnelStream, first: Delta | Embeddings | End, timeout: float
+    stream: TunnelStream, first: Delta | Embeddings | End, config: EdgeConfig
 ) -> tuple[list[Delta], End]:
     """A non-streaming request's whole reply: its deltas and END, or the ``ApiError`` it ended
-    with (the backend's error, or 504 past ``timeout``). Every dialect answers from this."""
+    with: the backend's error, 504 past the request timeout, or 502 when the reply outgrows
+    ``config.max_reply_bytes`` (the edge holds a whole non-streaming reply in memory)."""
     deltas: list[Delta] = []
+    size = 0
     event: TextEvent = as_text(first)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(config.request_timeout):
             while isinstance(event, Delta):
+                size += event.flow_size
+                if size > config.max_reply_bytes:
+                    raise ApiError(
+                        502,
+                        "reply_too_large",
+                        f"the reply grew past {config.max_reply_bytes:,} bytes, the most the edge"
+                        " holds for a request without `stream`; ask for a stream instead",
+                    )
                 deltas.append(event)
                 event = await stream.next_text()
     except TimeoutError:
         raise ApiError(
-            504, "backend_timeout", f"the reply took longer than {timeout:g} s"
+            504, "backend_timeout", f"the reply took longer than {config.request_timeout:g} s"
         ) from None
     if isinstance(event, Error):
         raise from_stream_error(event.code, event.message)
@@ -170,9 +186,9 @@ async def collect(
 
 
 async def _complete_chat(
-    stream: TunnelStream, first: Delta | Embeddings | End, renderer: Renderer, timeout: float
+    stream: TunnelStream, first: Delta | Embeddings | End, renderer: Renderer, config: EdgeConfig
 ) -> web.Response:
-    deltas, end = await collect(stream, first, timeout)
+    deltas, end = await collect(stream, first, config)
     return web.json_response(renderer.completion(deltas, end))
 
 
@@ -189,7 +205,10 @@ async def text_events(
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 event = await stream.next_text()
         except TimeoutError:
-            yield ApiError(504, "backend_timeout", "the reply took longer than allowed")
+            error = ApiError(504, "backend_timeout", "the reply took longer than allowed")
+            if stream.observer is not None:  # the audit files the request under this code
+                stream.observer(Error(stream.stream_id, error.code, error.message, False))
+            yield error
             return
     yield event if isinstance(event, End) else from_stream_error(event.code, event.message)
 

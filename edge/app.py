@@ -20,8 +20,10 @@ from edge import (
 )
 from edge.audit import RequestRecord
 from edge.auth import RECORD
+from edge.bodies import LANE
 from edge.context import CONTEXT, EdgeContext
 from edge.errors import ApiError, Dialect
+from edge.fair_lane import FairLane
 from edge.registry import Registry
 from edge.tunnel import accept_agent
 from protocol import ErrorCode
@@ -135,6 +137,7 @@ def create_app(ctx: EdgeContext) -> web.Application:
     )
     app[CONTEXT] = ctx
     app[pairing.LIMITER] = pairing.AttemptLimiter(ctx.config.pairing_attempts_per_minute)
+    app[LANE] = FairLane()
     app.add_routes(api.routes)
     app.add_routes(anthropic_api.routes)
     app.add_routes(completions_api.routes)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from edge.store import AUDIT_COLUMNS
+from edge.store import AUDIT_COLUMNS, RejectedRow, StoreError, StoreUnavailable
 from protocol import Delta, End, Error
 
 if TYPE_CHECKING:
@@ -27,12 +27,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 3600.0
+_UsageKey = tuple[str, str]  # (key id, UTC day)
 MAX_BUFFERED = 100_000  # events kept for a retry while the store cannot be written
+
+
+MAX_TOKENS_PER_REQUEST = 2**32 - 1
+MAX_TEXT = 256  # a model name or path longer than this is cut: the audit keeps metadata
 
 
 def _row(**values: Any) -> tuple[Any, ...]:
     """An audit row in the store's column order; columns not given are NULL."""
-    return tuple(values.get(column) for column in AUDIT_COLUMNS)
+    return tuple(_bounded(values.get(column)) for column in AUDIT_COLUMNS)
+
+
+def _bounded(value: Any) -> Any:
+    return value[:MAX_TEXT] if isinstance(value, str) else value
 
 
 @dataclass(slots=True)
@@ -103,12 +112,15 @@ class Recorder:
         self._events: list[tuple[Any, ...]] = []
         self._usage: dict[tuple[str, str], list[Any]] = {}
         self._last_prune = 0.0
+        self.dropped = 0  # rows the store refused and that were dropped (logged one by one)
 
     def request(self, record: RequestRecord, status: int) -> None:
         """A finished API request: settle its admission, queue its event and usage."""
         if record.tenant_id is None or record.key_id is None:
             return  # never authenticated: no tenant to file it under
-        prompt, completion = record.tokens_used()
+        # Clamped: a count past any real request's is a confused or hostile machine's, and must
+        # not make the row (nor the day's usage row it is added to) unstorable.
+        prompt, completion = (min(n, MAX_TOKENS_PER_REQUEST) for n in record.tokens_used())
         if record.admission is not None:
             record.admission.settle(prompt + completion)
         first = record.first_output
@@ -153,24 +165,58 @@ class Recorder:
             )
         )
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Write what is buffered; ``False`` when the store could not be written now (the
+        batch is kept for the next flush). Never raises: a batch that cannot be written must
+        not stop the ones after it, nor the admin API reading what was written."""
         if not self._events and not self._usage:
-            return
+            return True
         events, self._events = self._events, []
         usage, self._usage = self._usage, {}
         rows = [(key, day, *counts) for (key, day), counts in usage.items()]
         try:
             self._store.record(events, rows)
-        except Exception:
-            # Keep the batch for the next flush (a locked or full disk may recover), up to a
-            # bound, so that a store that stays broken cannot eat the edge's memory.
-            if len(self._events) + len(events) <= MAX_BUFFERED:
-                self._events[:0] = events
-                for (key, day), counts in usage.items():
-                    merged = self._usage.setdefault((key, day), [counts[0], 0, 0, 0])
-                    for i in (1, 2, 3):
-                        merged[i] += counts[i]
-            raise
+        except StoreUnavailable as exc:
+            log.warning("audit: the store cannot be written now (%s); retrying next flush", exc)
+            self._requeue(events, usage)
+            return False
+        except RejectedRow:
+            return self._write_one_by_one(events, rows)
+        return True
+
+    def _requeue(self, events: list[tuple[Any, ...]], usage: dict[_UsageKey, list[Any]]) -> None:
+        # Keep the batch for the next flush (a locked or full disk may recover), up to a
+        # bound, so that a store that stays broken cannot eat the edge's memory.
+        if len(self._events) + len(events) > MAX_BUFFERED:
+            self.dropped += len(events)
+            log.error("audit: %d events dropped: the store stayed unwritable", len(events))
+            return
+        self._events[:0] = events
+        for (key, day), counts in usage.items():
+            merged = self._usage.setdefault((key, day), [counts[0], 0, 0, 0])
+            for i in (1, 2, 3):
+                merged[i] += counts[i]
+
+    def _write_one_by_one(self, events: list[tuple[Any, ...]], rows: list[tuple[Any, ...]]) -> bool:
+        """Some row of the batch can never be stored: write each alone and drop only those
+        (logged and counted in ``dropped``). Slow, but only a broken row brings it here."""
+        batches: list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = [
+            ([event], []) for event in events
+        ] + [([], [row]) for row in rows]
+        for index, (event_rows, usage_rows) in enumerate(batches):
+            try:
+                self._store.record(event_rows, usage_rows)
+            except RejectedRow as exc:
+                self.dropped += 1
+                log.error("audit: dropped a row the store refuses: %s", exc)
+            except StoreUnavailable:
+                rest = batches[index:]
+                self._requeue(
+                    [e for b in rest for e in b[0]],
+                    {(r[0], r[1]): list(r[2:]) for b in rest for r in b[1]},
+                )
+                return False
+        return True
 
     def prune(self, now: float) -> int:
         self._last_prune = now
@@ -181,18 +227,19 @@ class Recorder:
         try:
             while True:
                 await asyncio.sleep(self.flush_interval)
-                self._flush_logged()
+                self.flush()
                 now = time.time()
-                if now - self._last_prune >= PRUNE_EVERY and (pruned := self.prune(now)):
-                    log.info("audit: pruned %d events past retention", pruned)
+                if now - self._last_prune >= PRUNE_EVERY:
+                    self._prune_logged(now)
         finally:
-            self._flush_logged()
-
-    def _flush_logged(self) -> None:
-        try:
             self.flush()
-        except Exception:
-            log.exception("audit: could not write a batch; keeping it for the next flush")
+
+    def _prune_logged(self, now: float) -> None:
+        try:
+            if pruned := self.prune(now):
+                log.info("audit: pruned %d events past retention", pruned)
+        except StoreError as exc:
+            log.warning("audit: pruning failed (%s); trying again next hour", exc)
 
 
 async def stop_recorder(task: asyncio.Task[None]) -> None:

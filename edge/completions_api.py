@@ -10,8 +10,8 @@ from aiohttp import web
 
 from edge import api, openai_completions
 from edge.auth import authenticate
+from edge.bodies import read_json_object
 from edge.context import CONTEXT
-from edge.errors import read_json_object
 
 routes = web.RouteTableDef()
 
@@ -31,6 +31,6 @@ async def completions(request: web.Request) -> web.StreamResponse:
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             return await api._stream_chat(request, stream, first, renderer, include_usage)
-        return await api._complete_chat(stream, first, renderer, ctx.config.request_timeout)
+        return await api._complete_chat(stream, first, renderer, ctx.config)
     finally:
         stream.close()

@@ -17,6 +17,7 @@ class EdgeConfig:
     public_scheme: str = "https"
     public_port: int = 443
     max_body: int = 16 * MIB
+    max_reply_bytes: int = 64 * MIB  # a non-streaming reply is held whole; past it: 502
     request_timeout: float = 600.0  # the whole request, first token to last
     first_token_timeout: float = 300.0  # includes loading the model on the GPU box
     queue_timeout: float = 30.0  # waiting for a free slot on a busy machine

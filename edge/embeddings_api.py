@@ -12,8 +12,9 @@ from aiohttp import web
 
 from edge import api, openai_embeddings
 from edge.auth import authenticate
+from edge.bodies import read_json_object
 from edge.context import CONTEXT
-from edge.errors import ApiError, from_stream_error, read_json_object
+from edge.errors import ApiError, from_stream_error
 from edge.tunnel import StreamEvent
 from protocol import Delta, Embeddings, End
 
@@ -32,12 +33,24 @@ async def embeddings(request: web.Request) -> web.Response:
         openai_embeddings.require_embedding_capability(req.model, capabilities)
     stream, first = await api._start(ctx, caller, req.model, openai_embeddings.to_neutral(req))
     vectors: list[bytes] = []
+    size = 0
     event: StreamEvent = first
     try:
         async with asyncio.timeout(ctx.config.request_timeout):
             while isinstance(event, Embeddings):
                 if event.index != len(vectors):
                     raise ApiError(502, "backend_error", "the machine sent embeddings out of order")
+                if len(vectors) + len(event.vectors) > len(req.texts):
+                    raise ApiError(
+                        502, "backend_error", "the machine sent more embeddings than inputs"
+                    )
+                size += event.flow_size
+                if size > ctx.config.max_reply_bytes:
+                    raise ApiError(
+                        502,
+                        "reply_too_large",
+                        f"the embeddings grew past {ctx.config.max_reply_bytes:,} bytes",
+                    )
                 vectors.extend(event.vectors)
                 event = await stream.next()
     except TimeoutError:

@@ -8,7 +8,6 @@ reaches aiohttp as a 500.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from aiohttp import web
@@ -103,24 +102,6 @@ def bad_request(
     message: str, *, param: str | None = None, code: str = "invalid_request"
 ) -> ApiError:
     return ApiError(400, code, message, param=param)
-
-
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or an ``ApiError`` (400 malformed, 413 too large)."""
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        # aiohttp's text names both sizes ("Maximum request body size N exceeded, actual …").
-        raise ApiError(413, "request_too_large", exc.text or "request body too large") from None
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    except RecursionError:
-        raise bad_request("request body nests too deeply", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise bad_request("request body must be a JSON object", code="invalid_json")
-    return body
 
 
 # How a stream ERROR from the agent (protocol.ErrorCode) surfaces to API clients.

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edge import json_input
 from edge.errors import ApiError, bad_request
 from protocol import Delta, End
 
@@ -179,8 +180,8 @@ def _messages(messages: list[ChatMessage], vision: bool) -> list[dict[str, Any]]
 
 def _tool_call(call: ToolCall, index: int) -> dict[str, Any]:
     try:
-        arguments = json.loads(call.function.arguments or "{}")
-    except ValueError:
+        arguments = json_input.loads(call.function.arguments or "{}")
+    except json_input.JsonInputError:
         raise bad_request(
             "tool call arguments must be a JSON object encoded as a string",
             param=f"messages.{index}.tool_calls",

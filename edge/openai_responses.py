@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge import openai_chat
+from edge import json_input, openai_chat
 from edge.errors import ApiError, bad_request
 from protocol import Delta, End
 
@@ -301,8 +301,8 @@ def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
         raise bad_request("a function_call item needs call_id and name", param=where)
     try:
-        parsed = json.loads(arguments) if isinstance(arguments, str) else None
-    except ValueError:
+        parsed = json_input.loads(arguments) if isinstance(arguments, str) else None
+    except json_input.JsonInputError:
         parsed = None
     if not isinstance(parsed, dict):
         raise bad_request(

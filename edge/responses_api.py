@@ -20,8 +20,10 @@ from aiohttp import web
 from edge import openai_responses as responses
 from edge.api import SSE_HEADERS, _start, _visible_models, collect, send_events, text_events
 from edge.auth import Caller, authenticate
+from edge.bodies import read_json_object
+from edge.config import EdgeConfig
 from edge.context import CONTEXT, EdgeContext
-from edge.errors import ApiError, bad_request, read_json_object
+from edge.errors import ApiError, bad_request
 from edge.tunnel import TunnelStream
 from protocol import Delta, Embeddings, End
 
@@ -52,7 +54,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     try:
         if req.stream:
             return await _stream(request, caller, stream, first, renderer, items)
-        response = await _complete(stream, first, renderer, ctx.config.request_timeout)
+        response = await _complete(stream, first, renderer, ctx.config)
         _save(ctx, caller, renderer, items)
         return web.json_response(response)
     finally:
@@ -130,9 +132,9 @@ async def _complete(
     stream: TunnelStream,
     first: Delta | Embeddings | End,
     renderer: responses.ResponseRenderer,
-    timeout: float,
+    config: EdgeConfig,
 ) -> dict[str, Any]:
-    deltas, end = await collect(stream, first, timeout)
+    deltas, end = await collect(stream, first, config)
     return renderer.complete(deltas, end)
 
 

@@ -7,10 +7,11 @@ than a thread hop. Schema changes are numbered migrations applied in order and r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,27 @@ class Conflict(StoreError):
     """The name is already taken."""
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be written now (locked, disk full, I/O error); retrying may work."""
+
+
+class RejectedRow(StoreError):
+    """A row the database refuses whatever the moment (a number out of range, a wrong type):
+    retrying it can never work."""
+
+
+# What the sqlite3 module raises for a row it can never store, as opposed to a moment it cannot.
+_ROW_ERRORS = (
+    OverflowError,
+    ValueError,
+    TypeError,
+    sqlite3.DataError,
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Tenant:
     id: str
@@ -274,6 +296,19 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on *any* exception: the connection is
+        shared by every tenant, so a transaction left open by one bad request would wedge them
+        all. An ``IntegrityError`` inside becomes ``Conflict`` for the caller to name."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
@@ -335,25 +370,22 @@ class Store:
         redeemer sees a changed row.
         """
         now = time.time()
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            row = self._db.execute(
-                "UPDATE pairing_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL"
-                " AND expires_at > ? RETURNING tenant_id, machine_name",
-                (now, code_hash, now),
-            ).fetchone()
-            if row is None:
-                self._db.execute("ROLLBACK")
-                return None
-            tenant_id, name = row
-            self._db.execute(
-                "INSERT INTO machines (id, tenant_id, name, public_key, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (machine_id, tenant_id, name, public_key, now),
-            )
-            self._db.execute("COMMIT")
+            with self._transaction() as db:
+                row = db.execute(
+                    "UPDATE pairing_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL"
+                    " AND expires_at > ? RETURNING tenant_id, machine_name",
+                    (now, code_hash, now),
+                ).fetchone()
+                if row is None:
+                    return None
+                tenant_id, name = row
+                db.execute(
+                    "INSERT INTO machines (id, tenant_id, name, public_key, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (machine_id, tenant_id, name, public_key, now),
+                )
         except sqlite3.IntegrityError:
-            self._db.execute("ROLLBACK")
             raise Conflict(f"machine {name!r} already exists; revoke it first") from None
         return Machine(machine_id, tenant_id, name, public_key, now, None)
 
@@ -380,14 +412,13 @@ class Store:
     def revoke_machine(self, machine_id: str) -> list[str]:
         """Revoke the machine and the keys bound to it, atomically; returns those keys' names."""
         now = time.time()
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute("UPDATE machines SET revoked_at = ? WHERE id = ?", (now, machine_id))
-        rows = self._db.execute(
-            "UPDATE api_keys SET revoked_at = ? WHERE machine_id = ? AND revoked_at IS NULL"
-            " RETURNING name",
-            (now, machine_id),
-        ).fetchall()
-        self._db.execute("COMMIT")
+        with self._transaction() as db:
+            db.execute("UPDATE machines SET revoked_at = ? WHERE id = ?", (now, machine_id))
+            rows = db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE machine_id = ? AND revoked_at IS NULL"
+                " RETURNING name",
+                (now, machine_id),
+            ).fetchall()
         return sorted(name for (name,) in rows)
 
     # ------------------------------------------------------------------ API keys
@@ -418,34 +449,33 @@ class Store:
         limits = limits or KeyLimits()
         models = json.dumps(list(limits.models)) if limits.models is not None else None
         now = time.time()
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute(
-                "INSERT INTO api_keys (id, tenant_id, name, prefix, created_at, expires_at,"
-                " models, budget_tokens, budget_period, rpm, tpm, machine_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key_id,
-                    tenant_id,
-                    name,
-                    prefix,
-                    now,
-                    expires_at,
-                    models,
-                    limits.budget_tokens,
-                    limits.budget_period,
-                    limits.rpm,
-                    limits.tpm,
-                    limits.machine_id,
-                ),
-            )
-            self._db.execute(
-                "INSERT INTO api_key_secrets (secret_hash, key_id, created_at) VALUES (?, ?, ?)",
-                (secret_hash, key_id, now),
-            )
-            self._db.execute("COMMIT")
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO api_keys (id, tenant_id, name, prefix, created_at, expires_at,"
+                    " models, budget_tokens, budget_period, rpm, tpm, machine_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key_id,
+                        tenant_id,
+                        name,
+                        prefix,
+                        now,
+                        expires_at,
+                        models,
+                        limits.budget_tokens,
+                        limits.budget_period,
+                        limits.rpm,
+                        limits.tpm,
+                        limits.machine_id,
+                    ),
+                )
+                db.execute(
+                    "INSERT INTO api_key_secrets (secret_hash, key_id, created_at)"
+                    " VALUES (?, ?, ?)",
+                    (secret_hash, key_id, now),
+                )
         except sqlite3.IntegrityError:
-            self._db.execute("ROLLBACK")
             raise Conflict(f"key {name!r} already exists") from None
         return ApiKey(key_id, tenant_id, name, prefix, now, expires_at, None, None, limits)
 
@@ -480,18 +510,17 @@ class Store:
         """Add a new secret; the ones in use now stay valid until ``grace_until`` (a rotation
         during an earlier grace never extends it)."""
         now = time.time()
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute(
-            "UPDATE api_key_secrets SET expires_at = MIN(COALESCE(expires_at, ?), ?)"
-            " WHERE key_id = ?",
-            (grace_until, grace_until, key_id),
-        )
-        self._db.execute(
-            "INSERT INTO api_key_secrets (secret_hash, key_id, created_at) VALUES (?, ?, ?)",
-            (secret_hash, key_id, now),
-        )
-        self._db.execute("UPDATE api_keys SET prefix = ? WHERE id = ?", (prefix, key_id))
-        self._db.execute("COMMIT")
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE api_key_secrets SET expires_at = MIN(COALESCE(expires_at, ?), ?)"
+                " WHERE key_id = ?",
+                (grace_until, grace_until, key_id),
+            )
+            db.execute(
+                "INSERT INTO api_key_secrets (secret_hash, key_id, created_at) VALUES (?, ?, ?)",
+                (secret_hash, key_id, now),
+            )
+            db.execute("UPDATE api_keys SET prefix = ? WHERE id = ?", (prefix, key_id))
 
     def revoke_api_key(self, key_id: str) -> None:
         self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (time.time(), key_id))
@@ -508,11 +537,24 @@ class Store:
     ) -> None:
         """Write a batch of audit events (tuples in ``AUDIT_COLUMNS`` order) and usage increments
         ``(key_id, day, tenant_id, requests, prompt_tokens, completion_tokens)`` in one
-        transaction: one commit per flush, not per request."""
-        self._db.execute("BEGIN IMMEDIATE")
+        transaction: one commit per flush, not per request. ``StoreUnavailable`` when the
+        database cannot be written now, ``RejectedRow`` when some row never can be; either way
+        nothing of the batch was written."""
         try:
-            self._db.executemany(_AUDIT_INSERT, audit_rows)
-            self._db.executemany(
+            self._record(audit_rows, usage_rows)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except _ROW_ERRORS as exc:
+            raise RejectedRow(f"{type(exc).__name__}: {exc}") from exc
+
+    def _record(
+        self,
+        audit_rows: Iterable[tuple[Any, ...]],
+        usage_rows: Iterable[tuple[str, str, str, int, int, int]],
+    ) -> None:
+        with self._transaction() as db:
+            db.executemany(_AUDIT_INSERT, audit_rows)
+            db.executemany(
                 "INSERT INTO usage_daily (key_id, day, tenant_id, requests, prompt_tokens,"
                 " completion_tokens) VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (key_id, day) DO UPDATE SET"
@@ -521,10 +563,6 @@ class Store:
                 " completion_tokens = completion_tokens + excluded.completion_tokens",
                 usage_rows,
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def tokens_used(self, key_id: str, since_day: str) -> int:
         """Prompt + completion tokens the key used from ``since_day`` (inclusive) on."""
@@ -558,7 +596,10 @@ class Store:
 
     def prune_audit(self, before: float) -> int:
         """Delete audit events older than ``before``; returns how many went."""
-        return self._db.execute("DELETE FROM audit_events WHERE at < ?", (before,)).rowcount
+        try:
+            return self._db.execute("DELETE FROM audit_events WHERE at < ?", (before,)).rowcount
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     # ------------------------------------------------------------------ model aliases
 
@@ -640,16 +681,15 @@ class Store:
     def set_store_responses(self, tenant_id: str, enabled: bool) -> int:
         """Turn the tenant's response storage on or off; turning it off deletes what was kept
         (nothing could read or delete it any more). Returns how many responses went."""
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute(
-            "UPDATE tenants SET store_responses = ? WHERE id = ?", (int(enabled), tenant_id)
-        )
-        deleted = 0
-        if not enabled:
-            deleted = self._db.execute(
-                "DELETE FROM responses WHERE tenant_id = ?", (tenant_id,)
-            ).rowcount
-        self._db.execute("COMMIT")
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE tenants SET store_responses = ? WHERE id = ?", (int(enabled), tenant_id)
+            )
+            deleted = 0
+            if not enabled:
+                deleted = db.execute(
+                    "DELETE FROM responses WHERE tenant_id = ?", (tenant_id,)
+                ).rowcount
         return deleted
 
     def stores_responses(self, tenant_id: str) -> bool:

@@ -3,10 +3,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from edge.audit import Recorder, RequestRecord
+from edge.audit import MAX_TOKENS_PER_REQUEST, Recorder, RequestRecord
 from edge.store import Store
 from protocol import Delta, End, Error
 
@@ -83,12 +84,39 @@ def test_a_failed_write_keeps_the_batch_for_the_next_flush(store: Store, tmp_pat
     lock = sqlite3.connect(tmp_path / "edge.db", timeout=0, isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")  # another writer holds the database
     store._db.execute("PRAGMA busy_timeout = 0")
-    with pytest.raises(sqlite3.OperationalError):
-        recorder.flush()
+    assert recorder.flush() is False
     lock.execute("ROLLBACK")
-    recorder.flush()
+    assert recorder.flush() is True
     assert len(store.audit_events("t1", 0, None, 10)) == 1
     assert [u.requests for u in store.usage("t1", "2000-01-01")] == [1]
+
+
+def test_token_counts_past_any_real_request_are_clamped(store: Store) -> None:
+    recorder = Recorder(store)
+    record = _record()
+    record.observe(End(1, "stop", 2**64 - 1, 1, {}))  # past what SQLite's INTEGER holds
+    recorder.request(record, 200)
+    assert recorder.flush() is True
+    (event,) = store.audit_events("t1", 0, None, 10)
+    assert event["prompt_tokens"] == MAX_TOKENS_PER_REQUEST
+    assert [u.prompt_tokens for u in store.usage("t1", "2000-01-01")] == [MAX_TOKENS_PER_REQUEST]
+
+
+def test_a_row_the_store_refuses_is_dropped_and_does_not_block_the_others(store: Store) -> None:
+    recorder = Recorder(store)
+    recorder.request(_record(), 200)
+    unstorable = cast(str, {"not": "text"})  # sqlite3 takes no dict: this row can never go in
+    recorder.admin("t1", "operator", "key.created", unstorable)
+    recorder.admin("t1", "operator", "key.revoked", "ci")
+    assert recorder.flush() is True
+    assert recorder.dropped == 1
+    actions = sorted(e["action"] for e in store.audit_events("t1", 0, None, 10))
+    assert actions == ["POST /v1/chat/completions", "key.revoked"]
+    assert [u.requests for u in store.usage("t1", "2000-01-01")] == [1]
+    # The store is not left in a transaction: later batches are written as usual.
+    recorder.admin("t1", "operator", "key.rotated", "ci")
+    assert recorder.flush() is True
+    assert len(store.audit_events("t1", 0, None, 10)) == 3
 
 
 def test_unauthenticated_requests_are_not_filed(store: Store) -> None:

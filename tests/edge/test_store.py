@@ -185,3 +185,22 @@ def test_migration_4_keeps_existing_tenants_with_storage_off(tmp_path: Path) -> 
     assert store.schema_version == len(MIGRATIONS) >= 4
     assert store.tenant_by_slug("acme") is not None
     assert not store.stores_responses("t1")
+
+
+def test_a_transaction_ends_whatever_is_raised_inside_it(tmp_path: Path) -> None:
+    store = Store(tmp_path / "edge.db")
+    store.create_tenant("t1", "acme")
+    store.add_api_key("k1", "t1", "ci", "p", "h1", None)
+    with pytest.raises(OverflowError):  # past SQLite's 64-bit INTEGER, raised mid-transaction
+        store.add_api_key("k2", "t1", "x", "p", "h2", None, KeyLimits(rpm=2**63))
+    # The shared connection holds no write lock: another writer gets in at once…
+    other = sqlite3.connect(tmp_path / "edge.db", timeout=0, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("ROLLBACK")
+    other.close()
+    # …and what this store writes afterwards is committed, as a restart shows.
+    store.revoke_api_key("k1")
+    assert store.api_key_by_name("t1", "x") is None
+    store.close()
+    reopened = Store(tmp_path / "edge.db")
+    assert reopened.api_key_by_name("t1", "ci") is None  # revoked, and it stayed revoked
