@@ -45,9 +45,8 @@ def _parse(raw: bytes) -> dict[str, Any]:
     try:
         body = json_input.loads(raw)
     except json_input.JsonInputError as exc:
-        raise bad_request(
-            f"request body is not valid JSON: {exc}", param=exc.param, code="invalid_json"
-        ) from None
+        where = f"Invalid value for '{exc.param}'" if exc.param else "Invalid request body"
+        raise bad_request(f"{where}: {exc}", param=exc.param, code="invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object", code="invalid_json")
     return body

@@ -10,7 +10,9 @@ takes them). Refusing them once, at parse time, keeps every handler behind from 
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 INT64_MIN = -(2**63)
@@ -46,11 +48,24 @@ MAX_VALUES = 100_000
 COUNT_FROM_BYTES = 128 * 1024
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as infinity
+        raise JsonInputError(f"{text[:40]} is out of range for a number")
+    return value
+
+
 def loads(raw: bytes | str, max_values: int = MAX_VALUES) -> Any:
     """Parse ``raw`` strictly; ``JsonInputError`` says what is wrong and, if it can, where."""
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant, parse_int=_bounded_int)
-    except JsonInputError:
+        value = json.loads(
+            raw,
+            parse_constant=_refuse_constant,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+        )
+    except JsonInputError as exc:
+        exc.param = _where_unrepresentable(raw)
         raise
     except RecursionError:
         raise JsonInputError("the JSON nests too deeply") from None
@@ -73,27 +88,46 @@ def loads(raw: bytes | str, max_values: int = MAX_VALUES) -> Any:
     return value
 
 
-def _lone_surrogate(value: Any) -> str | None:
-    """The path (``messages.0.content``) of the first string that cannot be UTF-8 encoded."""
+def _where_unrepresentable(raw: bytes | str) -> str | None:
+    """The path of the first number the strict parse refused, found by parsing leniently (only
+    after a refusal, so the cost falls on the bad request alone)."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    for path, item in _walk(value):
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not INT64_MIN <= item <= INT64_MAX:
+                return path or None
+        elif isinstance(item, float) and not math.isfinite(item):
+            return path or None
+    return None
+
+
+def _walk(value: Any) -> Iterator[tuple[str, Any]]:
+    """Every value in ``value`` with its dotted path, in document order."""
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         path, item = stack.pop()
-        if isinstance(item, str):
+        yield path, item
+        if isinstance(item, dict):
+            children = [(f"{path}.{k}" if path else str(k), v) for k, v in item.items()]
+            stack.extend(reversed(children))
+        elif isinstance(item, list):
+            children = [(f"{path}.{i}" if path else str(i), v) for i, v in enumerate(item)]
+            stack.extend(reversed(children))
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The path (``messages.0.content``) of the first string, or key, that cannot be UTF-8
+    encoded."""
+    for path, item in _walk(value):
+        texts = [item] if isinstance(item, str) else list(item) if isinstance(item, dict) else []
+        for text in texts:
             try:
-                item.encode()
+                text.encode()
             except UnicodeEncodeError:
                 return path
-        elif isinstance(item, dict):
-            children = []
-            for key, child in item.items():
-                child_path = f"{path}.{key}" if path else str(key)
-                if _lone_surrogate(key) is not None:
-                    return child_path
-                children.append((child_path, child))
-            stack.extend(reversed(children))  # popped in document order
-        elif isinstance(item, list):
-            indexed = [(f"{path}.{i}" if path else str(i), c) for i, c in enumerate(item)]
-            stack.extend(reversed(indexed))
     return None
 
 

@@ -200,3 +200,63 @@ async def test_mid_stream_backend_failure_ends_with_an_error_event(
     # The three tokens before the failure arrive (perhaps coalesced), then the error.
     text = "".join(c.choices[0].delta.content or "" for c in received if c.choices)
     assert text == "start then break"
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "param"),
+    [
+        (
+            "/v1/chat/completions",
+            '{"model": "llama3.2:3b", "messages": [{"role": "user", "content": "a\\ud800b"}]}',
+            "messages.0.content",
+        ),
+        (
+            "/v1/chat/completions",
+            '{"model": "llama3.2:3b", "max_tokens": 18446744073709551616, "messages": []}',
+            "max_tokens",
+        ),
+        (
+            "/v1/chat/completions",
+            '{"model": "llama3.2:3b", "seed": -9223372036854775809, "messages": []}',
+            "seed",
+        ),
+        (
+            "/v1/responses",
+            '{"model": "llama3.2:3b", "max_output_tokens": 1e999}',
+            "max_output_tokens",
+        ),
+        (
+            "/v1/responses",
+            '{"model": "llama3.2:3b", "input": "hi", "max_output_tokens": 99999999999999999999}',
+            "max_output_tokens",
+        ),
+        (
+            "/v1/embeddings",
+            '{"model": "nomic-embed-text:latest", "input": "x", "dimensions": 2e64}',
+            "dimensions",
+        ),
+        (
+            "/v1/embeddings",
+            '{"model": "nomic-embed-text:latest", "input": "x", "dimensions": 2' + "0" * 30 + "}",
+            "dimensions",
+        ),
+        ("/v1/messages", '{"model": "m", "max_tokens": NaN, "messages": []}', "max_tokens"),
+    ],
+)
+async def test_values_no_layer_can_carry_are_400_naming_the_field(
+    acme: tuple[Stack, str], path: str, raw: str, param: str
+) -> None:
+    """Lone surrogates, integers past 64 bits and non-finite numbers: refused where the JSON is
+    read, before anything tries to store them or send them through the tunnel."""
+    stack, key = acme
+    async with stack.http() as http:
+        response = await http.post(
+            path,
+            content=raw.encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+    assert response.status_code == 400, response.text
+    if path == "/v1/messages":  # Anthropic's shape names the field in the message
+        assert f"'{param}'" in response.json()["error"]["message"]
+    else:
+        assert _error(response.json())["param"] == param

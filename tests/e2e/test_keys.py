@@ -139,6 +139,12 @@ async def test_key_list_shows_limits_but_never_a_secret(acme: tuple[Stack, str])
         ({"tpm": 1.5}, "tpm"),
         ({"budget_tokens": 100, "budget_period": "fortnight"}, "budget_period"),
         ({"budget_period": "day"}, "budget_period"),
+        ({"rpm": 2**63}, "rpm"),
+        ({"tpm": 10**13}, "tpm"),
+        ({"budget_tokens": 2**62}, "budget_tokens"),
+        ({"expires_in_seconds": 1e300}, "expires_in_seconds"),
+        ({"models": ["x" * 300]}, "models"),
+        ({"machine": {"name": "gpu-1"}}, "machine"),
     ],
 )
 async def test_bad_key_limits_are_400_naming_the_field(
