@@ -98,6 +98,10 @@ async def test_a_request_past_its_deadline_ends_with_an_error_event(tmp_path: Pa
             async for chunk in stream:
                 seen.append(chunk)
         assert 2 <= len(seen) < 30
+        async with stack.admin() as admin:
+            events = (await admin.get("/tenants/acme/audit")).json()["events"]
+        (request,) = [e for e in events if e["kind"] == "request"]
+        assert (request["status"], request["error_code"]) == (200, "backend_timeout")
 
 
 @pytest.mark.parametrize(
