@@ -43,10 +43,10 @@ class TenantAdmin:
         self.ctx.recorder.admin(self.tenant.id, self.admin.actor, action, subject)
 
 
-def _tenant(request: web.Request) -> TenantAdmin:
+async def _tenant(request: web.Request) -> TenantAdmin:
     ctx = request.app[CONTEXT]
-    admin = authenticate_admin(request)
-    tenant = ctx.store.tenant_by_slug(request.match_info["slug"])
+    admin = await authenticate_admin(request)
+    tenant = await ctx.store.tenants.by_slug(request.match_info["slug"])
     if tenant is None:
         if admin.tenant_id is not None:
             # The same answer as for another tenant's slug: no probing which tenants exist.
@@ -106,7 +106,7 @@ def _whole_number(body: dict[str, Any], field: str, maximum: int) -> int | None:
     return value
 
 
-def _key_limits(admin: TenantAdmin, body: dict[str, Any]) -> KeyLimits:
+async def _key_limits(admin: TenantAdmin, body: dict[str, Any]) -> KeyLimits:
     models = body.get("models")
     if models is not None and (
         not isinstance(models, list)
@@ -129,7 +129,7 @@ def _key_limits(admin: TenantAdmin, body: dict[str, Any]) -> KeyLimits:
     machine_id = None
     if body.get("machine") is not None:
         name = _name(body, "machine")
-        machine = admin.ctx.store.machine_by_name(admin.tenant.id, name)
+        machine = await admin.ctx.store.machines.by_name(admin.tenant.id, name)
         if machine is None:
             raise ApiError(404, "machine_not_found", f"no machine {name!r}", param="machine")
         machine_id = machine.id
@@ -146,7 +146,7 @@ def _key_limits(admin: TenantAdmin, body: dict[str, Any]) -> KeyLimits:
 @routes.post("/admin/v1/tenants")
 async def create_tenant(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    admin = authenticate_admin(request)
+    admin = await authenticate_admin(request)
     if admin.tenant_id is not None:
         raise ApiError(403, "forbidden", "only the operator creates tenants")
     body = await read_json_object(request)
@@ -157,28 +157,28 @@ async def create_tenant(request: web.Request) -> web.Response:
             param="slug",
         )
     try:
-        tenant = ctx.store.create_tenant(credentials.new_id("t"), slug)
+        tenant = await ctx.store.tenants.create(credentials.new_id("t"), slug)
     except Conflict as exc:
         raise ApiError(409, "tenant_exists", str(exc)) from None
     ctx.recorder.admin(tenant.id, admin.actor, "tenant.created", slug)
-    return web.json_response(_tenant_view(ctx, tenant), status=201)
+    return web.json_response(await _tenant_view(ctx, tenant), status=201)
 
 
 @routes.get("/admin/v1/tenants")
 async def list_tenants(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    admin = authenticate_admin(request)
-    tenants = [t for t in ctx.store.list_tenants() if admin.tenant_id in (None, t.id)]
-    return web.json_response({"tenants": [_tenant_view(ctx, t) for t in tenants]})
+    admin = await authenticate_admin(request)
+    tenants = [t for t in await ctx.store.tenants.all() if admin.tenant_id in (None, t.id)]
+    return web.json_response({"tenants": [await _tenant_view(ctx, t) for t in tenants]})
 
 
-def _tenant_view(ctx: EdgeContext, tenant: Tenant) -> dict[str, Any]:
+async def _tenant_view(ctx: EdgeContext, tenant: Tenant) -> dict[str, Any]:
     return {
         "slug": tenant.slug,
         "url": ctx.config.tenant_url(tenant.slug),
         "api_base": ctx.config.tenant_url(tenant.slug) + "/v1",
         "created_at": tenant.created_at,
-        "store_responses": ctx.store.stores_responses(tenant.id),
+        "store_responses": await ctx.store.tenants.stores_responses(tenant.id),
     }
 
 
@@ -186,23 +186,23 @@ def _tenant_view(ctx: EdgeContext, tenant: Tenant) -> dict[str, Any]:
 async def update_tenant(request: web.Request) -> web.Response:
     """Change a tenant's settings: ``store_responses`` turns the opt-in storage of Responses API
     responses on or off (off deletes what was stored)."""
-    admin = _tenant(request)
+    admin = await _tenant(request)
     body = await read_json_object(request)
     if "store_responses" not in body:
         raise bad_request("nothing to update: give store_responses", param="store_responses")
     enabled = body["store_responses"]
     if not isinstance(enabled, bool):
         raise bad_request("store_responses must be true or false", param="store_responses")
-    deleted = admin.ctx.store.set_store_responses(admin.tenant.id, enabled)
+    deleted = await admin.ctx.store.tenants.set_store_responses(admin.tenant.id, enabled)
     admin.audit("tenant.updated", f"store_responses={'on' if enabled else 'off'}")
-    view = _tenant_view(admin.ctx, admin.tenant)
+    view = await _tenant_view(admin.ctx, admin.tenant)
     view["deleted_responses"] = deleted
     return web.json_response(view)
 
 
 @routes.post("/admin/v1/tenants/{slug}/machines/pair")
 async def pair_machine(request: web.Request) -> web.Response:
-    admin = _tenant(request)
+    admin = await _tenant(request)
     ctx, tenant = admin.ctx, admin.tenant
     body = await read_json_object(request)
     name = _name(body)
@@ -210,7 +210,7 @@ async def pair_machine(request: web.Request) -> web.Response:
     code = credentials.new_pairing_code()
     expires_at = time.time() + ttl
     try:
-        ctx.store.add_pairing_code(
+        await ctx.store.machines.add_pairing_code(
             ctx.hasher.digest(credentials.normalize_pairing_code(code)), tenant.id, name, expires_at
         )
     except Conflict as exc:
@@ -227,10 +227,10 @@ async def pair_machine(request: web.Request) -> web.Response:
 
 @routes.get("/admin/v1/tenants/{slug}/machines")
 async def list_machines(request: web.Request) -> web.Response:
-    admin = _tenant(request)
+    admin = await _tenant(request)
     ctx, tenant = admin.ctx, admin.tenant
     return web.json_response(
-        {"machines": [_machine_view(ctx, m) for m in ctx.store.list_machines(tenant.id)]}
+        {"machines": [_machine_view(ctx, m) for m in await ctx.store.machines.of_tenant(tenant.id)]}
     )
 
 
@@ -256,12 +256,12 @@ def _machine_view(ctx: EdgeContext, machine: Machine) -> dict[str, Any]:
 @routes.delete("/admin/v1/tenants/{slug}/machines/{name}")
 async def revoke_machine(request: web.Request) -> web.Response:
     """Revoke a machine: its tunnel closes at once, and keys bound to it are revoked with it."""
-    admin = _tenant(request)
+    admin = await _tenant(request)
     ctx, tenant = admin.ctx, admin.tenant
-    machine = ctx.store.machine_by_name(tenant.id, request.match_info["name"])
+    machine = await ctx.store.machines.by_name(tenant.id, request.match_info["name"])
     if machine is None:
         raise ApiError(404, "machine_not_found", f"no machine {request.match_info['name']!r}")
-    bound_keys = ctx.store.revoke_machine(machine.id)
+    bound_keys = await ctx.store.machines.revoke(machine.id)
     admin.audit("machine.revoked", machine.name)
     for key_name in bound_keys:
         admin.audit("key.revoked", key_name)
@@ -275,15 +275,15 @@ async def revoke_machine(request: web.Request) -> web.Response:
 
 @routes.post("/admin/v1/tenants/{slug}/keys")
 async def create_key(request: web.Request) -> web.Response:
-    admin = _tenant(request)
+    admin = await _tenant(request)
     ctx, tenant = admin.ctx, admin.tenant
     body = await read_json_object(request)
     name = _name(body)
     expires_in = _seconds(body, "expires_in_seconds", MAX_KEY_LIFETIME)
-    limits = _key_limits(admin, body)
+    limits = await _key_limits(admin, body)
     secret = credentials.new_api_key()
     try:
-        key = ctx.store.add_api_key(
+        key = await ctx.store.keys.add(
             credentials.new_id("k"),
             tenant.id,
             name,
@@ -295,7 +295,7 @@ async def create_key(request: web.Request) -> web.Response:
     except Conflict as exc:
         raise ApiError(409, "key_exists", str(exc)) from None
     admin.audit("key.created", name)
-    view = _key_view(ctx, key)
+    view = await _key_view(ctx, key)
     view["secret"] = secret
     view["api_base"] = ctx.config.tenant_url(tenant.slug) + "/v1"
     return web.json_response(view, status=201)
@@ -303,14 +303,14 @@ async def create_key(request: web.Request) -> web.Response:
 
 @routes.get("/admin/v1/tenants/{slug}/keys")
 async def list_keys(request: web.Request) -> web.Response:
-    admin = _tenant(request)
-    keys = admin.ctx.store.list_api_keys(admin.tenant.id)
-    return web.json_response({"keys": [_key_view(admin.ctx, k) for k in keys]})
+    admin = await _tenant(request)
+    keys = await admin.ctx.store.keys.of_tenant(admin.tenant.id)
+    return web.json_response({"keys": [await _key_view(admin.ctx, k) for k in keys]})
 
 
-def _key_view(ctx: EdgeContext, key: ApiKey) -> dict[str, Any]:
+async def _key_view(ctx: EdgeContext, key: ApiKey) -> dict[str, Any]:
     limits = key.limits
-    machine = ctx.store.machine_by_id(limits.machine_id) if limits.machine_id else None
+    machine = await ctx.store.machines.by_id(limits.machine_id) if limits.machine_id else None
     return {
         "name": key.name,
         "prefix": key.prefix,
@@ -326,8 +326,8 @@ def _key_view(ctx: EdgeContext, key: ApiKey) -> dict[str, Any]:
     }
 
 
-def _live_key(admin: TenantAdmin, name: str) -> ApiKey:
-    key = admin.ctx.store.api_key_by_name(admin.tenant.id, name)
+async def _live_key(admin: TenantAdmin, name: str) -> ApiKey:
+    key = await admin.ctx.store.keys.by_name(admin.tenant.id, name)
     if key is None:
         raise ApiError(404, "key_not_found", f"no key {name!r}")
     return key
@@ -337,15 +337,15 @@ def _live_key(admin: TenantAdmin, name: str) -> ApiKey:
 async def rotate_key(request: web.Request) -> web.Response:
     """A new secret for the key; the old one keeps working for ``grace_seconds`` (0: not at
     all), so that clients can be moved over without an outage."""
-    admin = _tenant(request)
-    key = _live_key(admin, request.match_info["name"])
+    admin = await _tenant(request)
+    key = await _live_key(admin, request.match_info["name"])
     body = await read_json_object(request)
     grace = _seconds(body, "grace_seconds", MAX_ROTATION_GRACE, zero_allowed=True)
     if grace is None:
         grace = DEFAULT_ROTATION_GRACE
     secret = credentials.new_api_key()
     grace_until = time.time() + grace
-    admin.ctx.store.rotate_api_key(
+    await admin.ctx.store.keys.rotate(
         key.id, credentials.visible_prefix(secret), admin.ctx.hasher.digest(secret), grace_until
     )
     admin.audit("key.rotated", key.name)
@@ -361,9 +361,9 @@ async def rotate_key(request: web.Request) -> web.Response:
 
 @routes.delete("/admin/v1/tenants/{slug}/keys/{name}")
 async def revoke_key(request: web.Request) -> web.Response:
-    admin = _tenant(request)
-    key = _live_key(admin, request.match_info["name"])
-    admin.ctx.store.revoke_api_key(key.id)
+    admin = await _tenant(request)
+    key = await _live_key(admin, request.match_info["name"])
+    await admin.ctx.store.keys.revoke(key.id)
     admin.audit("key.revoked", key.name)
     return web.json_response({"revoked": key.name})
 
@@ -386,19 +386,21 @@ def _since(request: web.Request, default_age: float) -> float:
     return since
 
 
-def _key_filter(admin: TenantAdmin, request: web.Request) -> str | None:
+async def _key_filter(admin: TenantAdmin, request: web.Request) -> str | None:
     name = request.query.get("key")
-    return _live_key(admin, name).id if name is not None else None
+    return (await _live_key(admin, name)).id if name is not None else None
 
 
 @routes.get("/admin/v1/tenants/{slug}/usage")
 async def usage(request: web.Request) -> web.Response:
     """Requests and tokens per key per UTC day (default: the last 30 days)."""
-    admin = _tenant(request)
+    admin = await _tenant(request)
     since = _since(request, 30 * 86400)
     day = datetime.datetime.fromtimestamp(since, datetime.UTC).date().isoformat()
-    admin.ctx.recorder.flush()  # include requests that ended in the last second
-    rows = admin.ctx.store.usage(admin.tenant.id, day, _key_filter(admin, request))
+    await admin.ctx.recorder.flush()  # include requests that ended in the last second
+    rows = await admin.ctx.store.usage.daily(
+        admin.tenant.id, day, await _key_filter(admin, request)
+    )
     return web.json_response(
         {
             "since": day,
@@ -420,7 +422,7 @@ async def usage(request: web.Request) -> web.Response:
 async def audit(request: web.Request) -> web.Response:
     """Audit events, newest first: every API request and admin action (default: the last 7
     days, at most 100; ``limit`` up to 10,000)."""
-    admin = _tenant(request)
+    admin = await _tenant(request)
     since = _since(request, 7 * 86400)
     try:
         limit = int(request.query.get("limit", "100"))
@@ -428,9 +430,9 @@ async def audit(request: web.Request) -> web.Response:
         limit = 0
     if not 1 <= limit <= MAX_AUDIT_LIMIT:
         raise bad_request(f"limit must be 1 to {MAX_AUDIT_LIMIT}", param="limit")
-    admin.ctx.recorder.flush()
-    events = admin.ctx.store.audit_events(
-        admin.tenant.id, since, _key_filter(admin, request), limit
+    await admin.ctx.recorder.flush()
+    events = await admin.ctx.store.usage.audit_events(
+        admin.tenant.id, since, await _key_filter(admin, request), limit
     )
     for event in events:
         del event["tenant_id"]
@@ -443,13 +445,13 @@ async def audit(request: web.Request) -> web.Response:
 @routes.post("/admin/v1/tenants/{slug}/admin-keys")
 async def create_tenant_admin_key(request: web.Request) -> web.Response:
     """A key that manages this tenant only (machines, keys, usage, audit); operator only."""
-    admin = _tenant(request)
+    admin = await _tenant(request)
     if admin.admin.tenant_id is not None:
         raise ApiError(403, "forbidden", "only the operator creates tenant admin keys")
     name = _name(await read_json_object(request))
     secret = credentials.new_api_key(credentials.ADMIN_KEY_PREFIX)
     try:
-        admin.ctx.store.add_admin_key(
+        await admin.ctx.store.admin_keys.add(
             credentials.new_id("a"), admin.tenant.id, admin.ctx.hasher.digest(secret), name
         )
     except Conflict as exc:
@@ -461,8 +463,8 @@ async def create_tenant_admin_key(request: web.Request) -> web.Response:
 
 @routes.get("/admin/v1/tenants/{slug}/admin-keys")
 async def list_tenant_admin_keys(request: web.Request) -> web.Response:
-    admin = _tenant(request)
-    keys = admin.ctx.store.tenant_admin_keys(admin.tenant.id)
+    admin = await _tenant(request)
+    keys = await admin.ctx.store.admin_keys.of_tenant(admin.tenant.id)
     return web.json_response(
         {"admin_keys": [{"name": k.name, "created_at": k.created_at} for k in keys]}
     )
@@ -470,9 +472,9 @@ async def list_tenant_admin_keys(request: web.Request) -> web.Response:
 
 @routes.delete("/admin/v1/tenants/{slug}/admin-keys/{name}")
 async def revoke_tenant_admin_key(request: web.Request) -> web.Response:
-    admin = _tenant(request)
+    admin = await _tenant(request)
     name = request.match_info["name"]
-    if not admin.ctx.store.revoke_tenant_admin_key(admin.tenant.id, name):
+    if not await admin.ctx.store.admin_keys.revoke(admin.tenant.id, name):
         raise ApiError(404, "admin_key_not_found", f"no admin key {name!r}")
     admin.audit("admin_key.revoked", name)
     return web.json_response({"revoked": name})
@@ -485,14 +487,14 @@ ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 
 @routes.get("/admin/v1/tenants/{slug}/aliases")
 async def list_aliases(request: web.Request) -> web.Response:
-    admin = _tenant(request)
-    return web.json_response({"aliases": admin.ctx.store.aliases(admin.tenant.id)})
+    admin = await _tenant(request)
+    return web.json_response({"aliases": await admin.ctx.store.aliases.of_tenant(admin.tenant.id)})
 
 
 @routes.put("/admin/v1/tenants/{slug}/aliases/{alias:.+}")
 async def set_alias(request: web.Request) -> web.Response:
     """Let clients call ``model`` by another name (an alias wins over a model of its name)."""
-    admin = _tenant(request)
+    admin = await _tenant(request)
     alias = request.match_info["alias"]
     if not ALIAS.match(alias):
         raise bad_request(
@@ -505,16 +507,16 @@ async def set_alias(request: web.Request) -> web.Response:
             f"model must name the model the alias stands for ({MAX_MODEL_NAME} characters at most)",
             param="model",
         )
-    admin.ctx.store.set_alias(admin.tenant.id, alias, model.strip())
+    await admin.ctx.store.aliases.set(admin.tenant.id, alias, model.strip())
     admin.audit("alias.set", f"{alias} -> {model.strip()}")
     return web.json_response({"alias": alias, "model": model.strip()})
 
 
 @routes.delete("/admin/v1/tenants/{slug}/aliases/{alias:.+}")
 async def delete_alias(request: web.Request) -> web.Response:
-    admin = _tenant(request)
+    admin = await _tenant(request)
     alias = request.match_info["alias"]
-    if not admin.ctx.store.delete_alias(admin.tenant.id, alias):
+    if not await admin.ctx.store.aliases.delete(admin.tenant.id, alias):
         raise ApiError(404, "alias_not_found", f"no alias {alias!r}")
     admin.audit("alias.deleted", alias)
     return web.json_response({"deleted": alias})

@@ -32,7 +32,7 @@ routes = web.RouteTableDef()
 @routes.post("/v1/messages")
 async def messages(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
-    caller = authenticate(request)
+    caller = await authenticate(request)
     req = parse_request(await read_json_object(request))
     caller.ensure_model_allowed(req.model)
     models = _visible_models(ctx, caller)
@@ -57,7 +57,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     """``{"input_tokens": N}``, N estimated by ``anthropic_messages.estimate_input_tokens``
     (about four characters per token): the edge has no tokenizer and asks no machine."""
     ctx = request.app[CONTEXT]
-    caller = authenticate(request)
+    caller = await authenticate(request)
     req = parse_count_request(await read_json_object(request))
     caller.ensure_model_allowed(req.model)
     models = _visible_models(ctx, caller)

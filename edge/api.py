@@ -56,7 +56,7 @@ def _visible_models(ctx: EdgeContext, caller: Caller) -> dict[str, dict[str, Any
 
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
-    caller = authenticate(request)
+    caller = await authenticate(request)
     models = _visible_models(request.app[CONTEXT], caller)
     created = int(caller.tenant.created_at)
     data = [
@@ -69,7 +69,7 @@ async def list_models(request: web.Request) -> web.Response:
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
-    caller = authenticate(request)
+    caller = await authenticate(request)
     req = openai_chat.parse_request(await read_json_object(request))
     caller.ensure_model_allowed(req.model)
     models = _visible_models(ctx, caller)
@@ -99,7 +99,7 @@ async def _start(
     model = neutral["model"] = caller.real_model(model)  # what the machines know it as
     record = caller.record
     record.model = model
-    admission = ctx.limits.admit(caller.key, neutral, time.time())
+    admission = await ctx.limits.admit(caller.key, neutral, time.time())
     record.admission = admission
     tenant_id = caller.tenant.id
     tried: frozenset[str] = frozenset()
@@ -260,7 +260,7 @@ async def _send(response: web.StreamResponse, payload: dict[str, Any]) -> None:
 
 @routes.get("/v1/models/{model:.+}")  # names hold ':' and may hold '/' (library/qwen3:8b)
 async def retrieve_model(request: web.Request) -> web.Response:
-    caller = authenticate(request)
+    caller = await authenticate(request)
     name = request.match_info["model"]
     if name not in _visible_models(request.app[CONTEXT], caller):  # as /v1/models lists them
         raise ApiError(

@@ -165,7 +165,7 @@ class Recorder:
             )
         )
 
-    def flush(self) -> bool:
+    async def flush(self) -> bool:
         """Write what is buffered; ``False`` when the store could not be written now (the
         batch is kept for the next flush). Never raises: a batch that cannot be written must
         not stop the ones after it, nor the admin API reading what was written."""
@@ -175,13 +175,13 @@ class Recorder:
         usage, self._usage = self._usage, {}
         rows = [(key, day, *counts) for (key, day), counts in usage.items()]
         try:
-            self._store.record(events, rows)
+            await self._store.usage.record(events, rows)
         except StoreUnavailable as exc:
             log.warning("audit: the store cannot be written now (%s); retrying next flush", exc)
             self._requeue(events, usage)
             return False
         except RejectedRow:
-            return self._write_one_by_one(events, rows)
+            return await self._write_one_by_one(events, rows)
         return True
 
     def _requeue(self, events: list[tuple[Any, ...]], usage: dict[_UsageKey, list[Any]]) -> None:
@@ -197,7 +197,9 @@ class Recorder:
             for i in (1, 2, 3):
                 merged[i] += counts[i]
 
-    def _write_one_by_one(self, events: list[tuple[Any, ...]], rows: list[tuple[Any, ...]]) -> bool:
+    async def _write_one_by_one(
+        self, events: list[tuple[Any, ...]], rows: list[tuple[Any, ...]]
+    ) -> bool:
         """Some row of the batch can never be stored: write each alone and drop only those
         (logged and counted in ``dropped``). Slow, but only a broken row brings it here."""
         batches: list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = [
@@ -205,7 +207,7 @@ class Recorder:
         ] + [([], [row]) for row in rows]
         for index, (event_rows, usage_rows) in enumerate(batches):
             try:
-                self._store.record(event_rows, usage_rows)
+                await self._store.usage.record(event_rows, usage_rows)
             except RejectedRow as exc:
                 self.dropped += 1
                 log.error("audit: dropped a row the store refuses: %s", exc)
@@ -218,25 +220,25 @@ class Recorder:
                 return False
         return True
 
-    def prune(self, now: float) -> int:
+    async def prune(self, now: float) -> int:
         self._last_prune = now
-        return self._store.prune_audit(now - self.retention_days * 86400)
+        return await self._store.usage.prune_audit(now - self.retention_days * 86400)
 
     async def run(self) -> None:
         """Flush every interval, prune hourly, until cancelled; then flush what is left."""
         try:
             while True:
                 await asyncio.sleep(self.flush_interval)
-                self.flush()
+                await self.flush()
                 now = time.time()
                 if now - self._last_prune >= PRUNE_EVERY:
-                    self._prune_logged(now)
+                    await self._prune_logged(now)
         finally:
-            self.flush()
+            await self.flush()
 
-    def _prune_logged(self, now: float) -> None:
+    async def _prune_logged(self, now: float) -> None:
         try:
-            if pruned := self.prune(now):
+            if pruned := await self.prune(now):
                 log.info("audit: pruned %d events past retention", pruned)
         except StoreError as exc:
             log.warning("audit: pruning failed (%s); trying again next hour", exc)

@@ -93,7 +93,7 @@ def _invalid_key(message: str = "Incorrect API key provided") -> ApiError:
     return ApiError(401, "invalid_api_key", message)
 
 
-def authenticate(request: web.Request) -> Caller:
+async def authenticate(request: web.Request) -> Caller:
     """The calling key and its tenant, or ``ApiError`` 401."""
     ctx = request.app[CONTEXT]
     token = bearer_token(request)
@@ -103,12 +103,12 @@ def authenticate(request: web.Request) -> Caller:
         )
     now = time.time()
     # No cache in front of this lookup: a revoked key is refused on its very next request.
-    key = ctx.store.api_key_by_hash(ctx.hasher.digest(token), now)
+    key = await ctx.store.keys.by_hash(ctx.hasher.digest(token), now)
     if key is None or key.revoked_at is not None:
         raise _invalid_key()
     if key.expires_at is not None and key.expires_at <= now:
         raise ApiError(401, "key_expired", "This API key has expired")
-    tenant = ctx.store.tenant_by_id(key.tenant_id)
+    tenant = await ctx.store.tenants.by_id(key.tenant_id)
     if tenant is None:
         raise _invalid_key()
     slug = host_slug(request.host, ctx.config.domain)
@@ -116,17 +116,17 @@ def authenticate(request: web.Request) -> Caller:
         # Same message as an unknown key: a key must not learn which other tenants exist.
         raise _invalid_key()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        ctx.store.touch_api_key(key.id, now)  # at most one write per key per minute
+        await ctx.store.keys.touch(key.id, now)  # at most one write per key per minute
     record = request_record(request)
     record.tenant_id, record.key_id, record.key_name = tenant.id, key.id, key.name
-    return Caller(key, tenant, record, ctx.store.aliases(tenant.id))
+    return Caller(key, tenant, record, await ctx.store.aliases.of_tenant(tenant.id))
 
 
-def authenticate_admin(request: web.Request) -> AdminKey:
+async def authenticate_admin(request: web.Request) -> AdminKey:
     """The calling admin key, or ``ApiError`` 401."""
     ctx = request.app[CONTEXT]
     token = bearer_token(request)
-    admin = ctx.store.admin_key_by_hash(ctx.hasher.digest(token)) if token else None
+    admin = await ctx.store.admin_keys.by_hash(ctx.hasher.digest(token)) if token else None
     if admin is None:
         raise ApiError(401, "invalid_admin_key", "Missing or incorrect admin key")
     return admin

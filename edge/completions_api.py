@@ -19,7 +19,7 @@ routes = web.RouteTableDef()
 @routes.post("/v1/completions")
 async def completions(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
-    caller = authenticate(request)
+    caller = await authenticate(request)
     req = openai_completions.parse_request(await read_json_object(request))
     caller.ensure_model_allowed(req.model)
     models = api._visible_models(ctx, caller)

@@ -24,7 +24,7 @@ routes = web.RouteTableDef()
 @routes.post("/v1/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    caller = authenticate(request)
+    caller = await authenticate(request)
     req = openai_embeddings.parse_request(await read_json_object(request))
     caller.ensure_model_allowed(req.model)
     models = api._visible_models(ctx, caller)

@@ -160,7 +160,7 @@ class Limits:
         self._tokens: dict[str, TokenBucket] = {}
         self._budgets: dict[str, BudgetAccount] = {}
 
-    def admit(self, key: ApiKey, neutral: dict[str, Any], now: float) -> Admission:
+    async def admit(self, key: ApiKey, neutral: dict[str, Any], now: float) -> Admission:
         """Check every limit of ``key`` for this request and, only if all pass, charge them.
 
         A key with a budget gets ``num_predict`` set when the request has none, so that the
@@ -179,7 +179,7 @@ class Limits:
             raise _rate_limited("requests", requests, wait, _headers(requests, tokens))
         if tokens is not None and (wait := tokens.wait(tokens_amount)) > 0:
             raise _rate_limited("tokens", tokens, wait, _headers(requests, tokens))
-        budget = self._account(key, now)
+        budget = await self._account(key, now)
         if budget is not None:
             assert limits.budget_tokens is not None
             left = limits.budget_tokens - budget.spent - budget.reserved
@@ -208,7 +208,7 @@ class Limits:
         bucket.refill(now)
         return bucket
 
-    def _account(self, key: ApiKey, now: float) -> BudgetAccount | None:
+    async def _account(self, key: ApiKey, now: float) -> BudgetAccount | None:
         period = key.limits.budget_period
         if key.limits.budget_tokens is None or period is None:
             return None
@@ -217,7 +217,7 @@ class Limits:
             # The store holds what earlier runs of the edge spent; this process adds to it in
             # memory from here on (every request of the period passes through this account).
             start, resets_at = period_bounds(period, now)
-            spent = self._store.tokens_used(key.id, start)
+            spent = await self._store.usage.tokens_used(key.id, start)
             account = self._budgets[key.id] = BudgetAccount(start, resets_at, spent)
         return account
 

@@ -102,14 +102,16 @@ async def pair(request: web.Request) -> web.Response:
         raise bad_request("public_key must be a base64 raw Ed25519 public key (32 bytes)")
     digest = ctx.hasher.digest(credentials.normalize_pairing_code(code))
     try:
-        machine = ctx.store.redeem_pairing_code(digest, credentials.new_id("m"), key_bytes)
+        machine = await ctx.store.machines.redeem_pairing_code(
+            digest, credentials.new_id("m"), key_bytes
+        )
     except Conflict as exc:
         raise ApiError(409, "machine_exists", str(exc)) from None
     if machine is None:
         raise ApiError(
             401, "invalid_pairing_code", "the pairing code is wrong, expired or already used"
         )
-    tenant = ctx.store.tenant_by_id(machine.tenant_id)
+    tenant = await ctx.store.tenants.by_id(machine.tenant_id)
     assert tenant is not None
     ctx.recorder.admin(tenant.id, "agent", "machine.paired", machine.name)
     return web.json_response(

@@ -38,11 +38,11 @@ STORAGE_OFF = (
 @routes.post("/v1/responses")
 async def create_response(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
-    caller = authenticate(request)
+    caller = await authenticate(request)
     req = responses.parse_request(await read_json_object(request))
     caller.ensure_model_allowed(req.model)
-    storing = ctx.store.stores_responses(caller.tenant.id)
-    items = _previous_items(ctx, caller, req, storing) + responses.input_items(req)
+    storing = await ctx.store.tenants.stores_responses(caller.tenant.id)
+    items = await _previous_items(ctx, caller, req, storing) + responses.input_items(req)
     models = _visible_models(ctx, caller)
     capabilities: list[str] = list(models.get(req.model, {}).get("capabilities", []))
     if req.model in models:
@@ -55,13 +55,13 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         if req.stream:
             return await _stream(request, caller, stream, first, renderer, items)
         response = await _complete(stream, first, renderer, ctx.config)
-        _save(ctx, caller, renderer, items)
+        await _save(ctx, caller, renderer, items)
         return web.json_response(response)
     finally:
         stream.close()
 
 
-def _previous_items(
+async def _previous_items(
     ctx: EdgeContext, caller: Caller, req: responses.ResponsesRequest, storing: bool
 ) -> list[dict[str, Any]]:
     """The conversation ``previous_response_id`` names: its input items, then its output."""
@@ -71,7 +71,7 @@ def _previous_items(
         raise bad_request(
             f"previous_response_id cannot be used: {STORAGE_OFF}", param="previous_response_id"
         )
-    stored = ctx.store.get_response(caller.tenant.id, req.previous_response_id)
+    stored = await ctx.store.responses.get(caller.tenant.id, req.previous_response_id)
     if stored is None:
         raise bad_request(
             f"Previous response with id {req.previous_response_id!r} not found",
@@ -82,14 +82,14 @@ def _previous_items(
     return items + responses.output_to_items(response)
 
 
-def _save(
+async def _save(
     ctx: EdgeContext,
     caller: Caller,
     renderer: responses.ResponseRenderer,
     items: list[dict[str, Any]],
 ) -> None:
     if renderer.store and renderer.status in ("completed", "incomplete"):
-        ctx.store.save_response(
+        await ctx.store.responses.save(
             renderer.id,
             caller.tenant.id,
             caller.key.id,
@@ -99,8 +99,8 @@ def _save(
         )
 
 
-def _stored_id(request: web.Request, caller: Caller) -> str:
-    if not request.app[CONTEXT].store.stores_responses(caller.tenant.id):
+async def _stored_id(request: web.Request, caller: Caller) -> str:
+    if not await request.app[CONTEXT].store.tenants.stores_responses(caller.tenant.id):
         raise ApiError(404, "response_storage_off", STORAGE_OFF)
     return request.match_info["response_id"]
 
@@ -111,9 +111,9 @@ def _not_found(response_id: str) -> ApiError:
 
 @routes.get("/v1/responses/{response_id}")
 async def retrieve_response(request: web.Request) -> web.Response:
-    caller = authenticate(request)
-    response_id = _stored_id(request, caller)
-    stored = request.app[CONTEXT].store.get_response(caller.tenant.id, response_id)
+    caller = await authenticate(request)
+    response_id = await _stored_id(request, caller)
+    stored = await request.app[CONTEXT].store.responses.get(caller.tenant.id, response_id)
     if stored is None:
         raise _not_found(response_id)
     return web.json_response(stored[0])
@@ -121,9 +121,9 @@ async def retrieve_response(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/responses/{response_id}")
 async def delete_response(request: web.Request) -> web.Response:
-    caller = authenticate(request)
-    response_id = _stored_id(request, caller)
-    if not request.app[CONTEXT].store.delete_response(caller.tenant.id, response_id):
+    caller = await authenticate(request)
+    response_id = await _stored_id(request, caller)
+    if not await request.app[CONTEXT].store.responses.delete(caller.tenant.id, response_id):
         raise _not_found(response_id)
     return web.json_response({"id": response_id, "object": "response", "deleted": True})
 
@@ -155,7 +155,7 @@ async def _stream(
             await send_events(response, renderer.delta(event))
         elif isinstance(event, End):
             events = renderer.end(event)
-            _save(ctx, caller, renderer, items)  # before the client hears it is complete
+            await _save(ctx, caller, renderer, items)  # before the client hears it is complete
             await send_events(response, events)
         else:
             await send_events(response, renderer.error(event))

@@ -17,7 +17,7 @@ from edge.config import EdgeConfig
 from edge.context import EdgeContext
 from edge.limits import Limits
 from edge.registry import Registry
-from edge.store import Store
+from edge.store import SqliteStore
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,13 @@ class RunningEdge:
         await drain_agents(self.context.registry, self.context.config.drain_timeout)
         await self.runner.cleanup()
         await stop_recorder(self.recorder_task)  # the last flush: requests that just ended
-        self.context.store.close()
+        await self.context.store.close()
 
 
 def open_context(config: EdgeConfig) -> EdgeContext:
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     secret = credentials.load_or_create_server_secret(config.data_dir / "server.secret")
-    store = Store(config.data_dir / "edge.db")
+    store = SqliteStore(config.data_dir / "edge.db")
     registry = Registry(max_waiters=config.max_queued)
     recorder = Recorder(store, config.audit_flush_interval, config.audit_retention_days)
     return EdgeContext(
@@ -57,12 +57,12 @@ def open_context(config: EdgeConfig) -> EdgeContext:
     )
 
 
-def ensure_operator_key(ctx: EdgeContext) -> Path | None:
+async def ensure_operator_key(ctx: EdgeContext) -> Path | None:
     """On first start, create the operator key and write it to ``DATA_DIR/admin.key`` (0600)."""
-    if ctx.store.has_operator_key():
+    if await ctx.store.admin_keys.has_operator():
         return None
     secret = credentials.new_api_key(credentials.ADMIN_KEY_PREFIX)
-    ctx.store.add_admin_key(credentials.new_id("a"), None, ctx.hasher.digest(secret))
+    await ctx.store.admin_keys.add(credentials.new_id("a"), None, ctx.hasher.digest(secret))
     path = ctx.config.data_dir / ADMIN_KEY_FILE
     credentials.write_private_file(path, secret + "\n")
     return path
@@ -73,7 +73,7 @@ async def start_edge(
 ) -> RunningEdge:
     """Serve the edge on ``host:port`` (0 picks a free port) until ``stop()``."""
     ctx = open_context(config)
-    admin_key_path = ensure_operator_key(ctx)
+    admin_key_path = await ensure_operator_key(ctx)
     # handler_cancellation: a client that disconnects cancels its handler at once, which sends
     # CANCEL through the tunnel and stops generation on the GPU.
     runner = web.AppRunner(

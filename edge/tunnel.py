@@ -361,7 +361,7 @@ async def _login(
     auth = await _receive(ws, conn, Auth)
     if auth.version not in SUPPORTED_VERSIONS:
         raise LoginRefused(ErrorCode.UNSUPPORTED_VERSION, f"protocol version {auth.version}")
-    machine = store.machine_by_id(auth.machine_id)
+    machine = await store.machines.by_id(auth.machine_id)
     if machine is None or machine.revoked_at is not None:
         # Same answer for unknown and revoked: do not reveal which machine ids exist.
         raise LoginRefused(ErrorCode.AUTH_FAILED, "unknown or revoked machine")

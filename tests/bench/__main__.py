@@ -33,7 +33,7 @@ from agent.backend import OllamaBackend
 from agent.config import AgentConfig, new_key
 from agent.runner import RunOptions, run_agent
 from edge.credentials import KeyHasher, load_or_create_server_secret
-from edge.store import Store
+from edge.store import SqliteStore
 from tests.bench import governance
 
 MODEL = "llama3.2:3b"
@@ -85,20 +85,24 @@ class Setup:
     edge_pid: int
 
 
-def _provision(data_dir: Path, machines: int) -> tuple[str, list[AgentConfig]]:
+async def _provision(data_dir: Path, machines: int) -> tuple[str, list[AgentConfig]]:
     """Tenant, key and machines written straight into the edge's store before it starts
     (pairing is rate limited per address, and a thousand pairings are not what is measured)."""
     hasher = KeyHasher(load_or_create_server_secret(data_dir / "server.secret"))
-    store = Store(data_dir / "edge.db")
-    store.create_tenant("t_bench", "bench")
+    store = SqliteStore(data_dir / "edge.db")
+    await store.tenants.create("t_bench", "bench")
     key = "sk-lt-" + secrets.token_urlsafe(24)
-    store.add_api_key("k_bench", "t_bench", "bench", key[:12], hasher.digest(key), None)
+    await store.keys.add("k_bench", "t_bench", "bench", key[:12], hasher.digest(key), None)
     configs = []
     for n in range(machines):
         private, public = new_key()
         code = f"code{n}"
-        store.add_pairing_code(hasher.digest(code), "t_bench", f"gpu-{n}", time.time() + 600)
-        store.redeem_pairing_code(hasher.digest(code), f"m_{n}", base64.b64decode(public))
+        await store.machines.add_pairing_code(
+            hasher.digest(code), "t_bench", f"gpu-{n}", time.time() + 600
+        )
+        await store.machines.redeem_pairing_code(
+            hasher.digest(code), f"m_{n}", base64.b64decode(public)
+        )
         from cryptography.hazmat.primitives.serialization import (
             Encoding,
             NoEncryption,
@@ -115,7 +119,7 @@ def _provision(data_dir: Path, machines: int) -> tuple[str, list[AgentConfig]]:
                 private_key=base64.b64encode(seed).decode(),
             )
         )
-    store.close()
+    await store.close()
     return key, configs
 
 
@@ -316,7 +320,7 @@ async def main(quick: bool) -> None:
         data_dir = Path(tmp) / "edge"
         data_dir.mkdir(mode=0o700)
         idle_agents = 200 if quick else 1000
-        key, configs = _provision(data_dir, 1 + idle_agents)
+        key, configs = await _provision(data_dir, 1 + idle_agents)
         ollama_port, fast_port, edge_port = _free_port(), _free_port(), _free_port()
         paced = f"http://127.0.0.1:{ollama_port}"
         fast = f"http://127.0.0.1:{fast_port}"
@@ -375,7 +379,7 @@ async def _run_scenarios(
                 else:
                     await scenario_c(direct, tunnel, 64 if quick else 256)
     await scenario_e(setup, idle)
-    governance.report(governance.measure(2000 if quick else 20_000), *request_p50)
+    governance.report(await governance.measure(2000 if quick else 20_000), *request_p50)
 
 
 async def _wait_models(http: aiohttp.ClientSession, setup: Setup) -> None:
@@ -396,6 +400,6 @@ if __name__ == "__main__":
     )
     arguments = parser.parse_args()
     if arguments.governance:
-        governance.report(governance.measure(20_000), None, None)
+        governance.report(asyncio.run(governance.measure(20_000)), None, None)
     else:
         asyncio.run(main(arguments.quick))

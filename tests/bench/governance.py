@@ -40,18 +40,18 @@ def _neutral() -> dict[str, Any]:
     }
 
 
-def measure(iterations: int) -> dict[str, float]:
+async def measure(iterations: int) -> dict[str, float]:
     """Per-request microseconds: p50/p99 for a key with every limit and for a plain key, and
     the batched write's share."""
     with tempfile.TemporaryDirectory() as tmp:
         ctx = open_context(EdgeConfig(domain="bench.test", data_dir=Path(tmp)))
         app = create_app(ctx)
-        ctx.store.create_tenant("t1", "bench")
+        await ctx.store.tenants.create("t1", "bench")
         secrets = {}
         every_limit = KeyLimits((MODEL,), 10**12, "day", 10**9, 10**12, None)
         for name, limits in (("limited", every_limit), ("plain", KeyLimits())):
             secret = credentials.new_api_key()
-            ctx.store.add_api_key(
+            await ctx.store.keys.add(
                 credentials.new_id("k"),
                 "t1",
                 name,
@@ -79,10 +79,10 @@ def measure(iterations: int) -> dict[str, float]:
                 started = time.perf_counter()
                 record = RequestRecord("POST /v1/chat/completions", "127.0.0.1", "bench/1")
                 request[RECORD] = record
-                caller = authenticate(request)
+                caller = await authenticate(request)
                 caller.ensure_model_allowed(MODEL)
                 record.model = MODEL
-                admission = ctx.limits.admit(caller.key, neutral, time.time())
+                admission = await ctx.limits.admit(caller.key, neutral, time.time())
                 record.admission = admission
                 record.dispatch("gpu-1", admission.prompt_estimate)
                 for _ in range(TOKENS):
@@ -92,13 +92,13 @@ def measure(iterations: int) -> dict[str, float]:
                 samples.append(time.perf_counter() - started)
                 if (i + 1) % FLUSH_EVERY == 0:
                     flushed = time.perf_counter()
-                    ctx.recorder.flush()
+                    await ctx.recorder.flush()
                     flush_total += time.perf_counter() - flushed
             samples.sort()
             figures[f"{name}_p50"] = statistics.median(samples) * 1e6
             figures[f"{name}_p99"] = samples[int(0.99 * len(samples))] * 1e6
             figures[f"{name}_flush"] = flush_total / iterations * 1e6
-        ctx.store.close()
+        await ctx.store.close()
         return figures
 
 

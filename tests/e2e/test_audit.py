@@ -155,9 +155,9 @@ async def test_audit_and_usage_are_flushed_on_graceful_shutdown(tmp_path: Path) 
         # Read the store directly (the admin API would flush first): what is there now was
         # written by the stopped edge's last flush.
         store = stack.edge.context.store
-        tenant = store.tenant_by_slug("acme")
+        tenant = await store.tenants.by_slug("acme")
         assert tenant is not None
-        events = store.audit_events(tenant.id, 0, None, 100)
+        events = await store.usage.audit_events(tenant.id, 0, None, 100)
     assert sum(1 for e in events if e["kind"] == "request") == 4
 
 

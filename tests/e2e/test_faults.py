@@ -62,11 +62,12 @@ async def test_a_client_that_disconnects_stops_generation_on_the_gpu(tmp_path: P
                     break
         await _until(lambda: stats.cancelled == 1)
         assert stats.active == 0
-        await _until(lambda: stack.edge.context.registry.sessions(_tenant(stack))[0].in_flight == 0)
+        tenant_id = await _tenant(stack)
+        await _until(lambda: stack.edge.context.registry.sessions(tenant_id)[0].in_flight == 0)
 
 
-def _tenant(stack: Stack, slug: str = "acme") -> str:
-    tenant = stack.edge.context.store.tenant_by_slug(slug)
+async def _tenant(stack: Stack, slug: str = "acme") -> str:
+    tenant = await stack.edge.context.store.tenants.by_slug(slug)
     assert tenant is not None
     return tenant.id
 
@@ -192,15 +193,14 @@ async def test_a_draining_agent_finishes_running_streams_then_leaves(
             model="llama3.2:3b", messages=[user("finish me tokens=40")], stream=True
         )
         text = ""
+        tenant_id = await _tenant(stack)
         async for chunk in stream:
             if chunk.choices:
                 text += chunk.choices[0].delta.content or ""
             if not agent.stop_event.is_set():
                 agent.stop_event.set()  # SIGTERM: drain
                 await _until(
-                    lambda: (
-                        not stack.edge.context.registry.candidates(_tenant(stack), "llama3.2:3b")
-                    )
+                    lambda: not stack.edge.context.registry.candidates(tenant_id, "llama3.2:3b")
                 )
                 with pytest.raises(openai.InternalServerError):  # no new streams meanwhile
                     await client.chat.completions.create(
@@ -252,7 +252,7 @@ async def test_a_stalled_client_stalls_only_its_own_stream(tmp_path: Path) -> No
         await writer.drain()
         await reader.readuntil(b"\r\n\r\n")  # headers arrive; then this client stops reading
         registry = stack.edge.context.registry
-        session = registry.sessions(_tenant(stack))[0]
+        session = registry.sessions(await _tenant(stack))[0]
         (stalled,) = session._streams.values()
         await _until(lambda: stalled.buffered > 0)
         # Another stream on the same tunnel runs to the end at full speed meanwhile.

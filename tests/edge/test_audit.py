@@ -8,15 +8,15 @@ from typing import cast
 import pytest
 
 from edge.audit import MAX_TOKENS_PER_REQUEST, Recorder, RequestRecord
-from edge.store import Store
+from edge.store import SqliteStore
 from protocol import Delta, End, Error
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store(tmp_path / "edge.db")
-    store.create_tenant("t1", "acme")
-    store.add_api_key("k1", "t1", "ci", "p", "h1", None)
+async def store(tmp_path: Path) -> SqliteStore:
+    store = SqliteStore(tmp_path / "edge.db")
+    await store.tenants.create("t1", "acme")
+    await store.keys.add("k1", "t1", "ci", "p", "h1", None)
     return store
 
 
@@ -62,65 +62,71 @@ def test_failover_counts_only_the_machine_that_served() -> None:
     assert (record.machine, record.tokens_used()) == ("gpu-2", (50, 2))
 
 
-async def test_the_recorder_flushes_on_its_interval_and_when_stopped(store: Store) -> None:
+async def test_the_recorder_flushes_on_its_interval_and_when_stopped(store: SqliteStore) -> None:
     recorder = Recorder(store, flush_interval=0.05)
     task = asyncio.create_task(recorder.run())
     recorder.request(_record(), 200)
     async with asyncio.timeout(2):
-        while not store.audit_events("t1", 0, None, 10):
+        while not await store.usage.audit_events("t1", 0, None, 10):
             await asyncio.sleep(0.01)
     recorder.admin("t1", "operator", "key.revoked", "ci")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    kinds = [e["kind"] for e in store.audit_events("t1", 0, None, 10)]
+    kinds = [e["kind"] for e in await store.usage.audit_events("t1", 0, None, 10)]
     assert sorted(kinds) == ["admin", "request"]
-    assert [u.requests for u in store.usage("t1", "2000-01-01")] == [1]
+    assert [u.requests for u in await store.usage.daily("t1", "2000-01-01")] == [1]
 
 
-def test_a_failed_write_keeps_the_batch_for_the_next_flush(store: Store, tmp_path: Path) -> None:
+async def test_a_failed_write_keeps_the_batch_for_the_next_flush(
+    store: SqliteStore, tmp_path: Path
+) -> None:
     recorder = Recorder(store)
     recorder.request(_record(), 200)
     lock = sqlite3.connect(tmp_path / "edge.db", timeout=0, isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")  # another writer holds the database
-    store._db.execute("PRAGMA busy_timeout = 0")
-    assert recorder.flush() is False
+    store._db.conn.execute("PRAGMA busy_timeout = 0")
+    assert await recorder.flush() is False
     lock.execute("ROLLBACK")
-    assert recorder.flush() is True
-    assert len(store.audit_events("t1", 0, None, 10)) == 1
-    assert [u.requests for u in store.usage("t1", "2000-01-01")] == [1]
+    assert await recorder.flush() is True
+    assert len(await store.usage.audit_events("t1", 0, None, 10)) == 1
+    assert [u.requests for u in await store.usage.daily("t1", "2000-01-01")] == [1]
 
 
-def test_token_counts_past_any_real_request_are_clamped(store: Store) -> None:
+async def test_token_counts_past_any_real_request_are_clamped(store: SqliteStore) -> None:
     recorder = Recorder(store)
     record = _record()
     record.observe(End(1, "stop", 2**64 - 1, 1, {}))  # past what SQLite's INTEGER holds
     recorder.request(record, 200)
-    assert recorder.flush() is True
-    (event,) = store.audit_events("t1", 0, None, 10)
+    assert await recorder.flush() is True
+    (event,) = await store.usage.audit_events("t1", 0, None, 10)
     assert event["prompt_tokens"] == MAX_TOKENS_PER_REQUEST
-    assert [u.prompt_tokens for u in store.usage("t1", "2000-01-01")] == [MAX_TOKENS_PER_REQUEST]
+    assert [u.prompt_tokens for u in await store.usage.daily("t1", "2000-01-01")] == [
+        MAX_TOKENS_PER_REQUEST
+    ]
 
 
-def test_a_row_the_store_refuses_is_dropped_and_does_not_block_the_others(store: Store) -> None:
+async def test_a_row_the_store_refuses_is_dropped_and_does_not_block_the_others(
+    store: SqliteStore,
+) -> None:
     recorder = Recorder(store)
     recorder.request(_record(), 200)
     unstorable = cast(str, {"not": "text"})  # sqlite3 takes no dict: this row can never go in
     recorder.admin("t1", "operator", "key.created", unstorable)
     recorder.admin("t1", "operator", "key.revoked", "ci")
-    assert recorder.flush() is True
+    assert await recorder.flush() is True
     assert recorder.dropped == 1
-    actions = sorted(e["action"] for e in store.audit_events("t1", 0, None, 10))
+    actions = sorted(e["action"] for e in await store.usage.audit_events("t1", 0, None, 10))
     assert actions == ["POST /v1/chat/completions", "key.revoked"]
-    assert [u.requests for u in store.usage("t1", "2000-01-01")] == [1]
+    assert [u.requests for u in await store.usage.daily("t1", "2000-01-01")] == [1]
     # The store is not left in a transaction: later batches are written as usual.
     recorder.admin("t1", "operator", "key.rotated", "ci")
-    assert recorder.flush() is True
-    assert len(store.audit_events("t1", 0, None, 10)) == 3
+    assert await recorder.flush() is True
+    assert len(await store.usage.audit_events("t1", 0, None, 10)) == 3
 
 
-def test_unauthenticated_requests_are_not_filed(store: Store) -> None:
+async def test_unauthenticated_requests_are_not_filed(store: SqliteStore) -> None:
     recorder = Recorder(store)
     recorder.request(RequestRecord("POST /v1/chat/completions", None, None), 401)
-    recorder.flush()
-    assert store.audit_events("t1", 0, None, 10) == []
+    await recorder.flush()
+    assert await store.usage.audit_events("t1", 0, None, 10) == []

@@ -15,7 +15,7 @@ from edge.limits import (
     format_duration,
     period_bounds,
 )
-from edge.store import ApiKey, KeyLimits, Store
+from edge.store import ApiKey, KeyLimits, SqliteStore
 
 NOW = datetime.datetime(2026, 11, 23, 15, 30, tzinfo=datetime.UTC).timestamp()
 
@@ -36,10 +36,10 @@ def _chat(text: str = "hello", max_tokens: int | None = None) -> dict[str, objec
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store(tmp_path / "edge.db")
-    store.create_tenant("t1", "acme")
-    store.add_api_key("k1", "t1", "ci", "sk-lt-x", "h1", None)
+async def store(tmp_path: Path) -> SqliteStore:
+    store = SqliteStore(tmp_path / "edge.db")
+    await store.tenants.create("t1", "acme")
+    await store.keys.add("k1", "t1", "ci", "sk-lt-x", "h1", None)
     return store
 
 
@@ -91,67 +91,69 @@ def test_periods_start_and_reset_at_utc_boundaries() -> None:
     assert period_bounds("month", december) == ("2026-12-01", at("2027-01-01"))
 
 
-def test_no_limits_admit_everything_with_no_headers(store: Store) -> None:
-    admission = Limits(store).admit(_key(), _chat(), NOW)
+async def test_no_limits_admit_everything_with_no_headers(store: SqliteStore) -> None:
+    admission = await Limits(store).admit(_key(), _chat(), NOW)
     assert admission.headers == {}
     admission.settle(10)
 
 
-def test_requests_per_minute_refuse_with_retry_after(store: Store) -> None:
+async def test_requests_per_minute_refuse_with_retry_after(store: SqliteStore) -> None:
     limits, key = Limits(store), _key(rpm=2)
-    limits.admit(key, _chat(), NOW)
-    second = limits.admit(key, _chat(), NOW)
+    await limits.admit(key, _chat(), NOW)
+    second = await limits.admit(key, _chat(), NOW)
     assert second.headers["x-ratelimit-remaining-requests"] == "0"
     with pytest.raises(ApiError) as caught:
-        limits.admit(key, _chat(), NOW)
+        await limits.admit(key, _chat(), NOW)
     assert (caught.value.status, caught.value.code) == (429, "rate_limit_exceeded")
     assert caught.value.headers["Retry-After"] == "30"
     assert caught.value.headers["retry-after-ms"] == "30000"
-    limits.admit(key, _chat(), NOW + 30)  # one request's worth refilled
+    await limits.admit(key, _chat(), NOW + 30)  # one request's worth refilled
 
 
-def test_a_refused_request_charges_nothing(store: Store) -> None:
+async def test_a_refused_request_charges_nothing(store: SqliteStore) -> None:
     limits, key = Limits(store), _key(rpm=10, tpm=100)
-    first = limits.admit(key, _chat(max_tokens=60), NOW)
+    first = await limits.admit(key, _chat(max_tokens=60), NOW)
     assert first.headers["x-ratelimit-remaining-requests"] == "9"
     with pytest.raises(ApiError) as caught:
-        limits.admit(key, _chat(max_tokens=60), NOW)  # the tokens do not fit: refused whole
+        await limits.admit(key, _chat(max_tokens=60), NOW)  # the tokens do not fit: refused whole
     assert "tokens" in caught.value.message
     first.settle(0)
-    third = limits.admit(key, _chat(max_tokens=10), NOW)
+    third = await limits.admit(key, _chat(max_tokens=10), NOW)
     assert third.headers["x-ratelimit-remaining-requests"] == "8"  # the refused one took none
 
 
-def test_tokens_per_minute_charge_the_reservation_then_settle_to_real_use(store: Store) -> None:
+async def test_tokens_per_minute_charge_the_reservation_then_settle_to_real_use(
+    store: SqliteStore,
+) -> None:
     limits, key = Limits(store), _key(tpm=1000)
-    first = limits.admit(key, _chat("hi", max_tokens=400), NOW)
+    first = await limits.admit(key, _chat("hi", max_tokens=400), NOW)
     charged = first.tokens_taken
     assert 400 < charged < 450
     assert int(first.headers["x-ratelimit-remaining-tokens"]) == 1000 - charged
     first.settle(50)  # it used far less than reserved: the rest comes back
-    second = limits.admit(key, _chat("hi", max_tokens=400), NOW)
+    second = await limits.admit(key, _chat("hi", max_tokens=400), NOW)
     assert int(second.headers["x-ratelimit-remaining-tokens"]) == pytest.approx(
         1000 - 50 - charged, abs=1
     )
 
 
-def test_a_request_bigger_than_the_tpm_waits_for_a_full_bucket(store: Store) -> None:
+async def test_a_request_bigger_than_the_tpm_waits_for_a_full_bucket(store: SqliteStore) -> None:
     limits, key = Limits(store), _key(tpm=100)
-    admission = limits.admit(key, _chat(max_tokens=5000), NOW)  # capped at the bucket's size
+    admission = await limits.admit(key, _chat(max_tokens=5000), NOW)  # capped at the bucket's size
     assert admission.headers["x-ratelimit-remaining-tokens"] == "0"
     admission.settle(5000)  # it did use more: the debt delays the next request
     with pytest.raises(ApiError) as caught:
-        limits.admit(key, _chat(max_tokens=10), NOW + 60)
+        await limits.admit(key, _chat(max_tokens=10), NOW + 60)
     assert caught.value.code == "rate_limit_exceeded"
 
 
-def test_budgets_reserve_and_settle(store: Store) -> None:
+async def test_budgets_reserve_and_settle(store: SqliteStore) -> None:
     limits, key = Limits(store), _key(budget_tokens=1000, budget_period="day")
     reservation = estimate_prompt_tokens(_chat()) + 300
-    held = [limits.admit(key, _chat(max_tokens=300), NOW) for _ in range(1000 // reservation)]
+    held = [await limits.admit(key, _chat(max_tokens=300), NOW) for _ in range(1000 // reservation)]
     assert all(a.charged == reservation for a in held)
     with pytest.raises(ApiError) as caught:
-        limits.admit(key, _chat(max_tokens=300), NOW)
+        await limits.admit(key, _chat(max_tokens=300), NOW)
     error = caught.value
     assert (error.status, error.code) == (429, "budget_exceeded")
     assert "2026-11-24T00:00:00Z" in error.message
@@ -160,26 +162,26 @@ def test_budgets_reserve_and_settle(store: Store) -> None:
     for admission in held:
         admission.settle(10)
         admission.settle(10)  # settling twice changes nothing
-    assert limits.admit(key, _chat(max_tokens=300), NOW).charged == reservation
+    assert (await limits.admit(key, _chat(max_tokens=300), NOW)).charged == reservation
 
 
-def test_a_budgeted_key_gets_a_completion_cap(store: Store) -> None:
+async def test_a_budgeted_key_gets_a_completion_cap(store: SqliteStore) -> None:
     neutral = _chat()
-    Limits(store).admit(_key(budget_tokens=10**6, budget_period="day"), neutral, NOW)
+    await Limits(store).admit(_key(budget_tokens=10**6, budget_period="day"), neutral, NOW)
     assert neutral["options"] == {"num_predict": DEFAULT_COMPLETION_RESERVE}
     unlimited = _chat()
-    Limits(store).admit(_key(), unlimited, NOW)
+    await Limits(store).admit(_key(), unlimited, NOW)
     assert "options" not in unlimited  # without a budget, the model may run to its own end
 
 
-def test_a_budget_starts_from_what_the_store_recorded_and_resets_next_period(
-    store: Store,
+async def test_a_budget_starts_from_what_the_store_recorded_and_resets_next_period(
+    store: SqliteStore,
 ) -> None:
-    store.record(
+    await store.usage.record(
         [], [("k1", "2026-11-23", "t1", 3, 400, 500), ("k1", "2026-11-22", "t1", 1, 0, 900)]
     )
     limits, key = Limits(store), _key(budget_tokens=1000, budget_period="day")
     with pytest.raises(ApiError):
-        limits.admit(key, _chat(max_tokens=100), NOW)  # 900 spent today: 100 + prompt > 100
+        await limits.admit(key, _chat(max_tokens=100), NOW)  # 900 spent today: 100 + prompt > 100
     tomorrow = NOW + 86400
-    assert limits.admit(key, _chat(max_tokens=100), tomorrow).budget is not None
+    assert (await limits.admit(key, _chat(max_tokens=100), tomorrow)).budget is not None
