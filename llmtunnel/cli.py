@@ -13,9 +13,12 @@ import ssl
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from edge.logging_safety import RepeatLimiter
 
 app = typer.Typer(no_args_is_help=True, help="Serve a private GPU box's models as an OpenAI API.")
 edge_app = typer.Typer(no_args_is_help=True, help="Run the public edge server.")
@@ -39,12 +42,29 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _logging(verbose: bool) -> None:
+def _logging(verbose: bool) -> RepeatLimiter:
+    """Log to stderr, through filters that rate-limit repeated records and redact anything that
+    looks like a key (edge/logging_safety.py): nothing a client does can flood the log or put a
+    secret in it. Returns the rate limiter, for its summaries to be flushed now and then."""
+    from edge.logging_safety import RepeatLimiter, protect_handler
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    limiter = RepeatLimiter()
+    for handler in logging.getLogger().handlers:
+        protect_handler(handler, limiter)
+    return limiter
+
+
+async def _flush_log_summaries(limiter: RepeatLimiter) -> None:
+    """Report suppressed log records within seconds of their window ending, even when nothing else
+    is logged after a burst."""
+    while True:
+        await asyncio.sleep(5)
+        limiter.flush()
 
 
 def run_until_signal(main: Coroutine[Any, Any, None]) -> None:
@@ -161,7 +181,7 @@ def edge_serve(
     from edge.server import start_edge
     from edge.tls import CertificateReloader, ensure_self_signed
 
-    _logging(verbose)
+    limiter = _logging(verbose)
     modes = sum([tls_cert is not None or tls_key is not None, self_signed, plain_http])
     if modes != 1:
         _fail("choose exactly one of --tls-cert/--tls-key, --self-signed or --plain-http")
@@ -189,6 +209,7 @@ def edge_serve(
     async def serve() -> None:
         edge = await start_edge(config, host, port, reloader.context if reloader else None)
         watcher = asyncio.create_task(reloader.watch()) if reloader else None
+        summaries = asyncio.create_task(_flush_log_summaries(limiter))
         scheme = config.public_scheme
         typer.echo(f"llmtunnel edge listening on {scheme}://{host}:{edge.port} for *.{domain}")
         if edge.admin_key_path:
@@ -200,7 +221,9 @@ def edge_serve(
         finally:
             if watcher:
                 watcher.cancel()
+            summaries.cancel()
             await edge.stop()
+            limiter.flush(everything=True)
 
     run_until_signal(serve())
 
