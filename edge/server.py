@@ -15,6 +15,7 @@ from edge.app import create_app, drain_agents
 from edge.audit import Recorder, stop_recorder
 from edge.config import EdgeConfig
 from edge.context import EdgeContext
+from edge.data_dir import create_private_file, secure_data_dir
 from edge.limits import Limits
 from edge.registry import Registry
 from edge.store import SqliteStore
@@ -47,9 +48,11 @@ class RunningEdge:
 
 
 def open_context(config: EdgeConfig) -> EdgeContext:
-    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secure_data_dir(config.data_dir)
     secret = credentials.load_or_create_server_secret(config.data_dir / "server.secret")
-    store = SqliteStore(config.data_dir / "edge.db")
+    database = config.data_dir / "edge.db"
+    create_private_file(database)
+    store = SqliteStore(database)
     registry = Registry(max_waiters=config.max_queued)
     recorder = Recorder(store, config.audit_flush_interval, config.audit_retention_days)
     return EdgeContext(

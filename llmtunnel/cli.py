@@ -178,6 +178,7 @@ def edge_serve(
 ) -> None:
     """Serve the public API and the agent endpoint."""
     from edge.config import MIB, EdgeConfig
+    from edge.data_dir import secure_data_dir
     from edge.server import start_edge
     from edge.tls import CertificateReloader, ensure_self_signed
 
@@ -190,6 +191,7 @@ def edge_serve(
     data_dir = data_dir or _default_data_dir()
     host, port = _parse_listen(listen or ("127.0.0.1:8080" if plain_http else "0.0.0.0:443"))
     ca_file: Path | None = None
+    secure_data_dir(data_dir)  # 0700 before anything, the self-signed CA's key included, is in it
     if self_signed:
         bundle = ensure_self_signed(data_dir / "tls", domain)
         tls_cert, tls_key, ca_file = bundle.cert, bundle.key, bundle.ca_cert
