@@ -25,6 +25,14 @@ class EdgeConfig:
     drain_timeout: float = 30.0  # on shutdown, how long running streams may take to finish
     audit_flush_interval: float = 1.0  # a kill -9 loses at most this much audit and usage
     audit_retention_days: float = 90.0  # older audit events are pruned (usage is kept)
+    # Client connections (edge/http_guard.py, edge/listener.py). A new connection must complete
+    # its TLS handshake and first request head within header_timeout of being accepted; a
+    # kept-alive one may then wait idle_timeout for its next request, whose head must be complete
+    # within header_timeout of its first byte. Running requests (streams, agent tunnels) are
+    # never timed by these.
+    header_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    max_connections: int | None = None  # per listener; None: the open-file limit less a reserve
     pairing_ttl: float = 15 * 60.0
     pairing_attempts_per_minute: int = 10
     tunnel: TunnelLimits = field(default_factory=TunnelLimits)

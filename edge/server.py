@@ -1,10 +1,15 @@
-"""Running the edge: open the store, make sure an operator key exists, serve HTTP(S)."""
+"""Running the edge: open the store, make sure an operator key exists, serve HTTP(S).
+
+The data directory is made private first (``edge.data_dir``); client connections are served by
+a ``GuardedSite`` (connection cap, ``edge.listener``) with ``GuardedRequestHandler`` (header and
+idle timeouts, safe parse errors, ``edge.http_guard``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +21,9 @@ from edge.audit import Recorder, stop_recorder
 from edge.config import EdgeConfig
 from edge.context import EdgeContext
 from edge.data_dir import create_private_file, secure_data_dir
+from edge.http_guard import GuardedRequestHandler, head_received_middleware
 from edge.limits import Limits
+from edge.listener import GuardedSite, default_max_connections, open_file_limit
 from edge.registry import Registry
 from edge.store import SqliteStore
 
@@ -28,6 +35,7 @@ ADMIN_KEY_FILE = "admin.key"
 @dataclass(slots=True)
 class RunningEdge:
     runner: web.AppRunner
+    site: GuardedSite
     context: EdgeContext
     port: int
     admin_key_path: Path | None  # set when this start created the operator key
@@ -77,17 +85,44 @@ async def start_edge(
     """Serve the edge on ``host:port`` (0 picks a free port) until ``stop()``."""
     ctx = open_context(config)
     admin_key_path = await ensure_operator_key(ctx)
+    app = create_app(ctx)
+    app.middlewares.insert(0, head_received_middleware)  # outermost: the head is in
     # handler_cancellation: a client that disconnects cancels its handler at once, which sends
     # CANCEL through the tunnel and stops generation on the GPU.
     runner = web.AppRunner(
-        create_app(ctx),
+        app,
         handler_cancellation=True,
         access_log=None,
         shutdown_timeout=5.0,  # after drain_agents(): what is left gets this long
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
+    server = runner.server
+    assert server is not None
+    loop = asyncio.get_running_loop()
+
+    def make_protocol(accepted_at: float, on_close: Callable[[], None]) -> GuardedRequestHandler:
+        return GuardedRequestHandler(
+            server,
+            loop=loop,
+            head_deadline=accepted_at + config.header_timeout,
+            header_timeout=config.header_timeout,
+            on_close=on_close,
+            keepalive_timeout=config.idle_timeout,  # aiohttp's: idle, waiting for a next head
+            access_log=None,
+        )
+
+    max_connections = config.max_connections or default_max_connections(open_file_limit())
+    site = GuardedSite(
+        runner,
+        host,
+        port,
+        make_protocol=make_protocol,
+        max_connections=max_connections,
+        handshake_timeout=config.header_timeout,
+        ssl_context=ssl_context,
+        backlog=1024,
+    )
     await site.start()
-    bound = runner.addresses[0][1] if runner.addresses else port
+    log.info("accepting at most %d connections on %s", max_connections, site.name)
     recorder_task = asyncio.create_task(ctx.recorder.run(), name="audit-recorder")
-    return RunningEdge(runner, ctx, bound, admin_key_path, recorder_task)
+    return RunningEdge(runner, site, ctx, site.port, admin_key_path, recorder_task)
