@@ -174,15 +174,32 @@ def edge_serve(
     audit_retention_days: Annotated[
         float, typer.Option(help="Audit events older than this are deleted.")
     ] = 90.0,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Open client connections, agents included; past it a new one gets a 503 "
+            "[default: the open-file limit less 256, after raising it to the hard limit].",
+        ),
+    ] = None,
+    header_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds a client may take to send a request's headers (and TLS)."),
+    ] = 10.0,
+    idle_timeout: Annotated[
+        float, typer.Option(help="Seconds an idle kept-alive connection stays open.")
+    ] = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the public API and the agent endpoint."""
     from edge.config import MIB, EdgeConfig
     from edge.data_dir import secure_data_dir
+    from edge.listener import raise_open_file_limit
     from edge.server import start_edge
     from edge.tls import CertificateReloader, ensure_self_signed
 
     limiter = _logging(verbose)
+    raise_open_file_limit()
     modes = sum([tls_cert is not None or tls_key is not None, self_signed, plain_http])
     if modes != 1:
         _fail("choose exactly one of --tls-cert/--tls-key, --self-signed or --plain-http")
@@ -206,6 +223,9 @@ def edge_serve(
         audit_flush_interval=audit_flush_seconds,
         audit_retention_days=audit_retention_days,
         agent_ca_file=ca_file,
+        max_connections=max_connections,
+        header_timeout=header_timeout,
+        idle_timeout=idle_timeout,
     )
 
     async def serve() -> None:
