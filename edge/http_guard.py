@@ -143,8 +143,11 @@ class GuardedRequestHandler(RequestHandler):
         self, request: BaseRequest, response: web.StreamResponse, time: float | None
     ) -> None:
         # aiohttp calls this once the response is completely written (or the client went away):
-        # from here on, the connection is waiting for its next request.
+        # from here on, the connection is waiting for its next request, whose first byte starts
+        # a new clock. (Disarming here too covers responses aiohttp sends before any middleware,
+        # such as a rejected Expect: 100-continue.)
         self._in_request = False
+        self._disarm()
         super().log_access(request, response, time)
 
     def handle_error(
@@ -169,8 +172,8 @@ class GuardedRequestHandler(RequestHandler):
         else:
             # Only what escapes every middleware gets here (edge.app's turns errors into JSON).
             log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
-            message = "internal error; it has been logged"
-            error = ApiError(max(status, 500), "internal_error", message)
+            text = "internal error; it has been logged"
+            error = ApiError(max(status, 500), "internal_error", text)
         response = error.response()
         response.force_close()
         return response

@@ -239,21 +239,27 @@ class GuardedSite(web.BaseSite):
     def _admit(self, conn: socket.socket, accepted_at: float) -> None:
         if self.open_connections < self.max_connections:
             self.open_connections += 1
-            self._spawn(self._serve(conn, accepted_at))
+            self._spawn(self._serve(conn, accepted_at), conn)
         elif self.refusing < REFUSALS_AT_ONCE:
             self.refusing += 1
             log.warning(
                 "refusing a new connection with 503: %d open, the limit (--max-connections)",
                 self.open_connections,
             )
-            self._spawn(self._refuse(conn))
+            self._spawn(self._refuse(conn), conn)
         else:
             conn.close()  # past even the refusal budget: no descriptor to spare for an answer
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], conn: socket.socket) -> None:
         task = asyncio.create_task(coro)
         self._connecting.add(task)
-        task.add_done_callback(self._connecting.discard)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._connecting.discard(task)
+            if task.cancelled():  # stop() came first, maybe before the task even ran
+                conn.close()
+
+        task.add_done_callback(done)
 
     async def _serve(self, conn: socket.socket, accepted_at: float) -> None:
         loop = asyncio.get_running_loop()
