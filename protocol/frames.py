@@ -12,9 +12,24 @@ from enum import IntEnum
 from typing import Any, ClassVar
 
 from protocol.errors import RemoteProtocolError
+from protocol.json_values import INT64_MAX, check_json
 
 MAX_WINDOW = 2**31 - 1
 NO_STREAM = 0
+# Bounds of what an agent describes about itself (§5): a model list is kept in the edge's memory
+# for as long as the machine is online and walked on every routing decision.
+MAX_MODELS = 1024
+MAX_MODEL_NAME = 256
+MAX_CAPABILITIES = 32
+MAX_CAPABILITY = 32
+MAX_MODEL_DETAIL = 64  # family, parameter_size, quantization
+MAX_CONTEXT_LENGTH = 2**31 - 1
+MAX_AGENT_VERSION = 64
+# END's usage is added up and stored by the edge; its timings are logged (§7).
+MAX_TOKENS = 2**32 - 1
+MAX_TIMINGS = 16
+MAX_TIMING_NAME = 64
+MAX_TIMEOUT = 7 * 24 * 3600.0  # OPEN's deadline: a week is already far beyond any request
 
 JSONMap = dict[str, Any]
 
@@ -123,15 +138,48 @@ class Ready(Frame):
         _require(0 < self.heartbeat_interval <= 3600, "heartbeat interval out of range")
 
 
-def _check_models(models: list[Any]) -> None:
-    for model in models:
-        _require(
-            isinstance(model, dict)
-            and isinstance(model.get("name"), str)
-            and isinstance(model.get("capabilities"), list)
-            and all(isinstance(c, str) for c in model["capabilities"]),
-            "each model must be a map with a string name and a list of capabilities",
+_MODEL_DETAILS = ("family", "parameter_size", "quantization")
+_MODEL_KEYS = frozenset({"name", "capabilities", "context_length", *_MODEL_DETAILS})
+
+
+def check_model(model: object) -> None:
+    """One entry of a model list (§5): ``name`` and ``capabilities``, optionally
+    ``context_length`` and the short ``family``, ``parameter_size`` and ``quantization``; nothing
+    else, so no value of unchecked type (a msgpack ``bin``, say) reaches the edge's JSON."""
+    if not (
+        isinstance(model, dict)
+        and isinstance(name := model.get("name"), str)
+        and isinstance(capabilities := model.get("capabilities"), list)
+        and all(isinstance(c, str) for c in capabilities)
+    ):
+        raise RemoteProtocolError(
+            "each model must be a map with a string name and a list of capabilities"
         )
+    _require(0 < len(name) <= MAX_MODEL_NAME, f"a model name must be 1 to {MAX_MODEL_NAME} chars")
+    _require(
+        len(capabilities) <= MAX_CAPABILITIES
+        and all(len(c) <= MAX_CAPABILITY for c in capabilities),
+        f"model {name!r}: at most {MAX_CAPABILITIES} capabilities of {MAX_CAPABILITY} chars",
+    )
+    unknown = sorted(str(key) for key in model if key not in _MODEL_KEYS)
+    _require(not unknown, f"model {name!r} has unknown fields {unknown}")
+    context = model.get("context_length")
+    _require(
+        context is None or (type(context) is int and 0 <= context <= MAX_CONTEXT_LENGTH),
+        f"model {name!r}: context_length must be an integer from 0 to {MAX_CONTEXT_LENGTH}",
+    )
+    for detail in _MODEL_DETAILS:
+        value = model.get(detail)
+        _require(
+            value is None or (isinstance(value, str) and len(value) <= MAX_MODEL_DETAIL),
+            f"model {name!r}: {detail} must be a string of at most {MAX_MODEL_DETAIL} chars",
+        )
+
+
+def _check_models(models: list[Any]) -> None:
+    _require(len(models) <= MAX_MODELS, f"{len(models)} models, more than {MAX_MODELS}")
+    for model in models:
+        check_model(model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +193,10 @@ class Hello(Frame):
     models: list[JSONMap]
 
     def check(self) -> None:
+        _require(
+            len(self.agent_version) <= MAX_AGENT_VERSION,
+            f"agent version longer than {MAX_AGENT_VERSION} characters",
+        )
         _require(1 <= self.max_concurrency <= 100_000, "max_concurrency out of range")
         _check_models(self.models)
 
@@ -174,35 +226,66 @@ class Open(StreamFrame):
     def check(self) -> None:
         _check_stream_id(self.stream_id)
         _require(isinstance(self.request.get("op"), str), "request has no op")
-        _require(self.timeout >= 0, "negative timeout")
+        check_json(self.request, "OPEN request")
+        # NaN fails every comparison, so it fails this one too.
+        _require(
+            0 <= self.timeout <= MAX_TIMEOUT,
+            f"timeout {self.timeout} is not between 0 and {MAX_TIMEOUT:g} s",
+        )
+
+
+ToolCall = dict[str, str]  # {id, name, arguments}: arguments is the JSON text of an object
 
 
 @dataclass(frozen=True, slots=True)
 class Delta(StreamFrame):
-    """Agent → edge: coalesced output of one stream. Flow-controlled by its text size (§8)."""
+    """Agent → edge: coalesced output of one stream: text, thinking and whole tool calls.
+
+    Everything in it is charged against the windows (§8), and a DELTA with nothing in it is
+    refused: every frame costs credit, so the frames an edge buffers are bounded by credit."""
 
     TYPE = FrameType.DELTA
     SCHEMA = (int, str, str, list)
     stream_id: int
     content: str
     thinking: str
-    tool_calls: list[JSONMap]
+    tool_calls: list[ToolCall]
 
     def check(self) -> None:
         _check_stream_id(self.stream_id)
         for call in self.tool_calls:
             _require(
                 isinstance(call, dict)
+                and len(call) == 3
                 and isinstance(call.get("id"), str)
                 and isinstance(call.get("name"), str)
-                and isinstance(call.get("arguments"), dict),
-                "a tool call must be a map with string id and name and a map of arguments",
+                and isinstance(call.get("arguments"), str),
+                "a tool call must be a map of exactly id, name and arguments, all strings",
             )
+            # A call always costs credit: its id is never empty, and arguments are at least "{}".
+            _require(
+                bool(call["id"]) and len(call["arguments"]) >= 2,
+                "a tool call needs an id and the JSON text of its arguments",
+            )
+        _require(
+            bool(self.content or self.thinking or self.tool_calls),
+            "empty DELTA: no text, no thinking, no tool call",
+        )
 
     @property
     def flow_size(self) -> int:
-        """Bytes charged against the windows: the UTF-8 size of the text (§8)."""
-        return len(self.content.encode()) + len(self.thinking.encode())
+        """Bytes charged against the windows: the UTF-8 size of the text, the thinking, and each
+        tool call's id, name and arguments (§8)."""
+        return (
+            len(self.content.encode())
+            + len(self.thinking.encode())
+            + sum(tool_call_size(call) for call in self.tool_calls)
+        )
+
+
+def tool_call_size(call: ToolCall) -> int:
+    """What one tool call costs against the windows (§8)."""
+    return len(call["id"].encode()) + len(call["name"].encode()) + len(call["arguments"].encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +302,20 @@ class End(StreamFrame):
 
     def check(self) -> None:
         _check_stream_id(self.stream_id)
-        _require(self.prompt_tokens >= 0 and self.completion_tokens >= 0, "negative usage")
+        _require(
+            0 <= self.prompt_tokens <= MAX_TOKENS and 0 <= self.completion_tokens <= MAX_TOKENS,
+            f"token counts must be from 0 to {MAX_TOKENS}",
+        )
+        _require(len(self.timings) <= MAX_TIMINGS, f"more than {MAX_TIMINGS} timings")
+        for name, value in self.timings.items():
+            _require(
+                isinstance(name, str)
+                and len(name) <= MAX_TIMING_NAME
+                and type(value) is int
+                and 0 <= value <= INT64_MAX,
+                f"a timing must be a name of at most {MAX_TIMING_NAME} characters and an integer"
+                f" from 0 to {INT64_MAX}",
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,20 +7,27 @@ on (or ``None`` when the frame belonged to a stream this side already closed and
 purpose). The application calls ``send()`` for every frame it wants to emit; ``send()`` checks the
 same rules from the other direction and queues the encoded bytes, which the I/O layer collects with
 ``data_to_send()`` and writes in order. Some frames are answered by the machine itself: PING gets a
-PONG, and credit for dropped DELTAs is handed back with WINDOW.
+PONG, and credit for dropped DELTAs is handed back with WINDOW. A peer that keeps sending PINGs
+while the I/O layer cannot write (it stopped reading) would grow the outbox without end, so past
+``MAX_UNSENT_PONGS`` PONGs not yet collected a PING is a protocol error (§9).
 
 Connection states (the same names on both ends; §4):
 
-    START ──CHALLENGE──► CHALLENGED ──AUTH──► AUTHENTICATING ──READY──► OPEN ──GOAWAY──► DRAINING
+    START ──CHALLENGE──► CHALLENGED ──AUTH──► AUTHENTICATING ──READY──► GREETING ──HELLO──► OPEN
+    OPEN ──GOAWAY──► DRAINING
       any state ──ERROR on stream 0──► CLOSED
 
-Streams (§7) are opened only by the edge, with strictly increasing ids (1, 2, 3, …), and
-end with END or ERROR from the agent or CANCEL from the edge. A frame for an id that was opened
-and has since ended is dropped silently (it was in flight when the stream ended); a frame for an
-id never opened is a protocol error.
+GREETING admits nothing but HELLO: the agent says who it is exactly once, before any other
+session frame. The table ``TRANSITIONS`` is the single source of truth for what each state admits.
+
+Streams (§7) are opened only by the edge, with ids 1, 2, 3, … each exactly one above the last, and
+end with END or ERROR from the agent or CANCEL from the edge. Because no id is skipped, every id
+up to the last one was opened: a frame for such an id that is no longer active belongs to a stream
+that ended and is dropped silently (it was in flight when the stream ended); a frame for an id
+above the last one is a protocol error.
 
 Errors: ``receive()`` raises ``RemoteProtocolError`` (answer with ERROR on stream 0 and close);
-``send()`` raises ``LocalProtocolError``. Both carry the wire ``code``.
+``send()`` and ``consumed()`` raise ``LocalProtocolError``. Both carry the wire ``code``.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ class State(Enum):
     START = "start"
     CHALLENGED = "challenged"
     AUTHENTICATING = "authenticating"
+    GREETING = "greeting"  # READY is out; the agent's HELLO must come first (§3)
     OPEN = "open"
     DRAINING = "draining"
     CLOSED = "closed"
@@ -85,9 +93,8 @@ SENDERS: dict[FrameType, frozenset[Role]] = {
 
 # (state, frame type) → state after the frame, whichever side sent it. A missing entry means the
 # frame is not allowed in that state. ERROR on stream 0 is handled before the table: it always
-# closes.
+# closes. HELLO is not a session frame: it is allowed once, in GREETING, and never again.
 _SESSION = {
-    FrameType.HELLO,
     FrameType.MODELS,
     FrameType.DELTA,
     FrameType.EMBEDDINGS,
@@ -101,7 +108,8 @@ _SESSION = {
 TRANSITIONS: dict[tuple[State, FrameType], State] = {
     (State.START, FrameType.CHALLENGE): State.CHALLENGED,
     (State.CHALLENGED, FrameType.AUTH): State.AUTHENTICATING,
-    (State.AUTHENTICATING, FrameType.READY): State.OPEN,
+    (State.AUTHENTICATING, FrameType.READY): State.GREETING,
+    (State.GREETING, FrameType.HELLO): State.OPEN,
     (State.OPEN, FrameType.OPEN): State.OPEN,
     (State.OPEN, FrameType.GOAWAY): State.DRAINING,
     (State.DRAINING, FrameType.GOAWAY): State.DRAINING,
@@ -110,6 +118,9 @@ TRANSITIONS: dict[tuple[State, FrameType], State] = {
 }
 _CROSSED_GOAWAY = (State.DRAINING, FrameType.OPEN)
 FLOW_CONTROLLED = (Delta, Embeddings)  # the frames charged against the windows (§8)
+# Automatic PONGs the I/O layer has not collected yet; past this a PING is refused (§9). An
+# honest peer pings once per heartbeat interval, so only a peer that stops reading gets here.
+MAX_UNSENT_PONGS = 16
 
 
 class _Stream:
@@ -134,12 +145,17 @@ class Connection:
         self.max_receive_frame = max_receive_frame
         self.max_send_frame = max_send_frame
         self.stream_window = 0
+        self.connection_window = 0
         self.draining_sent = False
         self._streams: dict[int, _Stream] = {}
         self._last_stream_id = 0
         self._connection_send = SendWindow(0)
         self._connection_receive = ReceiveWindow(0)
         self._outbox: list[bytes] = []
+        self._unsent_pongs = 0
+        # Flow-controlled bytes received per stream and not yet reported by consumed(); kept
+        # after the stream ends until the application has read them.
+        self._unconsumed: dict[int, int] = {}
 
     # ------------------------------------------------------------------ inspection
 
@@ -167,6 +183,7 @@ class Connection:
     def data_to_send(self) -> list[bytes]:
         """Encoded frames queued by ``send()`` and by automatic replies, oldest first."""
         out, self._outbox = self._outbox, []
+        self._unsent_pongs = 0
         return out
 
     # ------------------------------------------------------------------ sending
@@ -203,8 +220,10 @@ class Connection:
         return data
 
     def _open(self, sid: int, error: type[LocalProtocolError | RemoteProtocolError]) -> None:
-        if sid <= self._last_stream_id:
-            raise error(f"stream id {sid} is not above {self._last_stream_id}")
+        # Exactly one above the last: with no gaps, "at most the last id and not active" means
+        # "ended", which is what lets late frames be dropped rather than refused (§7).
+        if sid != self._last_stream_id + 1:
+            raise error(f"stream id {sid} is not {self._last_stream_id + 1}")
         self._last_stream_id = sid
         self._streams[sid] = _Stream(self.stream_window)
 
@@ -249,9 +268,15 @@ class Connection:
         frame = codec.decode(data, self.max_receive_frame)
         if self.peer not in SENDERS[frame.TYPE]:
             raise RemoteProtocolError(f"the {self.peer.value} never sends {frame.TYPE.name}")
-        self._enter(self._next_state(frame, receiving=True), frame)
+        new_state = self._next_state(frame, receiving=True)
+        if isinstance(frame, Ping) and self._unsent_pongs >= MAX_UNSENT_PONGS:
+            raise RemoteProtocolError(
+                f"peer sends PINGs faster than it reads: {self._unsent_pongs} PONGs are unsent"
+            )
+        self._enter(new_state, frame)
         if isinstance(frame, Ping):
             self.send(Pong(frame.payload))
+            self._unsent_pongs += 1
         if isinstance(frame, StreamFrame) and frame.stream_id != NO_STREAM:
             return self._account_received(frame)
         if isinstance(frame, Window):
@@ -269,12 +294,15 @@ class Connection:
                 raise RemoteProtocolError(f"{frame.TYPE.name} for stream {sid}, never opened")
             if isinstance(frame, FLOW_CONTROLLED):
                 # Sent before our CANCEL arrived: the peer spent connection credit on it.
-                self._connection_receive.receive(frame.flow_size)
-                self._grant_connection(frame.flow_size)
+                size = frame.flow_size
+                self._connection_receive.receive(size)
+                self._grant_connection(size)
             return None
         if isinstance(frame, FLOW_CONTROLLED):
-            stream.receive_window.receive(frame.flow_size)
-            self._connection_receive.receive(frame.flow_size)
+            size = frame.flow_size
+            stream.receive_window.receive(size)
+            self._connection_receive.receive(size)
+            self._unconsumed[sid] = self._unconsumed.get(sid, 0) + size
         elif isinstance(frame, Window):
             stream.send_window.grow(frame.increment)
         elif isinstance(frame, (End, Error, Cancel)):
@@ -284,7 +312,20 @@ class Connection:
     # ------------------------------------------------------------------ flow control (receiver)
 
     def consumed(self, stream_id: int, size: int) -> None:
-        """The application delivered ``size`` bytes of a stream's text: maybe announce credit."""
+        """The application delivered ``size`` bytes of a stream's DELTAs or EMBEDDINGS: maybe
+        announce credit. ``LocalProtocolError`` for a size that was never received: crediting
+        bytes the peer never sent would let it send more than the windows allow (§8)."""
+        unconsumed = self._unconsumed.get(stream_id, 0)
+        if not 0 <= size <= unconsumed:
+            raise LocalProtocolError(
+                f"consumed {size} bytes of stream {stream_id}, which has {unconsumed} unread"
+            )
+        if size == 0:
+            return
+        if size == unconsumed:
+            del self._unconsumed[stream_id]
+        else:
+            self._unconsumed[stream_id] = unconsumed - size
         self._grant_connection(size)
         stream = self._streams.get(stream_id)
         if stream is not None:
@@ -331,6 +372,7 @@ class Connection:
         if self.role is Role.AGENT:
             self.max_send_frame = ready.max_frame
         self.stream_window = ready.stream_window
+        self.connection_window = ready.connection_window
         self._connection_send = SendWindow(ready.connection_window)
         self._connection_receive = ReceiveWindow(ready.connection_window)
 

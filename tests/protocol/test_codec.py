@@ -68,9 +68,11 @@ GOLDEN: list[tuple[Frame, str]] = [
     (Delta(1, "hi", "", []), "95 07 01 a2 68 69 a0 90"),
     (Delta(2, "é", "ok", []), "95 07 02 a2 c3 a9 a2 6f 6b 90"),  # é is c3 a9 in UTF-8
     (Delta(1, "x" * 32, "", []), "95 07 01 d9 20" + " 78" * 32 + " a0 90"),  # str8 from 32 bytes
+    # A tool call is {id, name, arguments}, all str; arguments is JSON text ("{}" is 7b 7d).
     (
-        Delta(9, "", "", [{"id": "c", "name": "f", "arguments": {}}]),
-        "95 07 09 a0 a0 91 83 a2 69 64 a1 63 a4 6e 61 6d 65 a1 66 a9 61 72 67 75 6d 65 6e 74 73 80",
+        Delta(9, "", "", [{"id": "c", "name": "f", "arguments": "{}"}]),
+        "95 07 09 a0 a0 91 83 a2 69 64 a1 63 a4 6e 61 6d 65 a1 66"
+        " a9 61 72 67 75 6d 65 6e 74 73 a2 7b 7d",
     ),
     # EMBEDDINGS: [15, stream_id, index, vectors]; a vector is bin (float32 LE), 1.0 = 00 00 80 3f.
     (Embeddings(1, 0, [b"\x00\x00\x80\x3f"]), "94 0f 01 00 91 c4 04 00 00 80 3f"),
@@ -167,7 +169,7 @@ ONE_OF_EACH: list[Frame] = [
         },
         30.0,
     ),
-    Delta(1, "Hello", "hmm", [{"id": "call_1", "name": "f", "arguments": {"a": [1, None]}}]),
+    Delta(1, "Hello", "hmm", [{"id": "call_1", "name": "f", "arguments": '{"a":[1,null]}'}]),
     End(1, "stop", 12, 34, {"total_duration": 123456789, "load_duration": 0}),
     Error(1, "backend_error", "ollama said no", False),
     Cancel(1, "client went away"),
@@ -284,6 +286,26 @@ MALFORMED: list[tuple[str, str]] = [
     ("92 05 80", "Models.models has type dict"),
     ("92 0e c0", "GoAway.reason has type NoneType"),
     ("95 07 01 a0 a0 80", "Delta.tool_calls has type dict"),
+    ("95 07 01 a0 a0 90", "empty DELTA"),
+    # A tool call's arguments are JSON text now, not a map (PROTOCOL.md §2).
+    (
+        "95 07 01 a0 a0 91 83 a2 69 64 a1 63 a4 6e 61 6d 65 a1 66 a9 61 72 67 75 6d 65 6e 74 73 80",
+        "a tool call must be a map of exactly id, name and arguments",
+    ),
+    # bin where JSON is expected: an OPEN request value, an OPEN request key, a model field.
+    ("94 06 01 82 a2 6f 70 a4 63 68 61 74 a1 78 c4 01 00 00", "bytes value is not JSON"),
+    ("94 06 01 82 a2 6f 70 a4 63 68 61 74 c4 01 78 01 00", "map key of type bytes"),
+    (
+        "92 05 91 83 a4 6e 61 6d 65 a1 6d ac 63 61 70 61 62 69 6c 69 74 69 65 73 90"
+        " a6 66 61 6d 69 6c 79 c4 01 00",
+        "family must be a string",
+    ),
+    # Numbers JSON cannot hold: uint64 beyond int64, NaN (float64 7f f8 …).
+    ("94 06 01 82 a2 6f 70 a4 63 68 61 74 a1 78 cf 80 00 00 00 00 00 00 00 00", "int64"),
+    ("94 06 01 82 a2 6f 70 a4 63 68 61 74 a1 78 cb 7f f8 00 00 00 00 00 00 00", "finite"),
+    ("94 06 01 81 a2 6f 70 a4 63 68 61 74 cb 7f f0 00 00 00 00 00 00", "timeout inf"),
+    # END usage beyond 2³²-1 (the red team's 2⁶⁴-1 broke the edge's database writes).
+    ("96 08 01 a4 73 74 6f 70 00 cf ff ff ff ff ff ff ff ff 80", "token counts"),
     # Well typed but out of range: check() runs on every decoded frame.
     ("93 0b 01 00", "window increment 0"),
     ("93 0a 00 a0", "stream id 0"),
@@ -371,7 +393,7 @@ def test_lengths_up_to_the_frame_size_are_fine() -> None:
     assert decode(encode(frame)) == frame
     wide = Open(1, {"op": "chat", **{f"k{i}": i for i in range(3000)}}, 0)
     assert decode(encode(wide)) == wide
-    long_list = Models([{"name": str(i), "capabilities": []} for i in range(2000)])
+    long_list = Models([{"name": str(i), "capabilities": []} for i in range(1024)])
     assert decode(encode(long_list)) == long_list
 
 
@@ -384,7 +406,7 @@ def test_lengths_up_to_the_frame_size_are_fine() -> None:
         pytest.param("94 06 01 82 a2 6f 70 a4 63 68 61 74 a1 78 c7 00 05 00", id="in-open-request"),
         pytest.param(
             "95 07 01 a0 a0 91 83 a2 69 64 a1 63 a4 6e 61 6d 65 a1 66"
-            " a9 61 72 67 75 6d 65 6e 74 73 81 a1 61 c7 00 05",
+            " a9 61 72 67 75 6d 65 6e 74 73 c7 00 05",
             id="in-tool-call-arguments",
         ),
         pytest.param("96 08 01 a4 73 74 6f 70 00 00 81 a1 74 c7 00 05", id="in-end-timings"),

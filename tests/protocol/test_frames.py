@@ -76,7 +76,23 @@ WIRE_FIELDS: dict[int, tuple[type[Frame], tuple[str, ...]]] = {
 NONCE = b"n" * 32
 SIG = b"s" * 64
 MODEL = {"name": "llama3", "capabilities": ["completion", "tools"]}
-CALL = {"id": "call_1", "name": "f", "arguments": {"x": 1}}
+CALL = {"id": "call_1", "name": "f", "arguments": '{"x":1}'}
+FULL_MODEL = {
+    "name": "m" * 256,
+    "capabilities": ["c" * 32] * 32,
+    "context_length": 2**31 - 1,
+    "family": "f" * 64,
+    "parameter_size": "8B",
+    "quantization": "Q4_K_M",
+}
+
+
+def nested(depth: int) -> dict[str, object]:
+    """An OPEN request whose maps nest ``depth`` deep, counting the request itself."""
+    request: dict[str, object] = {"op": "chat"}
+    for _ in range(depth - 1):
+        request = {"op": "chat", "x": request}
+    return request
 
 
 def test_every_frame_type_code_is_pinned() -> None:
@@ -141,13 +157,23 @@ VALID: list[Frame] = [
     Ready("s", 64 * 1024 * 1024, MAX_WINDOW, MAX_WINDOW, 3600),
     Hello("1.0", 1, []),
     Hello("1.0", 100_000, [MODEL, {"name": "x", "capabilities": [], "family": "llama"}]),
+    Hello("v" * 64, 1, [FULL_MODEL]),
     Models([]),
     Models([MODEL]),
+    Models([{"name": str(i), "capabilities": []} for i in range(1024)]),
+    Models([{**MODEL, "context_length": 0, "family": None}]),
     Open(1, {"op": "chat"}, 0),
     Open(MAX_WINDOW, {"op": "chat", "model": "m"}, 30.5),
-    Delta(1, "", "", []),
+    Open(1, {"op": "chat"}, 7 * 24 * 3600),
+    Open(1, {"op": "chat", "n": [None, True, -(2**63), 2**63 - 1, 1.5, "s", {}, []]}, 0),
+    Open(1, nested(64), 0),
+    Delta(1, "x", "", []),
+    Delta(1, "", "t", []),
+    Delta(1, "", "", [{"id": "c", "name": "", "arguments": "{}"}]),
     Delta(7, "hi", "hm", [CALL]),
     End(1, "stop", 0, 0, {}),
+    End(1, "stop", 2**32 - 1, 2**32 - 1, {f"t{i}": 2**63 - 1 for i in range(16)}),
+    End(1, "stop", 0, 0, {"d" * 64: 0}),
     Error(NO_STREAM, "protocol_error", "", False),
     Error(MAX_WINDOW, "busy", "later", True),
     Cancel(1, ""),
@@ -205,40 +231,81 @@ INVALID: list[tuple[Frame, str]] = [
     (Hello("1", 1, [{"name": "m", "capabilities": "tools"}]), "each model"),
     (Hello("1", 1, [{"name": "m", "capabilities": [1]}]), "each model"),
     (Hello("1", 1, [MODEL, {"name": "m", "capabilities": None}]), "each model"),
+    (Hello("v" * 65, 1, []), "agent version"),
     (Models([{"name": "m"}]), "each model"),
     (Models([None]), "each model"),  # type: ignore[list-item]
-    # OPEN: stream id 1..2³¹-1, a string op, a non-negative timeout.
+    # Model lists are bounded (§5), and hold nothing of unchecked type.
+    (Models([{"name": str(i), "capabilities": []} for i in range(1025)]), "1025 models"),
+    (Models([{"name": "", "capabilities": []}]), "model name"),
+    (Models([{"name": "m" * 257, "capabilities": []}]), "model name"),
+    (Models([{"name": "m", "capabilities": ["c"] * 33}]), "capabilities"),
+    (Models([{"name": "m", "capabilities": ["c" * 33]}]), "capabilities"),
+    (Models([{**MODEL, "context_length": -1}]), "context_length"),
+    (Models([{**MODEL, "context_length": 2**31}]), "context_length"),
+    (Models([{**MODEL, "context_length": "8192"}]), "context_length"),
+    (Models([{**MODEL, "context_length": True}]), "context_length"),
+    (Models([{**MODEL, "context_length": 8192.0}]), "context_length"),
+    (Models([{**MODEL, "family": "f" * 65}]), "family"),
+    (Models([{**MODEL, "parameter_size": b"8B"}]), "parameter_size"),
+    (Models([{**MODEL, "quantization": 4}]), "quantization"),
+    (Models([{**MODEL, "digest": "sha256:…"}]), "unknown fields"),
+    (Models([{**MODEL, b"family": "llama"}]), "unknown fields"),  # type: ignore[dict-item]
+    # OPEN: stream id 1..2³¹-1, a string op, a finite timeout up to a week, a JSON request.
     (Open(0, {"op": "chat"}, 0), "stream id 0"),
     (Open(-1, {"op": "chat"}, 0), "stream id -1"),
     (Open(MAX_WINDOW + 1, {"op": "chat"}, 0), "stream id 2147483648"),
     (Open(1, {}, 0), "no op"),
     (Open(1, {"op": 1}, 0), "no op"),
     (Open(1, {"op": None}, 0), "no op"),
-    (Open(1, {"op": "chat"}, -0.5), "negative timeout"),
-    (Open(1, {"op": "chat"}, math.nan), "negative timeout"),
-    # DELTA: stream id, tool calls {id: str, name: str, arguments: map}.
+    (Open(1, {"op": "chat"}, -0.5), "timeout"),
+    (Open(1, {"op": "chat"}, math.nan), "timeout nan"),
+    (Open(1, {"op": "chat"}, math.inf), "timeout inf"),
+    (Open(1, {"op": "chat"}, 7 * 24 * 3600 + 0.5), "timeout"),
+    (Open(1, {"op": "chat", "image": b"\x89PNG"}, 0), "bytes value is not JSON"),
+    (Open(1, {"op": "chat", b"k": 1}, 0), "map key of type bytes"),  # type: ignore[dict-item]
+    (Open(1, {"op": "chat", "n": [{"x": b""}]}, 0), "bytes value"),
+    (Open(1, {"op": "chat", "seed": 2**63}, 0), "outside int64"),
+    (Open(1, {"op": "chat", "seed": -(2**63) - 1}, 0), "outside int64"),
+    (Open(1, {"op": "chat", "t": math.nan}, 0), "not a finite number"),
+    (Open(1, {"op": "chat", "t": [-math.inf]}, 0), "not a finite number"),
+    (Open(1, nested(65), 0), "nested deeper than 64"),
+    # DELTA: stream id, tool calls of exactly {id, name, arguments} strings, never empty.
     (Delta(0, "x", "", []), "stream id 0"),
     (Delta(-5, "x", "", []), "stream id -5"),
     (Delta(2**31, "x", "", []), "stream id"),
+    (Delta(1, "", "", []), "empty DELTA"),
     (Delta(1, "", "", ["call"]), "tool call"),  # type: ignore[list-item]
-    (Delta(1, "", "", [{"name": "f", "arguments": {}}]), "tool call"),
-    (Delta(1, "", "", [{"id": 1, "name": "f", "arguments": {}}]), "tool call"),
-    (Delta(1, "", "", [{"id": "c", "arguments": {}}]), "tool call"),
-    (Delta(1, "", "", [{"id": "c", "name": None, "arguments": {}}]), "tool call"),
+    (Delta(1, "", "", [{"name": "f", "arguments": "{}"}]), "tool call"),
+    (Delta(1, "", "", [{"id": 1, "name": "f", "arguments": "{}"}]), "tool call"),  # type: ignore[dict-item]
+    (Delta(1, "", "", [{"id": "c", "arguments": "{}"}]), "tool call"),
+    (Delta(1, "", "", [{"id": "c", "name": None, "arguments": "{}"}]), "tool call"),  # type: ignore[dict-item]
     (Delta(1, "", "", [{"id": "c", "name": "f"}]), "tool call"),
-    (Delta(1, "", "", [{"id": "c", "name": "f", "arguments": "{}"}]), "tool call"),
-    (Delta(1, "", "", [{"id": "c", "name": "f", "arguments": []}]), "tool call"),
-    (Delta(1, "", "", [CALL, {"id": "c"}]), "tool call"),
+    (Delta(1, "", "", [{"id": "c", "name": "f", "arguments": {}}]), "tool call"),  # type: ignore[dict-item]
+    (Delta(1, "", "", [{"id": "c", "name": "f", "arguments": b"{}"}]), "tool call"),  # type: ignore[dict-item]
+    (Delta(1, "", "", [{**CALL, "index": "0"}]), "exactly id, name and arguments"),
+    (Delta(1, "", "", [{"id": "", "name": "f", "arguments": "{}"}]), "needs an id"),
+    (Delta(1, "", "", [{"id": "c", "name": "f", "arguments": ""}]), "JSON text"),
+    (Delta(1, "x", "", [CALL, {"id": "c"}]), "tool call"),
     (Embeddings(0, 0, [b"1234"]), "stream id 0"),
     (Embeddings(1, -1, [b"1234"]), "index -1"),
     (Embeddings(1, 0, []), "without vectors"),
     (Embeddings(1, 0, [b""]), "multiple of 4"),
     (Embeddings(1, 0, [b"12345"]), "multiple of 4"),
     (Embeddings(1, 0, [b"1234", "1234"]), "multiple of 4"),  # type: ignore[list-item]
-    # END: stream id, non-negative usage.
+    # END: stream id, usage 0..2³²-1, at most 16 named integer timings.
     (End(0, "stop", 0, 0, {}), "stream id 0"),
-    (End(1, "stop", -1, 0, {}), "negative usage"),
-    (End(1, "stop", 0, -1, {}), "negative usage"),
+    (End(1, "stop", -1, 0, {}), "token counts"),
+    (End(1, "stop", 0, -1, {}), "token counts"),
+    (End(1, "stop", 2**32, 0, {}), "token counts"),
+    (End(1, "stop", 0, 2**64 - 1, {}), "token counts"),
+    (End(1, "stop", 0, 0, {f"t{i}": 0 for i in range(17)}), "more than 16 timings"),
+    (End(1, "stop", 0, 0, {"d" * 65: 0}), "a timing"),
+    (End(1, "stop", 0, 0, {"d": -1}), "a timing"),
+    (End(1, "stop", 0, 0, {"d": 2**63}), "a timing"),
+    (End(1, "stop", 0, 0, {"d": 1.5}), "a timing"),  # type: ignore[dict-item]
+    (End(1, "stop", 0, 0, {"d": True}), "a timing"),
+    (End(1, "stop", 0, 0, {"d": "5"}), "a timing"),  # type: ignore[dict-item]
+    (End(1, "stop", 0, 0, {b"d": 5}), "a timing"),  # type: ignore[dict-item]
     # ERROR: stream 0 allowed, but not negative or too large.
     (Error(-1, "x", "y", False), "stream id -1"),
     (Error(MAX_WINDOW + 1, "x", "y", False), "stream id"),
@@ -274,8 +341,13 @@ def test_embeddings_flow_size_counts_vector_bytes() -> None:
     assert Embeddings(1, 0, [b"\0" * 8, b"\0" * 3072]).flow_size == 3080
 
 
-def test_delta_flow_size_counts_utf8_text_only() -> None:
-    call = {"id": "c", "name": "f", "arguments": {"x": "y" * 100}}
-    assert Delta(1, "héllo", "ok", [call]).flow_size == 6 + 2
-    assert Delta(1, "", "", [call]).flow_size == 0
+def test_delta_flow_size_counts_utf8_text_and_tool_calls() -> None:
+    # §8: content + thinking + each call's id, name and arguments, all in UTF-8 bytes.
+    call = {"id": "c", "name": "f", "arguments": '{"x":"' + "y" * 100 + '"}'}
+    assert Delta(1, "héllo", "ok", [call]).flow_size == 6 + 2 + 1 + 1 + 108
+    assert Delta(1, "", "", [call]).flow_size == 110
     assert Delta(1, "😀", "€", []).flow_size == 4 + 3
+    assert (
+        Delta(1, "", "", [{"id": "é", "name": "ü", "arguments": '{"€":1}'}]).flow_size == 2 + 2 + 9
+    )
+    assert Delta(1, "", "", [call, call]).flow_size == 220

@@ -3,6 +3,7 @@ and every valid frame survives a round trip unchanged."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgpack
@@ -45,26 +46,42 @@ FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 
 # msgpack's integer range: what encode can put on the wire.
 wire_ints = st.integers(min_value=-(2**63), max_value=2**64 - 1)
+# JSON's, as the frames allow it (PROTOCOL.md §2): int64, finite floats.
+json_ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 ids = st.integers(min_value=1, max_value=MAX_WINDOW)
 ids_or_zero = st.integers(min_value=0, max_value=MAX_WINDOW)
 text = st.text(max_size=30)
 json_values: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | wire_ints | st.floats(allow_nan=False) | text,
+    st.none() | st.booleans() | json_ints | st.floats(allow_nan=False, allow_infinity=False) | text,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
     max_leaves=12,
 )
 json_maps = st.dictionaries(text, json_values, max_size=4)
+short = st.text(max_size=8)
 models = st.lists(
     st.fixed_dictionaries(
-        {"name": text, "capabilities": st.lists(text, max_size=4)},
-        optional={"context_length": st.integers(0, 2**20), "family": text},
+        {
+            "name": st.text(min_size=1, max_size=30),
+            "capabilities": st.lists(st.text(max_size=32), max_size=4),
+        },
+        optional={
+            "context_length": st.integers(0, 2**31 - 1),
+            "family": short,
+            "parameter_size": short,
+            "quantization": short,
+        },
     ),
     max_size=3,
 )
+# Arguments are the JSON text of an object, as the agent writes it (§2).
+arguments = json_maps.map(lambda m: json.dumps(m, separators=(",", ":")))
 tool_calls = st.lists(
-    st.fixed_dictionaries({"id": text, "name": text, "arguments": json_maps}), max_size=3
+    st.fixed_dictionaries(
+        {"id": st.text(min_size=1, max_size=30), "name": text, "arguments": arguments}
+    ),
+    max_size=3,
 )
-seconds = st.floats(min_value=0, max_value=1e9) | st.integers(0, 10**6)
+seconds = st.floats(min_value=0, max_value=7 * 24 * 3600) | st.integers(0, 10**5)
 
 STRATEGIES: dict[FrameType, st.SearchStrategy[Frame]] = {
     FrameType.CHALLENGE: st.builds(
@@ -84,19 +101,21 @@ STRATEGIES: dict[FrameType, st.SearchStrategy[Frame]] = {
         ids,
         st.floats(min_value=0, max_value=3600, exclude_min=True) | st.integers(1, 3600),
     ),
-    FrameType.HELLO: st.builds(Hello, text, st.integers(1, 100_000), models),
+    FrameType.HELLO: st.builds(Hello, st.text(max_size=64), st.integers(1, 100_000), models),
     FrameType.MODELS: st.builds(Models, models),
     FrameType.OPEN: st.builds(
         Open, ids, st.builds(lambda m, op: {**m, "op": op}, json_maps, text), seconds
     ),
-    FrameType.DELTA: st.builds(Delta, ids, text, text, tool_calls),
+    FrameType.DELTA: st.builds(Delta, ids, text, text, tool_calls).filter(
+        lambda d: bool(d.content or d.thinking or d.tool_calls)  # an empty DELTA is refused
+    ),
     FrameType.END: st.builds(
         End,
         ids,
         text,
-        st.integers(0, 2**64 - 1),
-        st.integers(0, 2**64 - 1),
-        st.dictionaries(text, st.integers(0, 2**63), max_size=4),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 2**32 - 1),
+        st.dictionaries(st.text(max_size=64), st.integers(0, 2**63 - 1), max_size=16),
     ),
     FrameType.ERROR: st.builds(Error, ids_or_zero, text, text, st.booleans()),
     FrameType.CANCEL: st.builds(Cancel, ids, text),
@@ -233,6 +252,7 @@ def _open_pair() -> tuple[Connection, Connection]:
         (edge, agent, Challenge(b"n" * 32, "edge.test", [1])),
         (agent, edge, Auth("m", 1, b"s" * 64)),
         (edge, agent, Ready("s", 1 << 20, 100, 250, 5.0)),
+        (agent, edge, Hello("1", 4, [])),
         (edge, agent, Open(1, {"op": "chat"}, 0)),
     ]
     for sender, receiver, frame in steps:

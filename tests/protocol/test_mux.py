@@ -7,6 +7,7 @@ of a golden session is fed whole and the state checked after each (PROTOCOL.md �
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 
 import pytest
@@ -45,6 +46,7 @@ from protocol import (
     encode,
 )
 from protocol.frames import MAX_WINDOW, NO_STREAM
+from protocol.mux import MAX_UNSENT_PONGS
 
 STREAM_WINDOW = 100
 CONNECTION_WINDOW = 250
@@ -113,8 +115,8 @@ GOLDEN_SESSION: list[Step] = [
         Role.EDGE,
         Ready("s", 1024, 100, 250, 5.0),
         "96 03 a1 73 cd 04 00 64 cc fa cb 40 14 00 00 00 00 00 00",
-        State.OPEN,
-        State.OPEN,
+        State.GREETING,
+        State.GREETING,
         [],
     ),
     (Role.AGENT, Hello("1", 4, []), "94 04 a1 31 04 90", State.OPEN, State.OPEN, []),
@@ -175,7 +177,8 @@ def test_a_golden_session_message_by_message() -> None:
 
 def test_the_handshake_states_and_limits() -> None:
     edge, agent = handshake(hello=False)
-    assert (edge.state, agent.state) == (State.OPEN, State.OPEN)
+    assert (edge.state, agent.state) == (State.GREETING, State.GREETING)
+    assert edge.connection_window == agent.connection_window == CONNECTION_WINDOW
     assert agent.max_send_frame == READY.max_frame
     assert edge.max_send_frame == 1024 * 1024  # the edge's own limit is not READY's
     assert edge.next_stream_id() == 1
@@ -183,11 +186,43 @@ def test_the_handshake_states_and_limits() -> None:
     assert edge.peer is Role.AGENT and agent.peer is Role.EDGE
 
 
-def test_hello_and_models_are_session_frames() -> None:
+def test_hello_comes_first_after_ready_and_then_models_may_follow() -> None:
     edge, agent = handshake(hello=False)
     agent.send(Hello("1", 1, []))
+    assert (agent.state, edge.state) == (State.OPEN, State.GREETING)
     agent.send(Models([{"name": "m", "capabilities": []}]))
     assert pump(agent, edge) == [Hello("1", 1, []), Models([{"name": "m", "capabilities": []}])]
+    assert edge.state is State.OPEN
+
+
+def test_hello_is_sent_exactly_once() -> None:
+    edge, agent = handshake()
+    with pytest.raises(LocalProtocolError, match="HELLO is not allowed in state open"):
+        agent.send(Hello("1", 1, []))
+    with pytest.raises(RemoteProtocolError, match="HELLO is not allowed in state open"):
+        edge.receive(encode(Hello("1", 1, [])))
+    assert edge.state is agent.state is State.OPEN
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        Models([{"name": "m", "capabilities": []}]),
+        Ping(1),
+        Pong(1),
+        GoAway("bye"),
+        Error(1, "busy", "", True),
+    ],
+    ids=lambda frame: type(frame).__name__,
+)
+def test_no_session_frame_from_the_agent_before_hello(first: Frame) -> None:
+    edge, agent = handshake(hello=False)
+    name = first.TYPE.name
+    with pytest.raises(LocalProtocolError, match=f"{name} is not allowed in state greeting"):
+        agent.send(first)
+    with pytest.raises(RemoteProtocolError, match=f"{name} is not allowed in state greeting"):
+        edge.receive(encode(first))
+    assert edge.state is agent.state is State.GREETING
 
 
 # ------------------------------------------------------------------ the state-by-frame table
@@ -195,7 +230,6 @@ def test_hello_and_models_are_session_frames() -> None:
 # PROTOCOL.md §4, written out: which frame types each state admits (either direction). ERROR on
 # stream 0 is allowed in every state but CLOSED and is tested separately.
 SESSION_TYPES = {
-    FrameType.HELLO,
     FrameType.MODELS,
     FrameType.DELTA,
     FrameType.EMBEDDINGS,
@@ -211,6 +245,7 @@ ALLOWED: dict[str, set[FrameType]] = {
     "start": {FrameType.CHALLENGE},
     "challenged": {FrameType.AUTH},
     "authenticating": {FrameType.READY},
+    "greeting": {FrameType.HELLO},  # HELLO exactly once, first after READY
     "open": SESSION_TYPES | {FrameType.OPEN},
     "draining_by_agent": SESSION_TYPES,
     "draining_by_edge": SESSION_TYPES,
@@ -237,6 +272,7 @@ STATE_OF = {
     "start": State.START,
     "challenged": State.CHALLENGED,
     "authenticating": State.AUTHENTICATING,
+    "greeting": State.GREETING,
     "open": State.OPEN,
     "draining_by_agent": State.DRAINING,
     "draining_by_edge": State.DRAINING,
@@ -250,7 +286,8 @@ def reach(situation: str) -> tuple[Connection, Connection]:
     script: list[tuple[str, Connection, Connection, Frame]] = [
         ("challenged", edge, agent, Challenge(b"n" * 32, "edge.test", [1])),
         ("authenticating", agent, edge, Auth("m", 1, b"s" * 64)),
-        ("open", edge, agent, READY),
+        ("greeting", edge, agent, READY),
+        ("open", agent, edge, Hello("1", 4, [])),
         ("open", edge, agent, Open(1, CHAT, 0)),
     ]
     if situation == "start":
@@ -258,7 +295,7 @@ def reach(situation: str) -> tuple[Connection, Connection]:
     for name, sender, receiver, frame in script:
         sender.send(frame)
         pump(sender, receiver)
-        if name == situation and not isinstance(frame, Ready):
+        if name == situation and not isinstance(frame, Hello):
             return edge, agent
     follow_up: dict[str, tuple[Connection, Connection, Frame]] = {
         "draining_by_agent": (agent, edge, GoAway("agent stops")),
@@ -422,16 +459,29 @@ def test_a_frame_for_a_stream_never_opened_is_a_protocol_error() -> None:
         agent.send(delta(2, 1))
 
 
-def test_stream_ids_must_strictly_increase() -> None:
+def test_stream_ids_go_up_by_exactly_one() -> None:
     edge, agent = reach("open")  # stream 1 is open
-    edge.send(Open(5, CHAT, 0))
+    edge.send(Open(2, CHAT, 0))
     pump(edge, agent)
-    for reused in (1, 5, 3):  # reused while open, reused (latest), decreasing
-        with pytest.raises(LocalProtocolError, match="not above 5"):
-            edge.send(Open(reused, CHAT, 0))
-        with pytest.raises(RemoteProtocolError, match="not above 5"):
-            agent.receive(encode(Open(reused, CHAT, 0)))
-    assert edge.next_stream_id() == agent.next_stream_id() == 6
+    for wrong in (1, 2, 4, 2**31 - 1):  # reused while open, reused (latest), skipping ahead
+        with pytest.raises(LocalProtocolError, match=r"stream id \d+ is not 3"):
+            edge.send(Open(wrong, CHAT, 0))
+        with pytest.raises(RemoteProtocolError, match=r"stream id \d+ is not 3"):
+            agent.receive(encode(Open(wrong, CHAT, 0)))
+    assert edge.next_stream_id() == agent.next_stream_id() == 3
+
+
+def test_with_no_id_skipped_every_id_up_to_the_last_has_ended_or_is_active() -> None:
+    # A skipped id would have been dropped as "late" forever; now it cannot exist, so a frame
+    # for an id at most the last one and not active really belongs to a stream that ended.
+    edge, agent = reach("open")
+    open_stream(edge, agent)
+    agent.send(End(1, "stop", 0, 0, {}))
+    pump(agent, edge)
+    assert [edge.is_active(sid) for sid in (1, 2, 3)] == [False, True, False]
+    assert edge.receive(encode(delta(1, 1))) is None  # ended: dropped as late
+    with pytest.raises(RemoteProtocolError, match="never opened"):
+        edge.receive(encode(delta(3, 1)))
 
 
 def test_a_stream_id_is_not_reused_after_the_stream_ended() -> None:
@@ -469,6 +519,47 @@ def test_the_agent_may_ping_too_and_draining_still_answers() -> None:
     assert queued(edge) == [Pong(42)]
 
 
+def test_pings_faster_than_pongs_are_collected_are_refused() -> None:
+    # §9: a peer that keeps pinging while its side of the link does not read would grow the
+    # outbox without end. Up to 16 unsent PONGs are fine; the 17th PING is a protocol error.
+    edge, _ = handshake()
+    for payload in range(MAX_UNSENT_PONGS):
+        assert edge.receive(encode(Ping(payload))) == Ping(payload)
+    with pytest.raises(RemoteProtocolError, match="PINGs faster than it reads: 16 PONGs"):
+        edge.receive(encode(Ping(99)))
+    assert edge.state is State.OPEN  # refused before anything changed …
+    assert queued(edge) == [Pong(n) for n in range(MAX_UNSENT_PONGS)]  # … and nothing queued
+    # Once the outbox is collected the count starts again.
+    for payload in range(MAX_UNSENT_PONGS):
+        edge.receive(encode(Ping(payload)))
+    assert len(edge.data_to_send()) == MAX_UNSENT_PONGS
+
+
+def test_a_ping_answered_each_time_is_never_refused() -> None:
+    edge, agent = handshake()
+    for payload in range(10 * MAX_UNSENT_PONGS):
+        agent.send(Ping(payload))
+        pump(agent, edge)
+        assert pump(edge, agent) == [Pong(payload)]
+
+
+def test_only_pongs_count_against_the_pong_bound() -> None:
+    edge, agent = handshake()
+    sid, late = open_stream(edge, agent), open_stream(edge, agent)
+    edge.send(Cancel(late, "gone"))
+    for _ in range(3 * MAX_UNSENT_PONGS):
+        agent.send(delta(sid, 1))
+        agent.send(Pong(1))
+    agent.send(delta(late, STREAM_WINDOW))  # dropped on arrival, its credit counted as read
+    pump(agent, edge)
+    edge.consumed(sid, 3 * MAX_UNSENT_PONGS)  # 100 + 48 read: a WINDOW joins the outbox
+    for payload in range(MAX_UNSENT_PONGS):
+        edge.receive(encode(Ping(payload)))
+    replies = queued(edge)
+    assert replies[0] == Cancel(late, "gone") and Window(NO_STREAM, 148) in replies
+    assert replies.count(Pong(0)) == 1 and len(replies) == 2 + MAX_UNSENT_PONGS
+
+
 def test_an_unsolicited_pong_is_accepted_and_not_answered() -> None:
     _, agent = handshake()
     assert agent.receive(encode(Pong(9))) == Pong(9)
@@ -493,14 +584,38 @@ def test_the_agent_cannot_send_beyond_its_credit() -> None:
         agent.send(Delta(sid, "", "x", []))  # thinking text is charged as well
 
 
-def test_tool_calls_are_not_charged() -> None:
+def test_tool_calls_are_charged_like_text() -> None:
+    # §8: a tool call costs the UTF-8 bytes of its id, name and arguments. They used to be free,
+    # and an agent could send tool-call-only DELTAs forever to a client that never read.
     edge, agent = handshake()
     sid = open_stream(edge, agent)
-    agent.send(delta(sid, STREAM_WINDOW))
-    assert agent.credit(sid) == 0
-    call = Delta(sid, "", "", [{"id": "call_1", "name": "f", "arguments": {"x": "y" * 200}}])
-    agent.send(call)
-    assert pump(agent, edge) == [delta(sid, STREAM_WINDOW), call]
+    call = {"id": "call_1", "name": "f", "arguments": '{"x":"' + "y" * 40 + '"}'}  # 6+1+48
+    agent.send(Delta(sid, "ab", "", [call]))
+    assert agent.credit(sid) == STREAM_WINDOW - 57
+    assert pump(agent, edge) == [Delta(sid, "ab", "", [call])]
+    with pytest.raises(LocalProtocolError, match="credit"):
+        agent.send(Delta(sid, "", "", [call]))  # 55 bytes, 43 left
+    assert agent.data_to_send() == []
+
+
+def test_a_tool_call_beyond_the_credit_is_a_flow_control_error() -> None:
+    edge, agent = handshake()
+    sid = open_stream(edge, agent)
+    edge.receive(encode(delta(sid, STREAM_WINDOW - 10)))
+    call = {"id": "c", "name": "f", "arguments": '{"x":1}'}  # 9 bytes: fits
+    assert edge.receive(encode(Delta(sid, "", "", [call]))) == Delta(sid, "", "", [call])
+    with pytest.raises(FlowControlError, match="peer sent 9 bytes with only 1 of credit"):
+        edge.receive(encode(Delta(sid, "", "", [call])))
+
+
+def test_an_empty_delta_is_refused_both_ways() -> None:
+    # Every DELTA costs credit, so an edge never buffers frames that cost nothing (§8).
+    edge, agent = handshake()
+    sid = open_stream(edge, agent)
+    with pytest.raises(LocalProtocolError, match="empty DELTA"):
+        agent.send(Delta(sid, "", "", []))
+    with pytest.raises(RemoteProtocolError, match="empty DELTA"):
+        edge.receive(bytes.fromhex("95 07 01 a0 a0 90"))
 
 
 def test_delta_size_is_counted_in_utf8_bytes() -> None:
@@ -649,13 +764,58 @@ def test_late_deltas_still_count_against_the_connection_window() -> None:
 def test_consumed_on_a_closed_stream_still_returns_connection_credit() -> None:
     edge, agent = handshake()
     sid = open_stream(edge, agent)
+    other = open_stream(edge, agent)
     agent.send(delta(sid, 100))
     agent.send(End(sid, "stop", 1, 1, {}))
+    agent.send(delta(other, 30))
     pump(agent, edge)
     assert not edge.is_active(sid)
-    edge.consumed(sid, 100)
-    edge.consumed(sid, 30)
+    edge.consumed(sid, 100)  # read after the stream ended: still counted for the connection
+    edge.consumed(other, 30)
     assert queued(edge) == [Window(NO_STREAM, 130)]  # no stream WINDOW for an ended stream
+
+
+@pytest.mark.parametrize(
+    ("received", "consumed", "left"),
+    [
+        (0, 1, 0),  # nothing was received
+        (40, 41, 40),  # more than was received
+        (40, -1, 40),  # negative
+    ],
+)
+def test_consumed_refuses_bytes_that_were_never_received(
+    received: int, consumed: int, left: int
+) -> None:
+    # §8: handing back credit for bytes the agent never sent would let it exceed the windows.
+    edge, agent = handshake()
+    sid = open_stream(edge, agent)
+    if received:
+        agent.send(delta(sid, received))
+        pump(agent, edge)
+    with pytest.raises(LocalProtocolError, match=f"consumed {consumed} bytes of stream {sid}"):
+        edge.consumed(sid, consumed)
+    assert edge.data_to_send() == []
+    edge.consumed(sid, left)  # what was received can still be consumed, once
+    with pytest.raises(LocalProtocolError):
+        edge.consumed(sid, 1)
+
+
+def test_consumed_counts_per_stream_and_across_reads() -> None:
+    edge, agent = handshake()
+    first, second = open_stream(edge, agent), open_stream(edge, agent)
+    agent.send(delta(first, 30))
+    agent.send(delta(second, 20))
+    agent.send(delta(first, 10))
+    pump(agent, edge)
+    with pytest.raises(LocalProtocolError, match="has 20 unread"):
+        edge.consumed(second, 40)  # the first stream's bytes are not the second's
+    edge.consumed(first, 25)
+    edge.consumed(first, 15)
+    edge.consumed(second, 20)
+    edge.consumed(second, 0)  # nothing is fine
+    with pytest.raises(LocalProtocolError, match="has 0 unread"):
+        edge.consumed(first, 1)
+    assert queued(edge) == []  # 60 < 125, and less than half a window per stream
 
 
 # ------------------------------------------------------------------ ending streams (§7)
@@ -845,21 +1005,31 @@ def test_receive_enforces_the_receive_limit() -> None:
 def test_the_agent_may_not_send_frames_over_readys_max_frame() -> None:
     edge, agent = handshake()
     sid = open_stream(edge, agent)
-    big = Delta(sid, "", "", [{"id": "c", "name": "f", "arguments": {"x": "y" * 2000}}])
+    big = Delta(sid, "", "", [{"id": "c", "name": "f", "arguments": '{"x":"' + "y" * 2000 + '"}'}])
     with pytest.raises(LocalProtocolError, match="exceeds limit 1024"):
         agent.send(big)
     assert agent.data_to_send() == []
 
 
 def test_a_refused_send_leaves_no_trace_agent_side() -> None:
-    # A DELTA within credit but over the frame limit (its tool call is not charged) is refused;
-    # the refusal must not spend credit the peer never learns about.
-    edge, agent = handshake()
-    sid = open_stream(edge, agent)
-    big = Delta(sid, "x" * 10, "", [{"id": "c", "name": "f", "arguments": {"x": "y" * 2000}}])
-    with pytest.raises(LocalProtocolError):
+    # A DELTA within credit but over the frame limit is refused; the refusal must not spend
+    # credit the peer never learns about.
+    edge, agent = Connection(Role.EDGE), Connection(Role.AGENT)
+    for sender, receiver, frame in [
+        (edge, agent, Challenge(b"n" * 32, "edge.test", [1])),
+        (agent, edge, Auth("m", 1, b"s" * 64)),
+        (edge, agent, Ready("s", 1024, 4096, 8192, 5.0)),
+        (agent, edge, Hello("1", 4, [])),
+        (edge, agent, Open(1, CHAT, 0)),
+    ]:
+        sender.send(frame)
+        pump(sender, receiver)
+    big = Delta(1, "x" * 10, "", [{"id": "c", "name": "f", "arguments": '"' + "y" * 2000 + '"'}])
+    assert big.flow_size < agent.credit(1)
+    with pytest.raises(LocalProtocolError, match="exceeds limit 1024"):
         agent.send(big)
-    assert agent.credit(sid) == STREAM_WINDOW
+    assert agent.credit(1) == 4096
+    assert agent.data_to_send() == []
 
 
 def test_a_refused_send_leaves_no_trace_edge_side() -> None:
@@ -872,6 +1042,8 @@ def test_a_refused_send_leaves_no_trace_edge_side() -> None:
     pump(agent, edge)
     edge.send(READY)
     pump(edge, agent)
+    agent.send(Hello("1", 4, []))
+    pump(agent, edge)
     with pytest.raises(LocalProtocolError, match="exceeds limit 2048"):
         edge.send(Open(1, {"op": "chat", "image": "i" * 4000}, 0))
     assert edge.data_to_send() == []
@@ -891,7 +1063,17 @@ SEND_INVALID: list[tuple[str, Role, Frame]] = [
     ("zero window increment", Role.EDGE, Window(1, 0)),
     ("window for a stream never opened", Role.EDGE, Window(99, 5)),
     ("open without an op", Role.EDGE, Open(2, {}, 0)),
-    ("malformed tool call", Role.AGENT, Delta(1, "", "", [{"id": 1}])),
+    ("malformed tool call", Role.AGENT, Delta(1, "", "", [{"id": 1}])),  # type: ignore[dict-item]
+    (
+        "tool call with map arguments",
+        Role.AGENT,
+        Delta(1, "", "", [{"id": "c", "name": "f", "arguments": {}}]),  # type: ignore[dict-item]
+    ),
+    ("empty delta", Role.AGENT, Delta(1, "", "", [])),
+    ("skipped stream id", Role.EDGE, Open(3, CHAT, 0)),
+    ("bin in a request", Role.EDGE, Open(2, {"op": "chat", "image": b"\x89PNG"}, 0)),
+    ("infinite timeout", Role.EDGE, Open(2, CHAT, math.inf)),
+    ("usage beyond 2**32", Role.AGENT, End(1, "stop", 2**64 - 1, 0, {})),
     ("ping payload beyond msgpack", Role.EDGE, Ping(2**64)),
     ("lone surrogate in text", Role.AGENT, Delta(1, "\ud800", "", [])),
     ("lone surrogate in a reason", Role.EDGE, Cancel(1, "\udcff")),

@@ -83,7 +83,6 @@ SENDERS: dict[FrameType, frozenset[Role]] = {
     FrameType.GOAWAY: frozenset(Role),
 }
 _SESSION = [
-    FrameType.HELLO,
     FrameType.MODELS,
     FrameType.DELTA,
     FrameType.EMBEDDINGS,
@@ -98,7 +97,8 @@ _SESSION = [
 TABLE: dict[tuple[State, FrameType], State] = {
     (State.START, FrameType.CHALLENGE): State.CHALLENGED,
     (State.CHALLENGED, FrameType.AUTH): State.AUTHENTICATING,
-    (State.AUTHENTICATING, FrameType.READY): State.OPEN,
+    (State.AUTHENTICATING, FrameType.READY): State.GREETING,
+    (State.GREETING, FrameType.HELLO): State.OPEN,  # HELLO once, before any session frame
     (State.OPEN, FrameType.OPEN): State.OPEN,
     (State.OPEN, FrameType.GOAWAY): State.DRAINING,
     (State.DRAINING, FrameType.GOAWAY): State.DRAINING,
@@ -141,14 +141,16 @@ class End_:
         """The exception send() must raise, or None when the frame may go out."""
         if self.role not in SENDERS[frame.TYPE] or self.state is State.CLOSED:
             return LocalProtocolError
+        if isinstance(frame, Delta) and frame.flow_size == 0:  # §8: every DELTA costs credit
+            return LocalProtocolError
         if isinstance(frame, Error) and frame.stream_id == NO_STREAM:
             return None
         if (self.state, frame.TYPE) not in TABLE:
             return LocalProtocolError
         if isinstance(frame, StreamFrame) and frame.stream_id != NO_STREAM:
             sid = frame.stream_id
-            if isinstance(frame, Open):
-                return LocalProtocolError if sid <= self.last_id else None
+            if isinstance(frame, Open):  # §7: ids go up by exactly one
+                return LocalProtocolError if sid != self.last_id + 1 else None
             if isinstance(frame, Window):  # credit by hand: fine for any stream once opened
                 return LocalProtocolError if sid > self.last_id else None
             if sid not in self.active:
@@ -162,6 +164,8 @@ class End_:
         """The exception receive() must raise, or "frame" / "none" for what it returns."""
         if self.state is State.CLOSED or other(self.role) not in SENDERS[frame.TYPE]:
             return RemoteProtocolError
+        if isinstance(frame, Delta) and frame.flow_size == 0:
+            return RemoteProtocolError
         if isinstance(frame, Error) and frame.stream_id == NO_STREAM:
             return "frame"
         if (self.state, frame.TYPE) not in TABLE and not self.crossed_open(frame):
@@ -169,7 +173,7 @@ class End_:
         if isinstance(frame, StreamFrame) and frame.stream_id != NO_STREAM:
             sid = frame.stream_id
             if isinstance(frame, Open):
-                return RemoteProtocolError if sid <= self.last_id else "frame"
+                return RemoteProtocolError if sid != self.last_id + 1 else "frame"
             if sid not in self.active:
                 if sid > self.last_id:
                     return RemoteProtocolError
@@ -384,15 +388,24 @@ class Tunnel(RuleBasedStateMachine):
         }
         self.send(role, frames[kind])
 
-    @rule(back=st.sampled_from([0, 0, 0, 0, 1, 2]))
-    def edge_opens(self, back: int) -> None:
-        self.send(Role.EDGE, Open(max(1, self.model[Role.EDGE].last_id + 1 - back), {"op": "x"}, 0))
+    @rule(step=st.sampled_from([1, 1, 1, 1, 1, 0, -1, 2]))
+    def edge_opens(self, step: int) -> None:
+        """Mostly the next id; sometimes one reused, or one that skips an id (§7)."""
+        self.send(Role.EDGE, Open(max(1, self.model[Role.EDGE].last_id + step), {"op": "x"}, 0))
 
-    @rule(data=st.data(), size=st.integers(0, 110), thinking=st.booleans())
-    def agent_sends_delta(self, data: st.DataObject, size: int, thinking: bool) -> None:
+    @rule(
+        data=st.data(),
+        size=st.integers(0, 110),
+        thinking=st.booleans(),
+        calls=st.integers(0, 2),
+    )
+    def agent_sends_delta(self, data: st.DataObject, size: int, thinking: bool, calls: int) -> None:
         sid = self.stream_id(data, Role.AGENT)
         text = "é" * (size // 2) + "x" * (size % 2)  # multi-byte text: credit counts bytes
-        self.send(Role.AGENT, Delta(sid, "", text, []) if thinking else Delta(sid, text, "", []))
+        # Tool calls are charged too: id + name + arguments, in UTF-8 bytes (§8).
+        tool_calls = [{"id": f"c{n}", "name": "f", "arguments": '{"é":1}'} for n in range(calls)]
+        frame = Delta(sid, "", text, tool_calls) if thinking else Delta(sid, text, "", tool_calls)
+        self.send(Role.AGENT, frame)
 
     @rule(data=st.data())
     def agent_sends_all_its_credit(self, data: st.DataObject) -> None:
@@ -423,6 +436,19 @@ class Tunnel(RuleBasedStateMachine):
         expected = self.model[Role.EDGE].consumed(sid, size)
         self.conn[Role.EDGE].consumed(sid, size)
         self.collect(Role.EDGE, expected)
+
+    @precondition(lambda self: self.conn[Role.EDGE].state in (State.OPEN, State.DRAINING))
+    @rule(data=st.data(), extra=st.integers(1, 50), negative=st.booleans())
+    def client_reads_more_than_arrived(
+        self, data: st.DataObject, extra: int, negative: bool
+    ) -> None:
+        """consumed() refuses a size never received, or negative, and changes nothing (§8)."""
+        buffered = self.model[Role.EDGE].buffered
+        sid = data.draw(st.sampled_from(sorted({*buffered, 1, self.model[Role.EDGE].last_id + 1})))
+        size = -extra if negative else buffered.get(sid, 0) + extra
+        error = raised(lambda: self.conn[Role.EDGE].consumed(sid, size))
+        assert isinstance(error, LocalProtocolError), f"consumed({sid}, {size}): {error!r}"
+        assert self.conn[Role.EDGE].data_to_send() == []
 
     @precondition(lambda self: self.conn[Role.EDGE].state in (State.OPEN, State.DRAINING))
     @rule()
@@ -504,7 +530,12 @@ class Tunnel(RuleBasedStateMachine):
             FrameType.HELLO: Hello("1", 1, []),
             FrameType.MODELS: Models([]),
             FrameType.OPEN: Open(sid, {"op": "x"}, 0),
-            FrameType.DELTA: Delta(sid, "x" * size, "", []),
+            FrameType.DELTA: Delta(
+                sid,
+                "x" * (size // 2),
+                "",
+                [{"id": "c", "name": "f", "arguments": "{}"}] * (size % 2),
+            ),
             FrameType.EMBEDDINGS: Embeddings(sid, 0, [b"\0" * (4 * (size // 4 + 1))]),
             FrameType.END: End(sid, "stop", 0, 0, {}),
             FrameType.ERROR: Error(NO_STREAM if zero else sid, "x", "", False),

@@ -28,7 +28,17 @@ FORBIDDEN = frozenset(
 )
 PACKAGE = Path(protocol.__file__).parent
 ROOT = PACKAGE.parent
-MODULES = {"__init__", "codec", "errors", "frames", "handshake", "mux", "windows"}
+MODULES = {
+    "__init__",
+    "codec",
+    "errors",
+    "frames",
+    "handshake",
+    "json_values",
+    "liveness",
+    "mux",
+    "windows",
+}
 
 
 def forbidden(name: str) -> bool:
@@ -39,7 +49,8 @@ def test_importing_protocol_loads_no_io_module() -> None:
     code = (
         "import json, sys\n"
         "import protocol, protocol.codec, protocol.errors, protocol.frames\n"
-        "import protocol.handshake, protocol.mux, protocol.windows\n"
+        "import protocol.handshake, protocol.json_values, protocol.liveness, protocol.mux\n"
+        "import protocol.windows\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     out = subprocess.run(
