@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import httpx
 import ollama
 
-from protocol import ErrorCode
+from protocol import ErrorCode, RemoteProtocolError
+from protocol.frames import MAX_CONTEXT_LENGTH, MAX_MODELS, ToolCall, check_model
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class Piece:
 
     content: str = ""
     thinking: str = ""
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,8 @@ class OllamaBackend:
         )
 
     async def discover(self) -> list[dict[str, Any]]:
-        """Every local model with its capabilities, from ``/api/tags`` and ``/api/show``."""
+        """Every local model with its capabilities, from ``/api/tags`` and ``/api/show``; those
+        the tunnel cannot describe (PROTOCOL.md §2's bounds) are left out and logged."""
         try:
             listing = await self._client.list()
             models = []
@@ -134,7 +136,7 @@ class OllamaBackend:
                 models.append(_model_info(entry, shown))
         except Exception as exc:
             raise _translate(exc) from exc
-        return sorted(models, key=lambda m: m["name"])
+        return _describable(sorted(models, key=lambda m: m["name"]))
 
     async def stream(self, request: dict[str, Any]) -> AsyncIterator[Piece | Vectors | Finish]:
         """Run a neutral request; ``BackendError`` for every failure."""
@@ -214,11 +216,14 @@ def _piece(chunk: ollama.ChatResponse | ollama.GenerateResponse) -> Piece:
         return Piece(chunk.response or "", chunk.thinking or "")
     message = chunk.message
     calls = [
-        # The client drops Ollama's own call ids and indexes, so the agent makes its own.
+        # The client drops Ollama's own call ids and indexes, so the agent makes its own. The
+        # arguments travel as compact JSON text (PROTOCOL.md §2): what OpenAI clients expect
+        # as is, and what the windows charge by its size (§8). ASCII escapes keep a lone
+        # surrogate from the model encodable.
         {
             "id": "call_" + secrets.token_hex(12),
             "name": call.function.name,
-            "arguments": dict(call.function.arguments),
+            "arguments": json.dumps(dict(call.function.arguments), separators=(",", ":")),
         }
         for call in message.tool_calls or ()
     ]
@@ -240,6 +245,22 @@ def _finish(chunk: ollama.ChatResponse | ollama.GenerateResponse, called_tools: 
     return Finish(reason, chunk.prompt_eval_count or 0, chunk.eval_count or 0, timings)
 
 
+def _describable(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The models HELLO and MODELS can carry: one the edge would refuse would otherwise refuse
+    the whole list, and the agent could never log in (PROTOCOL.md §5)."""
+    kept = []
+    for model in models:
+        try:
+            check_model(model)
+        except RemoteProtocolError as exc:
+            log.warning("leaving out a model the tunnel cannot describe: %s", exc)
+            continue
+        kept.append(model)
+    if len(kept) > MAX_MODELS:
+        log.warning("Ollama lists %d models; advertising the first %d", len(kept), MAX_MODELS)
+    return kept[:MAX_MODELS]
+
+
 def _model_info(entry: ollama.ListResponse.Model, shown: ollama.ShowResponse) -> dict[str, Any]:
     details = entry.details
     info: dict[str, Any] = {
@@ -254,6 +275,6 @@ def _model_info(entry: ollama.ListResponse.Model, shown: ollama.ShowResponse) ->
     model_info = shown.modelinfo or {}
     architecture = model_info.get("general.architecture")
     context = model_info.get(f"{architecture}.context_length") if architecture else None
-    if isinstance(context, int):
+    if type(context) is int and 0 <= context <= MAX_CONTEXT_LENGTH:  # else unknown, not wrong
         info["context_length"] = context
     return info

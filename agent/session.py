@@ -6,6 +6,8 @@ writes them. While the writer waits on the socket, tokens pile up in the buffers
 together in one frame: at low load every token goes out at once, at high load the per-token cost
 disappears (DESIGN.md "coalesced"). A buffer that outgrows the stream window pauses its task, so
 a slow client stops the agent reading from Ollama instead of filling memory (PROTOCOL.md §8).
+A write that cannot finish within two heartbeat intervals means the edge stopped reading: the
+link is dropped and redialled rather than left to fill memory (§9).
 """
 
 from __future__ import annotations
@@ -45,11 +47,13 @@ from protocol import (
     choose_version,
 )
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
-from protocol.liveness import Liveness
+from protocol.frames import ToolCall, tool_call_size
+from protocol.liveness import Liveness, Verdict
 
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.1.0"
+WRITE_TIMEOUT_INTERVALS = 2  # heartbeat intervals one write may take before the link is dropped
 
 
 class EdgeRefused(Exception):
@@ -69,7 +73,8 @@ class Outgoing:
 
     thinking: str = ""
     content: str = ""
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: deque[ToolCall] = field(default_factory=deque)
+    tool_call_bytes: int = 0
     vectors: deque[bytes] = field(default_factory=deque)
     vector_index: int = 0  # the input index of the first vector in ``vectors``
     vector_bytes: int = 0
@@ -77,8 +82,9 @@ class Outgoing:
     drained: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
-    def pending_chars(self) -> int:
-        return len(self.thinking) + len(self.content) + self.vector_bytes
+    def pending_size(self) -> int:
+        """Roughly the credit the waiting output needs (text counted in characters)."""
+        return len(self.thinking) + len(self.content) + self.tool_call_bytes + self.vector_bytes
 
     def add(self, piece: Piece | Vectors) -> None:
         if isinstance(piece, Vectors):
@@ -88,15 +94,23 @@ class Outgoing:
             self.thinking += piece.thinking
             self.content += piece.content
             self.tool_calls.extend(piece.tool_calls)
+            self.tool_call_bytes += sum(tool_call_size(call) for call in piece.tool_calls)
         self.drained.clear()
 
     def take(self, stream_id: int, credit: int) -> Delta | Embeddings | None:
-        """Up to ``credit`` bytes of text (thinking first) and every pending tool call; else as
-        many whole vectors as the credit pays for."""
+        """Up to ``credit`` bytes (PROTOCOL.md §8): text first, thinking before content, cut
+        between any two characters; then whole tool calls, in order, while the credit left
+        covers the next one. A tool call is never split. Else as many whole vectors as the
+        credit pays for."""
         if self.thinking or self.content or self.tool_calls:
             thinking, self.thinking, credit = _split(self.thinking, credit)
-            content, self.content, _ = _split(self.content, credit)
-            calls, self.tool_calls = self.tool_calls, []
+            content, self.content, credit = _split(self.content, credit)
+            calls: list[ToolCall] = []
+            if not (self.thinking or self.content):  # a call never overtakes text before it
+                while self.tool_calls and (size := tool_call_size(self.tool_calls[0])) <= credit:
+                    calls.append(self.tool_calls.popleft())
+                    self.tool_call_bytes -= size
+                    credit -= size
             if not (thinking or content or calls):
                 return None
             return Delta(stream_id, content, thinking, calls)
@@ -230,6 +244,9 @@ class TunnelSession:
     async def _serve(self, sid: int, request: dict[str, Any], timeout: float) -> None:
         out = self._outgoing[sid]
         window = self._conn.stream_window
+        # What one frame's worth of credit can ever reach: a tool call or a vector larger than
+        # this could never be sent whole (PROTOCOL.md §8).
+        largest = min(window, self._conn.connection_window)
         try:
             async with asyncio.timeout(timeout or None):
                 async for item in self._backend.stream(request):
@@ -242,14 +259,22 @@ class TunnelSession:
                             item.timings,
                         )
                         break
-                    if isinstance(item, Vectors) and any(len(v) > window for v in item.vectors):
-                        # It could never be sent whole within the stream's credit (§8).
-                        message = f"an embedding is larger than the tunnel's {window}-byte window"
+                    if isinstance(item, Vectors) and any(len(v) > largest for v in item.vectors):
+                        message = f"an embedding is larger than the tunnel's {largest}-byte window"
                         out.final = Error(sid, str(ErrorCode.BAD_REQUEST), message, False)
+                        break
+                    if isinstance(item, Piece) and any(
+                        tool_call_size(call) > largest for call in item.tool_calls
+                    ):
+                        message = (
+                            f"the model made a tool call larger than the tunnel's {largest}-byte"
+                            " window"
+                        )
+                        out.final = Error(sid, str(ErrorCode.BACKEND_ERROR), message, False)
                         break
                     out.add(item)
                     self._mark(sid)
-                    if out.pending_chars >= window:
+                    if out.pending_size >= window:
                         await out.drained.wait()  # back-pressure: stop reading from Ollama
         except BackendError as exc:
             out.final = Error(sid, str(exc.code), str(exc), exc.retryable)
@@ -269,17 +294,27 @@ class TunnelSession:
     # ------------------------------------------------------------------ writing
 
     async def _write_loop(self) -> None:
+        bound = WRITE_TIMEOUT_INTERVALS * self._heartbeat
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
                 self._emit()
-                for data in self._conn.data_to_send():
-                    await self._ws.send(data)
+                # One timer for the batch, moved on at each write: each write gets the bound.
+                async with asyncio.timeout(None) as write_deadline:
+                    for data in self._conn.data_to_send():
+                        write_deadline.reschedule(loop.time() + bound)
+                        await self._ws.send(data)
                 if self._closing and not self._outgoing:
                     # Draining and every stream has sent its last frame: the link can go.
                     await self._ws.close(1001, "agent shutting down")
                     return
+        except TimeoutError:
+            # The edge stopped reading (PROTOCOL.md §9): waiting longer would only let the
+            # outgoing frames pile up. Drop the link; the read loop ends and we redial.
+            log.warning("a write to the edge did not finish in %g s; dropping the link", bound)
+            self._ws.transport.abort()
         except Exception:
             # Without a writer the link is useless: drop it so the read loop ends and we redial.
             log.exception("tunnel writer failed")
@@ -326,12 +361,14 @@ class TunnelSession:
     # ------------------------------------------------------------------ liveness and models
 
     async def _watchdog(self) -> None:
+        # Wakes at the edge's heartbeat ticks and at the deadline, whichever is first (§9).
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self._heartbeat)
-            if self._liveness.expired(loop.time()):
-                silent = self._liveness.silence(loop.time())
-                log.warning("no frame from the edge for %.1f s; reconnecting", silent)
+            await asyncio.sleep(max(0.0, self._liveness.next_wake() - loop.time()))
+            now = loop.time()
+            if self._liveness.check(now) is Verdict.DEAD:
+                silent = self._liveness.silence(now)
+                log.warning("no frame from the edge for %.2f s; reconnecting", silent)
                 # No close handshake: the link is dead, waiting for a reply would only stall.
                 self._ws.transport.abort()
                 return

@@ -139,6 +139,30 @@ async def test_chat_still_runs_through_the_shared_loop(sim: str) -> None:
     assert finish.completion_tokens == 5
 
 
+async def test_tool_calls_carry_their_arguments_as_compact_json_text(sim: str) -> None:
+    # PROTOCOL.md §2: {id, name, arguments} with arguments the JSON text of Ollama's object.
+    parameters = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+        "required": ["city", "days"],
+    }
+    tools = [
+        {"type": "function", "function": {"name": name, "parameters": parameters}}
+        for name in ("get_weather", "get_time")
+    ]
+    messages = [{"role": "user", "content": "call get_weather and get_time"}]
+    request = {"op": "chat", "model": "llama3.2:3b", "messages": messages, "tools": tools}
+    pieces, finish = await _run(OllamaBackend(sim), request)
+    calls = [call for piece in pieces for call in piece.tool_calls]
+    assert [(c["name"], c["arguments"]) for c in calls] == [
+        ("get_weather", '{"city":"example","days":1}'),
+        ("get_time", '{"city":"example","days":1}'),
+    ]
+    assert all(set(c) == {"id", "name", "arguments"} for c in calls)
+    assert len({c["id"] for c in calls}) == 2 and all(c["id"].startswith("call_") for c in calls)
+    assert finish.finish_reason == "tool_calls"
+
+
 @pytest.mark.parametrize("op", ["show", None, 3])
 async def test_other_ops_are_unsupported(sim: str, op: object) -> None:
     with pytest.raises(BackendError) as caught:
