@@ -94,7 +94,12 @@ async def _stream(
     timeout = request.app[CONTEXT].config.request_timeout
     async for event in text_events(stream, first, timeout):
         if isinstance(event, Delta):
-            await send_events(response, renderer.delta(event))
+            try:
+                events = renderer.delta(event)
+            except ApiError as error:  # a tool call the client could not parse: end here
+                await send_events(response, [renderer.error(error)])
+                break
+            await send_events(response, events)
         elif isinstance(event, End):
             await send_events(response, renderer.end(event))
         else:

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.errors import ApiError, bad_request
 from protocol import Delta, End
+from protocol.frames import ToolCall
 
 
 class _Lenient(BaseModel):
@@ -479,7 +480,7 @@ class MessageRenderer:
             content.append({"type": "text", "text": text})
         for call in (c for d in deltas for c in d.tool_calls):
             self._tool_calls += 1
-            content.append(_tool_use_block(call, call["arguments"]))
+            content.append(_tool_use_block(call, tool_input(call)))
         return self._message(
             content, self.stop_reason(end), end.prompt_tokens, end.completion_tokens
         )
@@ -530,14 +531,15 @@ class MessageRenderer:
         self._open = None
         return events
 
-    def _tool_use(self, call: dict[str, Any]) -> list[Event]:
+    def _tool_use(self, call: ToolCall) -> list[Event]:
+        tool_input(call)  # the SDKs parse the pieces into an object: refuse what cannot be one
         self._index += 1
         self._tool_calls += 1
-        # The SDKs accumulate input_json_delta pieces; Ollama's call is whole, so one piece.
-        arguments = json.dumps(call["arguments"], separators=(",", ":"))
+        # The SDKs accumulate input_json_delta pieces; Ollama's call is whole, so one piece:
+        # the JSON text the agent sent (PROTOCOL.md §2), as it came.
         return [
             self._block_start(_tool_use_block(call, {})),
-            self._block_delta({"type": "input_json_delta", "partial_json": arguments}),
+            self._block_delta({"type": "input_json_delta", "partial_json": call["arguments"]}),
             ("content_block_stop", {"type": "content_block_stop", "index": self._index}),
         ]
 
@@ -554,13 +556,30 @@ class MessageRenderer:
         )
 
 
-def _tool_use_block(call: dict[str, Any], tool_input: dict[str, Any]) -> dict[str, Any]:
+def _tool_use_block(call: ToolCall, tool_input: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "tool_use",
         "id": tool_use_id(call["id"]),
         "name": call["name"],
         "input": tool_input,
     }
+
+
+def tool_input(call: ToolCall) -> dict[str, Any]:
+    """A tool call's arguments as the object Anthropic's ``tool_use.input`` must be. The agent
+    sends JSON text (PROTOCOL.md §2); anything but an object there is the machine's fault, a
+    502, rather than an ``input`` the client cannot use or one silently replaced by ``{}``."""
+    try:
+        arguments = json.loads(call["arguments"])
+    except ValueError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise ApiError(
+            502,
+            "backend_error",
+            "the machine sent tool-call arguments that are not a JSON object",
+        )
+    return arguments
 
 
 def tool_use_id(agent_id: str) -> str:

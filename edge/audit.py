@@ -79,9 +79,7 @@ class RequestRecord:
         if isinstance(event, Delta):  # per token at low load: keep it cheap
             if self.first_output is None:
                 self.first_output = time.monotonic()
-            self.output_bytes += event.flow_size
-            if event.tool_calls:
-                self.output_bytes += sum(len(str(c.get("arguments", ""))) for c in event.tool_calls)
+            self.output_bytes += event.flow_size  # text, thinking and tool calls (§8)
         elif isinstance(event, End):
             self.end = event
         elif isinstance(event, Error):

@@ -266,14 +266,15 @@ class ChatRenderer:
             delta["tool_calls"] = [self._tool_call(call) for call in frame.tool_calls]
         return self._chunk(delta)
 
-    def _tool_call(self, call: dict[str, Any]) -> dict[str, Any]:
+    def _tool_call(self, call: dict[str, str]) -> dict[str, Any]:
         # Ollama leaves index 0 on every call; SDK stream helpers need distinct, sequential ones.
         index, self._tool_index = self._tool_index, self._tool_index + 1
         return {
             "index": index,
             "id": call["id"],
             "type": "function",
-            "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+            # JSON text already (PROTOCOL.md §2), which is what OpenAI's field holds: as it came.
+            "function": {"name": call["name"], "arguments": call["arguments"]},
         }
 
     def finish_reason(self, end: End) -> str:

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edge import json_input, openai_chat
 from edge.errors import ApiError, bad_request
 from protocol import Delta, End
+from protocol.frames import ToolCall
 
 
 class _Lenient(BaseModel):
@@ -592,9 +593,9 @@ class ResponseRenderer:
         self._open = None
         return events
 
-    def _function_call(self, call: dict[str, Any]) -> list[Event]:
+    def _function_call(self, call: ToolCall) -> list[Event]:
         index = len(self.output)
-        arguments = json.dumps(call["arguments"], separators=(",", ":"))
+        arguments = call["arguments"]  # JSON text already (PROTOCOL.md §2): passed as it came
         item = {
             "type": "function_call",
             "id": "fc_" + call["id"].removeprefix("call_"),

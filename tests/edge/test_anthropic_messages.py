@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -259,7 +258,7 @@ def _end(reason: str = "stop", prompt: int = 7, completion: int = 3) -> End:
     return End(1, reason, prompt, completion, {})
 
 
-CALL = {"id": "call_abc", "name": "get_weather", "arguments": {"city": "Paris"}}
+CALL = {"id": "call_abc", "name": "get_weather", "arguments": '{"city":"Paris"}'}
 
 
 def test_stream_events_follow_anthropics_order() -> None:
@@ -307,8 +306,7 @@ def test_stream_events_follow_anthropics_order() -> None:
         "name": "get_weather",
         "input": {},
     }
-    assert blocks[10]["delta"]["type"] == "input_json_delta"
-    assert json.loads(blocks[10]["delta"]["partial_json"]) == {"city": "Paris"}
+    assert blocks[10]["delta"] == {"type": "input_json_delta", "partial_json": '{"city":"Paris"}'}
     message_delta = events[-2][1]
     assert message_delta["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
     assert message_delta["usage"] == {"input_tokens": 7, "output_tokens": 3}
@@ -333,6 +331,25 @@ def test_whole_message_orders_thinking_text_tool_use() -> None:
     ]
     assert message["stop_reason"] == "tool_use" and message["stop_sequence"] is None
     assert message["usage"] == {"input_tokens": 9, "output_tokens": 4}
+
+
+@pytest.mark.parametrize("arguments", ["[1, 2]", '"text"', "null", "3", "{not json", '{"a":1'])
+def test_tool_call_arguments_that_are_not_a_json_object_are_a_backend_error(arguments: str) -> None:
+    # tool_use.input must be an object, and the SDKs parse streamed partial_json into one: a
+    # machine that sends anything else gets its reply ended with a 502, in both modes, rather
+    # than an input the client cannot use or one quietly replaced by {}.
+    bad = {**CALL, "arguments": arguments}
+    with pytest.raises(ApiError) as whole:
+        am.MessageRenderer("m").message([_delta("x", calls=[bad])], _end("tool_calls"))
+    renderer = am.MessageRenderer("m")
+    renderer.start()
+    with pytest.raises(ApiError) as streamed:
+        renderer.delta(_delta(calls=[bad]))
+    for caught in (whole, streamed):
+        assert (caught.value.status, caught.value.code) == (502, "backend_error")
+        assert caught.value.message == (
+            "the machine sent tool-call arguments that are not a JSON object"
+        )
 
 
 @pytest.mark.parametrize(("reason", "expected"), [("stop", "end_turn"), ("length", "max_tokens")])

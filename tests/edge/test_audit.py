@@ -44,6 +44,17 @@ def test_a_broken_stream_is_charged_an_upper_bound() -> None:
     assert record.error_code == "backend_error"
 
 
+def test_tool_calls_are_charged_by_their_flow_size() -> None:
+    # A broken stream is charged one token per byte streamed, and tool calls are bytes too:
+    # id + name + arguments, as the windows count them (PROTOCOL.md §8).
+    record = _record()
+    record.dispatch("gpu-1", prompt_estimate=10)
+    call = {"id": "call_1", "name": "f", "arguments": '{"q":"é"}'}
+    record.observe(Delta(1, "ab", "", [call]))
+    record.observe(Error(1, "backend_error", "boom", False))
+    assert record.tokens_used() == (10, 2 + 6 + 1 + 10)
+
+
 def test_a_request_refused_before_any_output_is_not_charged() -> None:
     record = _record()
     record.dispatch("gpu-1", prompt_estimate=500)

@@ -87,15 +87,33 @@ def test_tool_choice_none_drops_tools() -> None:
 
 def test_renderer_indexes_tool_calls_and_reports_tool_calls_finish() -> None:
     renderer = openai_chat.ChatRenderer("m")
-    call = {"id": "call_a", "name": "f", "arguments": {"x": 1}}
+    call = {"id": "call_a", "name": "f", "arguments": '{"x":1}'}
     first = renderer.delta_chunk(Delta(1, "", "", [call, {**call, "id": "call_b"}]))
     indexes = [c["index"] for c in first["choices"][0]["delta"]["tool_calls"]]
     assert indexes == [0, 1]
-    assert first["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] == '{"x": 1}'
+    assert first["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] == '{"x":1}'
     end = End(1, "stop", 3, 4, {})
     assert renderer.finish_chunk(end)["choices"][0]["finish_reason"] == "tool_calls"
     assert renderer.usage_chunk(end)["usage"] == {
         "prompt_tokens": 3,
         "completion_tokens": 4,
         "total_tokens": 7,
+    }
+
+
+def test_tool_call_arguments_pass_through_as_the_machine_sent_them() -> None:
+    # PROTOCOL.md §2: arguments travel as JSON text, which is what OpenAI's field holds; the edge
+    # neither parses nor re-serialises them, in a stream or in a whole reply.
+    text = '{"city": "Paris",  "days":[1 ,2],"note":"\\u00e9"}'
+    call = {"id": "call_a", "name": "f", "arguments": text}
+    streamed = openai_chat.ChatRenderer("m").delta_chunk(Delta(1, "", "", [call]))
+    assert streamed["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] == text
+    whole = openai_chat.ChatRenderer("m").completion(
+        [Delta(1, "ok", "", []), Delta(1, "", "", [call])], End(1, "stop", 1, 1, {})
+    )
+    (rendered,) = whole["choices"][0]["message"]["tool_calls"]
+    assert rendered == {
+        "id": "call_a",
+        "type": "function",
+        "function": {"name": "f", "arguments": text},
     }

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -213,7 +212,7 @@ def _run(
     return events + renderer.end(end)
 
 
-CALL = {"id": "call_ab12", "name": "get_weather", "arguments": {"city": "Paris"}}
+CALL = {"id": "call_ab12", "name": "get_weather", "arguments": '{"city":"Paris"}'}
 FRAMES = [
     Delta(1, "", "hmm", []),
     Delta(1, "", " ok", []),
@@ -259,7 +258,9 @@ def test_stream_events_are_valid_and_numbered_in_order() -> None:
     assert final.output_text == "Hello world"
     call = final.output[2]
     assert call.type == "function_call" and call.call_id == "call_ab12"
-    assert call.id == "fc_ab12" and json.loads(call.arguments) == {"city": "Paris"}
+    assert call.id == "fc_ab12" and call.arguments == '{"city":"Paris"}'  # as the machine sent it
+    deltas = [d for name, d in events if name == "response.function_call_arguments.delta"]
+    assert [d["delta"] for d in deltas] == ['{"city":"Paris"}']
     assert final.usage is not None and final.usage.total_tokens == 17
     assert final.tools[0].type == "function" and final.tools[0].name == "get_weather"
 
