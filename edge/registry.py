@@ -35,14 +35,14 @@ class Registry:
         """Register a session; returns the session it replaces for the same machine, if any."""
         old = self._by_tenant[session.tenant_id].get(session.machine_id)
         self._by_tenant[session.tenant_id][session.machine_id] = session
-        self.notify()
+        self.notify(session.tenant_id)
         return old
 
     def remove(self, session: AgentSession) -> None:
         machines = self._by_tenant.get(session.tenant_id, {})
         if machines.get(session.machine_id) is session:
             del machines[session.machine_id]
-        self.notify()
+        self.notify(session.tenant_id)
 
     def session(self, tenant_id: str, machine_id: str) -> AgentSession | None:
         return self._by_tenant.get(tenant_id, {}).get(machine_id)
@@ -61,14 +61,19 @@ class Registry:
                 merged.setdefault(name, info)
         return merged
 
-    def notify(self) -> None:
-        """Wake waiters: a slot freed, a machine joined or its models changed."""
+    def notify(self, tenant_id: str | None = None) -> None:
+        """Wake waiters: a slot freed, a machine joined or its models changed. With
+        ``tenant_id``, only that tenant's queues are served: a machine's events concern only
+        its own tenant, and one machine's flood of them must not cost every tenant a pass."""
         # Set the current event for everyone waiting on it and start a fresh one: a cheap
         # broadcast with no lock and no task per notification (this runs at every stream end).
         self._changed.set()
         self._changed = asyncio.Event()
-        for tenant_id in list(self._queues):
+        if tenant_id is not None:
             self._dispatch(tenant_id)
+            return
+        for tenant in list(self._queues):
+            self._dispatch(tenant)
 
     async def wait_idle(self) -> None:
         """Return once no stream runs on any machine."""

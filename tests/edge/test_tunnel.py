@@ -1,0 +1,120 @@
+"""A tunnel stream's buffer and a session's MODELS budget, without sockets (PROTOCOL.md §5, §8).
+
+The stream is driven by hand: ``deliver`` is what the session's read loop calls for each frame,
+``next`` what a request handler awaits; a stand-in session records the credit handed back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import tracemalloc
+from typing import Any, cast
+
+import pytest
+
+from edge.tunnel import MODELS_BURST, MODELS_REFILL, AgentSession, ModelsBudget, TunnelStream
+from protocol import Delta, Embeddings, End, RemoteProtocolError
+
+
+class FakeSession:
+    def __init__(self) -> None:
+        self.consumed_calls: list[tuple[int, int]] = []
+        self.forgotten: list[str | None] = []
+
+    def consumed(self, stream_id: int, size: int) -> None:
+        self.consumed_calls.append((stream_id, size))
+
+    def forget(self, stream: Any, cancel_reason: str | None) -> None:
+        self.forgotten.append(cancel_reason)
+
+
+def _stream() -> tuple[TunnelStream, FakeSession]:
+    session = FakeSession()
+    return TunnelStream(cast(AgentSession, session), 5), session
+
+
+async def test_deltas_the_reader_has_not_taken_are_merged_into_one() -> None:
+    stream, session = _stream()
+    call = {"id": "c1", "name": "f", "arguments": '{"a":1}'}
+    for _ in range(1000):
+        stream.deliver(Delta(5, "x", "", []))
+    stream.deliver(Delta(5, "", "t", [call]))
+    assert stream.buffered == 1000 + 1 + 10
+    assert await stream.next() == Delta(5, "x" * 1000, "t", [call])
+    assert session.consumed_calls == [(5, 1011)]  # exactly what the reader got, at once
+    assert stream.buffered == 0
+
+
+async def test_order_is_kept_across_other_events() -> None:
+    stream, session = _stream()
+    vectors = Embeddings(5, 0, [b"\0" * 8])
+    end = End(5, "stop", 1, 2, {})
+    for frame in (
+        Delta(5, "a", "", []),
+        Delta(5, "b", "", []),
+        vectors,
+        Delta(5, "c", "", []),
+        end,
+    ):
+        stream.deliver(frame)
+    seen = [await stream.next() for _ in range(4)]
+    assert seen == [Delta(5, "ab", "", []), vectors, Delta(5, "c", "", []), end]
+    assert session.consumed_calls == [(5, 2), (5, 8), (5, 1)]
+    assert stream.finished
+
+
+async def test_a_reader_waiting_gets_each_delta_as_it_comes() -> None:
+    stream, _ = _stream()
+    waiting = asyncio.create_task(stream.next())
+    await asyncio.sleep(0)
+    stream.deliver(Delta(5, "first", "", []))
+    assert await waiting == Delta(5, "first", "", [])
+    stream.deliver(Delta(5, "second", "", []))
+    assert await stream.next() == Delta(5, "second", "", [])
+
+
+async def test_closing_hands_back_the_credit_of_everything_unread() -> None:
+    stream, session = _stream()
+    stream.deliver(Delta(5, "abc", "", []))
+    stream.deliver(Embeddings(5, 0, [b"\0" * 4]))
+    stream.deliver(Delta(5, "de", "", []))
+    stream.close("client_closed")
+    assert session.forgotten == ["client_closed"]  # still running: the machine gets a CANCEL
+    assert session.consumed_calls == [(5, 3), (5, 4), (5, 2)]
+    assert stream.buffered == 0 and stream.finished
+
+
+async def test_memory_follows_the_bytes_not_the_number_of_frames() -> None:
+    # A machine sending one-byte DELTAs to a reader that does not read: 200,000 frames, 200 KB
+    # of credit. Held as frame objects that was tens of megabytes.
+    stream, _ = _stream()
+    frame = Delta(5, "x", "", [])
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        started = time.perf_counter()
+        for _ in range(200_000):
+            stream.deliver(frame)
+        elapsed = time.perf_counter() - started
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert stream.buffered == 200_000
+    assert held < 3 * 200_000
+    assert elapsed < 2.0  # appending is not quadratic
+    assert await stream.next() == Delta(5, "x" * 200_000, "", [])
+
+
+def test_models_budget_allows_a_burst_then_one_per_refill() -> None:
+    budget = ModelsBudget(now=100.0)
+    for _ in range(MODELS_BURST):
+        budget.spend(100.0)
+    with pytest.raises(RemoteProtocolError, match="at most 5 at once, then one per 2 s"):
+        budget.spend(100.5)
+    budget.spend(100.0 + MODELS_REFILL)  # one token came back
+    with pytest.raises(RemoteProtocolError):
+        budget.spend(100.0 + MODELS_REFILL)
+    for n in range(MODELS_BURST):  # a long quiet time refills the burst, and no more
+        budget.spend(1000.0 + n * 0.001)
+    with pytest.raises(RemoteProtocolError):
+        budget.spend(1000.01)
