@@ -4,9 +4,11 @@ slow clients. Real sockets; every wait is bounded."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
+import re
 import socket
 import ssl
 import sys
@@ -18,15 +20,30 @@ import httpx
 import openai
 import pytest
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from agent import config as agent_config
+from agent.backend import OllamaBackend
 from agent.config import AgentConfig
 from agent.pairing import pair
+from agent.runner import RunOptions, connect_once
 from agent.session import login
 from edge.tunnel import TunnelLimits
 from llmtunnel import sim_ollama
-from protocol import Error, Open, decode, encode
+from protocol import (
+    Challenge,
+    Connection,
+    Error,
+    Open,
+    Ping,
+    Ready,
+    Role,
+    decode,
+    encode,
+)
+from protocol.codec import AGENT_MAX_RECEIVE_FRAME
+from protocol.frames import MAX_WINDOW
 from tests.e2e.proxy import FaultyProxy
 from tests.e2e.stack import Stack, running_stack, user
 
@@ -267,10 +284,13 @@ async def test_a_stalled_client_stalls_only_its_own_stream(tmp_path: Path) -> No
         writer.close()
 
 
-async def test_a_silent_link_is_found_and_its_streams_fail_fast(
+async def test_a_silent_link_is_found_at_three_intervals_and_its_streams_fail_fast(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limits = TunnelLimits(heartbeat_interval=0.5)
+    # PROTOCOL.md §9: dead three intervals after the last frame heard, on both ends, give or take
+    # scheduling (the loops used to look once per interval, and took up to four).
+    interval = 0.5
+    limits = TunnelLimits(heartbeat_interval=interval)
     async with running_stack(tmp_path, tokens_per_second=20, limits=limits) as stack:
         proxy = FaultyProxy(stack.edge.port)
         await proxy.start()
@@ -283,17 +303,112 @@ async def test_a_silent_link_is_found_and_its_streams_fail_fast(
             )
             await stream.__anext__()
             caplog.set_level(logging.WARNING, logger="agent")
+            caplog.set_level(logging.WARNING, logger="edge")
             proxy.stall()
             loop = asyncio.get_running_loop()
-            stalled_at = loop.time()
+            stalled_at = loop.time()  # the edge heard a DELTA at most 50 ms before
             with pytest.raises(openai.APIError, match="stopped answering"):
                 async with asyncio.timeout(10):
                     async for _chunk in stream:
                         pass
-            assert loop.time() - stalled_at < 4  # 3 heartbeats of 0.5 s, plus slack
+            found_after = loop.time() - stalled_at
             await _until(lambda: "no frame from the edge" in caplog.text, timeout=5)
         finally:
             await proxy.close()
+    assert 3 * interval - 0.1 <= found_after <= 3 * interval + 0.3
+    # Each end logs the silence it judged: from its own last frame, 3 intervals, not 4.
+    silences = [
+        float(match)
+        for pattern in (
+            r"no frame for ([\d.]+) s; closing",
+            r"no frame from the edge for ([\d.]+) s",
+        )
+        for match in re.findall(pattern, caplog.text)
+    ]
+    assert len(silences) == 2
+    assert all(3 * interval <= silence <= 3 * interval + 0.3 for silence in silences), silences
+
+
+async def test_an_edge_that_stops_reading_is_dropped_by_the_agent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # PROTOCOL.md §9: a write that does not finish within two heartbeat intervals drops the link.
+    # A hand-made edge logs the agent in, opens a stream with all the credit it could want,
+    # then keeps pinging (so the watchdog sees a live peer) and never reads again.
+    caplog.set_level(logging.WARNING, logger="agent")
+    interval = 0.5
+    sim = await sim_ollama.serve("127.0.0.1", 0, sim_ollama.SimConfig())
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # accepted sockets inherit it
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stopped_reading = asyncio.Event()
+    links: list[ServerConnection] = []
+
+    async def edge_that_stops_reading(ws: ServerConnection) -> None:
+        links.append(ws)
+        conn = Connection(Role.EDGE, max_send_frame=AGENT_MAX_RECEIVE_FRAME)
+
+        async def flush() -> None:
+            for data in conn.data_to_send():
+                await ws.send(data)
+
+        conn.send(Challenge(b"n" * 32, f"127.0.0.1:{port}", [1]))
+        await flush()
+        conn.receive(await ws.recv(decode=False))  # AUTH: this edge trusts anyone
+        conn.send(Ready("s", 1 << 20, MAX_WINDOW, MAX_WINDOW, interval))
+        await flush()
+        conn.receive(await ws.recv(decode=False))  # HELLO
+        long_words = "w" * 4096  # every token the simulator streams is this word
+        conn.send(
+            Open(
+                1,
+                {"op": "generate", "model": "llama3.2:3b", "prompt": f"{long_words} tokens=100000"},
+                0,
+            )
+        )
+        await flush()
+        ws.transport.pause_reading()
+        stopped_reading.set()
+        with contextlib.suppress(ConnectionClosed):
+            for n in range(1000):
+                conn.send(Ping(n))
+                await flush()
+                await asyncio.sleep(interval / 2)  # keeps the watchdog content
+
+    config = AgentConfig(
+        edge_url=f"http://127.0.0.1:{port}",
+        machine_id="m_test",
+        machine_name="gpu-1",
+        tenant="acme",
+        private_key=base64.b64encode(bytes(32)).decode(),  # any key: nobody checks it
+        ca_file=None,
+    )
+    async with serve(edge_that_stops_reading, sock=listener, max_size=None, compression=None):
+        agent = asyncio.create_task(
+            connect_once(
+                config,
+                OllamaBackend(f"http://127.0.0.1:{sim_ollama.bound_port(sim)}"),
+                RunOptions(),
+            )
+        )
+        try:
+            await asyncio.wait_for(stopped_reading.wait(), 10)
+            started = asyncio.get_running_loop().time()
+            with contextlib.suppress(ConnectionClosed):
+                await asyncio.wait_for(agent, 10)
+            elapsed = asyncio.get_running_loop().time() - started
+        finally:
+            agent.cancel()
+            for link in links:  # not reading, it would never see the agent leave
+                link.transport.abort()
+            await sim.cleanup()
+    assert (
+        f"a write to the edge did not finish in {2 * interval:g} s; dropping the link"
+        in caplog.text
+    )
+    assert elapsed < 5  # two intervals once its socket buffers are full
+    assert "reconnecting" not in caplog.text  # the writer found it, not the watchdog
 
 
 async def test_a_thousand_concurrent_streams_through_one_tunnel(
