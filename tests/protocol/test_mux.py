@@ -946,7 +946,8 @@ def test_error_on_stream_zero_closes_the_connection_and_anything_after_raises() 
 
 def test_a_failed_login_closes_from_authenticating() -> None:
     edge, agent = reach("authenticating")
-    edge.send(Error(NO_STREAM, ErrorCode.AUTH_FAILED.value, "unknown or revoked machine", False))
+    message = "unknown machine, revoked machine or bad signature"
+    edge.send(Error(NO_STREAM, ErrorCode.AUTH_FAILED.value, message, False))
     (frame,) = pump(edge, agent)
     assert isinstance(frame, Error) and frame.code == "auth_failed"
     assert edge.state is agent.state is State.CLOSED
