@@ -59,6 +59,7 @@ from protocol import (
     connection_error,
 )
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
+from protocol.frames import MAX_TIMEOUT
 from protocol.liveness import Liveness, Verdict
 from protocol.mux import FLOW_CONTROLLED
 
@@ -209,7 +210,8 @@ class AgentSession:
         when the request holds what the tunnel cannot carry (PROTOCOL.md §2: JSON only)."""
         self.reserved -= 1
         stream_id = self.conn.next_stream_id()
-        frame = Open(stream_id, request, timeout)
+        # The agent's deadline; the edge keeps its own. A week is OPEN's bound (PROTOCOL.md §2).
+        frame = Open(stream_id, request, min(timeout, MAX_TIMEOUT))
         try:
             frame.check()
         except RemoteProtocolError as exc:

@@ -171,7 +171,7 @@ class Connection:
         return stream_id in self._streams
 
     def credit(self, stream_id: int) -> int:
-        """Bytes of DELTA text the agent may send on ``stream_id`` right now (§8)."""
+        """Bytes of DELTA or EMBEDDINGS the agent may send on ``stream_id`` right now (§8)."""
         stream = self._streams.get(stream_id)
         if stream is None:
             return 0

@@ -12,7 +12,7 @@ from typing import Any
 import ollama
 import pytest
 
-from agent.backend import BackendError, Finish, OllamaBackend, Piece, Vectors
+from agent.backend import BackendError, Finish, OllamaBackend, Piece, Vectors, _describable
 from llmtunnel import sim_ollama
 from protocol import ErrorCode
 
@@ -237,3 +237,17 @@ async def test_a_prompt_over_the_context_is_refused_not_cut(sim: str) -> None:
             await _run(OllamaBackend(sim), request)
         assert caught.value.code == ErrorCode.CONTEXT_LENGTH_EXCEEDED
         assert re.match(r"prompt is too long: 900\d tokens > 8192 maximum", str(caught.value))
+
+
+def test_models_the_tunnel_cannot_describe_are_left_out_not_the_whole_list() -> None:
+    # PROTOCOL.md §5: one model beyond §2's bounds would make the edge refuse HELLO, and the
+    # agent could never log in; it is left out instead, and the list capped at 1,024.
+    fine = {"name": "llama3.2:3b", "capabilities": ["completion"], "family": "llama"}
+    odd = [
+        {"name": "n" * 257, "capabilities": []},
+        {"name": "many", "capabilities": [f"c{i}" for i in range(33)]},
+        {"name": "long-detail", "capabilities": [], "quantization": "q" * 65},
+    ]
+    assert _describable([*odd, fine]) == [fine]
+    many = [{"name": f"m{i:04}", "capabilities": []} for i in range(1100)]
+    assert _describable(many) == many[:1024]

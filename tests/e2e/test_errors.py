@@ -260,3 +260,31 @@ async def test_values_no_layer_can_carry_are_400_naming_the_field(
         assert f"'{param}'" in response.json()["error"]["message"]
     else:
         assert _error(response.json())["param"] == param
+
+
+async def test_a_request_the_tunnel_cannot_carry_is_400(acme: tuple[Stack, str]) -> None:
+    # PROTOCOL.md §2: OPEN carries JSON at most 64 levels deep. The edge's JSON reader takes
+    # deeper bodies; the edge refuses them before any machine sees them, and the slot it had
+    # reserved is free again for the next request.
+    stack, key = acme
+    deep = "[" * 100 + "1" + "]" * 100
+    body = (
+        '{"model": "llama3.2:3b", "messages": [{"role": "user", "content": "hi"}], "tools": '
+        f'[{{"type": "function", "function": {{"name": "f", "parameters": {{"x": {deep}}}}}}}]}}'
+    )
+    async with stack.http() as http:
+        response = await http.post(
+            "/v1/chat/completions",
+            content=body.encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+    assert response.status_code == 400
+    error = _error(response.json())
+    assert error["code"] == "invalid_request"
+    assert isinstance(error["message"], str) and "deeper than 64 levels" in error["message"]
+    session = stack.edge.context.registry.sessions(stack.edge.context.registry.tenants()[0])[0]
+    assert (session.in_flight, session.reserved) == (0, 0)
+    reply = await stack.openai(key).chat.completions.create(
+        model="llama3.2:3b", messages=[{"role": "user", "content": "fine tokens=2"}]
+    )
+    assert reply.choices[0].message.content == "fine the"

@@ -458,6 +458,11 @@ async def _silent_client(port: int, tls: ssl.SSLContext, key: str) -> asyncio.St
     return writer
 
 
+async def _online(admin: httpx.AsyncClient, name: str) -> bool:
+    machines = (await admin.get("/tenants/acme/machines")).json()["machines"]
+    return any(m["name"] == name and m["online"] for m in machines)
+
+
 class Abuse:
     """What the rogues managed, for the assertions and the record."""
 
@@ -547,6 +552,8 @@ async def test_a_rogue_machine_cannot_grow_the_edges_memory(tmp_path: Path) -> N
         await _until_up(edge_url, ca)
         tls = ssl.create_default_context(cafile=str(ca))
         admin_key = (data_dir / "admin.key").read_text().strip()
+        loop = asyncio.get_running_loop()
+        abuse = Abuse()
         async with httpx.AsyncClient(
             base_url=edge_url + "/admin/v1",
             headers={"Authorization": f"Bearer {admin_key}"},
@@ -560,16 +567,15 @@ async def test_a_rogue_machine_cannot_grow_the_edges_memory(tmp_path: Path) -> N
                     await admin.post("/tenants/acme/machines/pair", json={"name": name})
                 ).json()["code"]
                 configs.append(await pair(code, edge_url, str(ca)))
-        streamer, flooder = configs
-
-        loop = asyncio.get_running_loop()
-        until = loop.time() + ABUSE_SECONDS
-        abuse = Abuse()
-        streaming = asyncio.create_task(_stream_as_fast_as_credit_allows(streamer, abuse, until))
-        async with asyncio.timeout(10):
-            while not abuse.frames and not streaming.done():  # the machine is online
-                clients = [await _silent_client(port, tls, key) for _ in range(CLIENTS)]
-                await asyncio.sleep(0.5)
+            streamer, flooder = configs
+            until = loop.time() + ABUSE_SECONDS
+            streaming = asyncio.create_task(
+                _stream_as_fast_as_credit_allows(streamer, abuse, until)
+            )
+            async with asyncio.timeout(10):
+                while not await _online(admin, "rogue-streamer"):
+                    await asyncio.sleep(0.05)
+        clients = [await _silent_client(port, tls, key) for _ in range(CLIENTS)]
         flooding = asyncio.create_task(_ping_without_reading(flooder, abuse, until))
         start = peak = _rss_mb(process.pid)
         while loop.time() < until and not (streaming.done() or flooding.done()):
