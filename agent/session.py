@@ -244,9 +244,11 @@ class TunnelSession:
     async def _serve(self, sid: int, request: dict[str, Any], timeout: float) -> None:
         out = self._outgoing[sid]
         window = self._conn.stream_window
-        # What one frame's worth of credit can ever reach: a tool call or a vector larger than
-        # this could never be sent whole (PROTOCOL.md §8).
-        largest = min(window, self._conn.connection_window)
+        # The largest tool call or vector that can always be sent whole (PROTOCOL.md §8). The
+        # edge hands credit back in half windows, so once it has read everything it was sent the
+        # agent may still hold only a little over half a window: anything bigger could wait for
+        # credit that never comes.
+        largest = min(window, self._conn.connection_window) // 2
         try:
             async with asyncio.timeout(timeout or None):
                 async for item in self._backend.stream(request):
@@ -260,15 +262,18 @@ class TunnelSession:
                         )
                         break
                     if isinstance(item, Vectors) and any(len(v) > largest for v in item.vectors):
-                        message = f"an embedding is larger than the tunnel's {largest}-byte window"
+                        message = (
+                            "an embedding is larger than the tunnel carries whole"
+                            f" ({largest} bytes)"
+                        )
                         out.final = Error(sid, str(ErrorCode.BAD_REQUEST), message, False)
                         break
                     if isinstance(item, Piece) and any(
                         tool_call_size(call) > largest for call in item.tool_calls
                     ):
                         message = (
-                            f"the model made a tool call larger than the tunnel's {largest}-byte"
-                            " window"
+                            "the model made a tool call larger than the tunnel carries whole"
+                            f" ({largest} bytes)"
                         )
                         out.final = Error(sid, str(ErrorCode.BACKEND_ERROR), message, False)
                         break

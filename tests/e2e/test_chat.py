@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import ollama
 import openai
@@ -10,7 +11,8 @@ import pydantic
 import pytest
 from openai.types.chat import ChatCompletionFunctionToolParam
 
-from tests.e2e.stack import Stack, user
+from edge.tunnel import TunnelLimits
+from tests.e2e.stack import Stack, running_stack, user
 
 pytestmark = pytest.mark.e2e
 
@@ -225,3 +227,39 @@ async def test_the_sdks_stream_helper_parses_tool_calls(
     assert final.choices[0].finish_reason == "tool_calls"
     assert call.id.startswith("call_")
     assert isinstance(call.function.parsed_arguments, Weather)
+
+
+@pytest.mark.parametrize(("parameter", "fits"), [(1500, True), (3000, False)])
+async def test_a_tool_call_too_big_to_send_whole_ends_its_stream_with_a_502(
+    tmp_path: Path, parameter: int, fits: bool
+) -> None:
+    # PROTOCOL.md §8: a tool call is never split, and credit comes back in half windows, so the
+    # agent sends one only if it costs at most half the stream window (2 KiB here); a bigger one
+    # ends the stream with backend_error instead of waiting for credit that may never come.
+    name = "p" * parameter  # the simulated model fills every required parameter with "example"
+    tool: ChatCompletionFunctionToolParam = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {}, "required": [name]},
+        },
+    }
+    async with running_stack(tmp_path, limits=TunnelLimits(stream_window=4096)) as stack:
+        await stack.tenant("acme")
+        key = await stack.key("acme")
+        await stack.agent("acme")
+        request = stack.openai(key).chat.completions.create(
+            model="llama3.2:3b", messages=[user("call get_weather")], tools=[tool]
+        )
+        if not fits:
+            with pytest.raises(openai.APIStatusError) as caught:
+                await request
+            assert caught.value.status_code == 502
+            assert "tool call larger than the tunnel carries whole (2048 bytes)" in str(
+                caught.value
+            )
+            return
+        reply = await request
+    (call,) = reply.choices[0].message.tool_calls or []
+    assert call.type == "function"
+    assert call.function.arguments == json.dumps({name: "example"}, separators=(",", ":"))

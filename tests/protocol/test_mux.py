@@ -598,6 +598,33 @@ def test_tool_calls_are_charged_like_text() -> None:
     assert agent.data_to_send() == []
 
 
+@pytest.mark.parametrize("window", [1, 2, 3, 100, 101, 256 * 1024])
+@pytest.mark.parametrize("sent", [1, 2, 49, 50, 51, 99, 100])
+def test_once_everything_is_read_the_agent_holds_at_least_half_a_window(
+    window: int, sent: int
+) -> None:
+    # §8: credit comes back in half windows, so what a whole tool call or vector may cost and
+    # still be sure to go out is half the window (the agent refuses anything bigger).
+    edge, agent = Connection(Role.EDGE), Connection(Role.AGENT)
+    for sender, receiver, frame in [
+        (edge, agent, Challenge(b"n" * 32, "edge.test", [1])),
+        (agent, edge, Auth("m", 1, b"s" * 64)),
+        (edge, agent, Ready("s", 1 << 20, window, 2 * window, 5.0)),
+        (agent, edge, Hello("1", 4, [])),
+    ]:
+        sender.send(frame)
+        pump(sender, receiver)
+    sid = open_stream(edge, agent)
+    for _ in range(3):  # round after round: every byte sent is read at once
+        size = min(sent, agent.credit(sid))
+        agent.send(delta(sid, size))
+        pump(agent, edge)
+        edge.consumed(sid, size)
+        pump(edge, agent)
+        assert agent.credit(sid) >= window // 2
+        assert agent.credit(sid) > (window - 1) // 2
+
+
 def test_a_tool_call_beyond_the_credit_is_a_flow_control_error() -> None:
     edge, agent = handshake()
     sid = open_stream(edge, agent)
