@@ -7,7 +7,6 @@ neutral events (DELTA / END) back into chunks or one completion object.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from typing import Any, Literal

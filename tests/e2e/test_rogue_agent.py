@@ -214,8 +214,8 @@ async def test_a_machine_that_stops_reading_is_dropped_after_two_heartbeats(
     await _bystander_is_served(stack)
 
 
-def _tenant(stack: Stack, slug: str = "acme") -> str:
-    tenant = stack.edge.context.store.tenant_by_slug(slug)
+async def _tenant(stack: Stack, slug: str = "acme") -> str:
+    tenant = await stack.edge.context.store.tenants.by_slug(slug)
     assert tenant is not None
     return tenant.id
 
@@ -223,7 +223,7 @@ def _tenant(stack: Stack, slug: str = "acme") -> str:
 async def _session(stack: Stack) -> AgentSession:
     """The edge's session for the (one) rogue machine, once it is online."""
     async with asyncio.timeout(10):
-        while not (sessions := stack.edge.context.registry.sessions(_tenant(stack))):
+        while not (sessions := stack.edge.context.registry.sessions(await _tenant(stack))):
             await asyncio.sleep(0.01)
     return sessions[0]
 
@@ -270,7 +270,7 @@ async def test_a_session_frame_before_hello_is_refused(stack: Stack) -> None:
     ending = await rogue.ending()
     assert ending.errors == [("protocol_error", "MODELS is not allowed in state greeting")]
     assert ending.code == 1008
-    assert stack.edge.context.registry.sessions(_tenant(stack)) == []
+    assert stack.edge.context.registry.sessions(await _tenant(stack)) == []
 
 
 async def test_hello_twice_is_refused(stack: Stack) -> None:
@@ -319,7 +319,7 @@ async def test_fields_out_of_bounds_are_a_protocol_error(
     ((code, message),) = ending.errors
     assert code == "protocol_error" and reason in message
     assert ending.code == 1002
-    stack.edge.context.recorder.flush()  # the audit still writes (2**64-1 once broke it)
+    assert await stack.edge.context.recorder.flush()  # the audit writes (2**64-1 once broke it)
     await _bystander_is_served(stack)
 
 
