@@ -11,7 +11,7 @@ import json
 import logging
 import secrets
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -20,6 +20,14 @@ import ollama
 
 from protocol import ErrorCode, RemoteProtocolError
 from protocol.frames import MAX_CONTEXT_LENGTH, MAX_MODELS, ToolCall, check_model
+from protocol.requests import (
+    ChatRequest,
+    EmbedRequest,
+    GenerateRequest,
+    Request,
+    UnsupportedRequest,
+    to_wire,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +112,6 @@ def _translate(exc: Exception) -> BackendError:
 
 _Chunk = TypeVar("_Chunk", ollama.ChatResponse, ollama.GenerateResponse)
 
-# One neutral op started on Ollama: its stream of chunks, read alike by ``_piece``/``_finish``.
-_Call = Callable[
-    [dict[str, Any]], Awaitable[AsyncIterator[ollama.ChatResponse | ollama.GenerateResponse]]
-]
-
 
 class OllamaBackend:
     def __init__(self, host: str = DEFAULT_OLLAMA_URL, max_connections: int = 16) -> None:
@@ -138,19 +141,22 @@ class OllamaBackend:
             raise _translate(exc) from exc
         return _describable(sorted(models, key=lambda m: m["name"]))
 
-    async def stream(self, request: dict[str, Any]) -> AsyncIterator[Piece | Vectors | Finish]:
+    async def stream(
+        self, request: Request | UnsupportedRequest
+    ) -> AsyncIterator[Piece | Vectors | Finish]:
         """Run a neutral request; ``BackendError`` for every failure."""
-        op = request.get("op")
-        if op == "embed":
+        if isinstance(request, UnsupportedRequest):
+            raise BackendError(ErrorCode.UNSUPPORTED, f"this agent cannot run {request.op!r}")
+        if isinstance(request, EmbedRequest):
             async for item in self._embed(request):
                 yield item
             return
-        ops: dict[str, _Call] = {"chat": self._chat, "generate": self._generate}
-        call = ops.get(op) if isinstance(op, str) else None
-        if call is None:
-            raise BackendError(ErrorCode.UNSUPPORTED, f"this agent cannot run {op!r} requests")
         try:
-            chunks = await call(request)
+            chunks: AsyncIterator[ollama.ChatResponse | ollama.GenerateResponse]
+            if isinstance(request, ChatRequest):
+                chunks = await self._stream(ollama.ChatResponse, "/api/chat", request)
+            else:
+                chunks = await self._stream(ollama.GenerateResponse, "/api/generate", request)
             called = False
             finish: Finish | None = None
             # Read to the end of the response even after the final chunk: a response closed
@@ -168,15 +174,13 @@ class OllamaBackend:
             raise BackendError(ErrorCode.BACKEND_ERROR, "Ollama ended the stream unfinished")
         yield finish
 
-    async def _embed(self, request: dict[str, Any]) -> AsyncIterator[Vectors | Finish]:
+    async def _embed(self, request: EmbedRequest) -> AsyncIterator[Vectors | Finish]:
         try:
             reply = await self._client.embed(
-                model=request["model"],
-                input=request.get("input") or [],
-                truncate=request.get("truncate"),
-                dimensions=request.get("dimensions"),
-                options=request.get("options"),
-                keep_alive=request.get("keep_alive"),
+                model=request.model,
+                input=list(request.input),
+                truncate=request.truncate,
+                dimensions=request.dimensions,
             )
         except Exception as exc:
             raise _translate(exc) from exc
@@ -189,25 +193,18 @@ class OllamaBackend:
         }
         yield Finish("stop", reply.prompt_eval_count or 0, 0, timings)
 
-    async def _chat(self, request: dict[str, Any]) -> AsyncIterator[ollama.ChatResponse]:
-        fields = ("messages", "tools", "think", "format", "options", "keep_alive")
-        return await self._stream(ollama.ChatResponse, "/api/chat", request, fields)
-
-    async def _generate(self, request: dict[str, Any]) -> AsyncIterator[ollama.GenerateResponse]:
-        fields = ("prompt", "suffix", "system", "think", "raw", "format", "options", "keep_alive")
-        return await self._stream(ollama.GenerateResponse, "/api/generate", request, fields)
-
     async def _stream(
-        self, kind: type[_Chunk], path: str, request: dict[str, Any], fields: tuple[str, ...]
+        self, kind: type[_Chunk], path: str, request: ChatRequest | GenerateRequest
     ) -> AsyncIterator[_Chunk]:
-        """POST the request's ``fields`` (Ollama's shapes already) and stream the reply.
+        """POST the request (its wire form is Ollama's shapes already) and stream the reply.
 
         ``truncate: false`` makes Ollama refuse a prompt longer than the context with a 400
         instead of silently cutting it from the front (its default). The client's ``chat()`` and
         ``generate()`` do not take that field yet, so the body goes through its request method.
         """
-        body = {name: request[name] for name in fields if request.get(name) is not None}
-        body.update(model=request["model"], stream=True, truncate=False)
+        body = to_wire(request)
+        del body["op"]
+        body.update(stream=True, truncate=False)
         return await self._client._request(kind, "POST", path, json=body, stream=True)
 
 

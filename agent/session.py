@@ -49,6 +49,7 @@ from protocol import (
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 from protocol.frames import ToolCall, tool_call_size
 from protocol.liveness import Liveness, Verdict
+from protocol.requests import Request, UnsupportedRequest
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +242,7 @@ class TunnelSession:
 
     # ------------------------------------------------------------------ serving a stream
 
-    async def _serve(self, sid: int, request: dict[str, Any], timeout: float) -> None:
+    async def _serve(self, sid: int, request: Request | UnsupportedRequest, timeout: float) -> None:
         out = self._outgoing[sid]
         window = self._conn.stream_window
         # The largest tool call or vector that can always be sent whole (PROTOCOL.md §8). The

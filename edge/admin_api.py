@@ -44,7 +44,7 @@ class TenantAdmin:
 
 
 async def _tenant(request: web.Request) -> TenantAdmin:
-    ctx = request.app[CONTEXT]
+    ctx = request.config_dict[CONTEXT]
     admin = await authenticate_admin(request)
     tenant = await ctx.store.tenants.by_slug(request.match_info["slug"])
     if tenant is None:
@@ -145,7 +145,7 @@ async def _key_limits(admin: TenantAdmin, body: dict[str, Any]) -> KeyLimits:
 
 @routes.post("/admin/v1/tenants")
 async def create_tenant(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
+    ctx = request.config_dict[CONTEXT]
     admin = await authenticate_admin(request)
     if admin.tenant_id is not None:
         raise ApiError(403, "forbidden", "only the operator creates tenants")
@@ -166,7 +166,7 @@ async def create_tenant(request: web.Request) -> web.Response:
 
 @routes.get("/admin/v1/tenants")
 async def list_tenants(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
+    ctx = request.config_dict[CONTEXT]
     admin = await authenticate_admin(request)
     tenants = [t for t in await ctx.store.tenants.all() if admin.tenant_id in (None, t.id)]
     return web.json_response({"tenants": [await _tenant_view(ctx, t) for t in tenants]})

@@ -95,7 +95,7 @@ def _invalid_key(message: str = "Incorrect API key provided") -> ApiError:
 
 async def authenticate(request: web.Request) -> Caller:
     """The calling key and its tenant, or ``ApiError`` 401."""
-    ctx = request.app[CONTEXT]
+    ctx = request.config_dict[CONTEXT]
     token = bearer_token(request)
     if token is None:
         raise _invalid_key(
@@ -124,7 +124,7 @@ async def authenticate(request: web.Request) -> Caller:
 
 async def authenticate_admin(request: web.Request) -> AdminKey:
     """The calling admin key, or ``ApiError`` 401."""
-    ctx = request.app[CONTEXT]
+    ctx = request.config_dict[CONTEXT]
     token = bearer_token(request)
     admin = await ctx.store.admin_keys.by_hash(ctx.hasher.digest(token)) if token else None
     if admin is None:

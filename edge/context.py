@@ -1,4 +1,4 @@
-"""What every handler needs, reachable through one typed application key."""
+"""What every handler needs, reachable through one typed application key, and how it is made."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from edge import credentials
 from edge.audit import Recorder
 from edge.config import EdgeConfig
 from edge.credentials import KeyHasher
+from edge.data_dir import create_private_file, secure_data_dir
 from edge.limits import Limits
 from edge.registry import Registry
-from edge.store import Store
+from edge.store import SqliteStore, Store
 
 
 @dataclass(slots=True)
@@ -25,3 +27,16 @@ class EdgeContext:
 
 
 CONTEXT = web.AppKey("llmtunnel_edge", EdgeContext)
+
+
+def open_context(config: EdgeConfig) -> EdgeContext:
+    """The edge's state on ``config.data_dir``: made private first (0700/0600), the server
+    secret created on first use, the store opened and migrated."""
+    secure_data_dir(config.data_dir)
+    secret = credentials.load_or_create_server_secret(config.data_dir / "server.secret")
+    database = config.data_dir / "edge.db"
+    create_private_file(database)
+    store = SqliteStore(database)
+    registry = Registry(max_waiters=config.max_queued)
+    recorder = Recorder(store, config.audit_flush_interval, config.audit_retention_days)
+    return EdgeContext(config, store, registry, KeyHasher(secret), Limits(store), recorder)

@@ -44,7 +44,7 @@ _ANTHROPIC_TYPES = {
     504: "api_error",
 }
 
-Dialect = Literal["openai", "anthropic"]
+ErrorShape = Literal["openai", "anthropic"]
 
 
 class ApiError(Exception):
@@ -93,8 +93,8 @@ class ApiError(Exception):
             "error": {"type": self.anthropic_type, "message": self.message, "code": self.code},
         }
 
-    def response(self, dialect: Dialect = "openai") -> web.Response:
-        body = self.anthropic_body() if dialect == "anthropic" else self.body()
+    def response(self, shape: ErrorShape = "openai") -> web.Response:
+        body = self.anthropic_body() if shape == "anthropic" else self.body()
         return web.json_response(body, status=self.status, headers=self.headers)
 
 

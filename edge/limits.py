@@ -13,10 +13,10 @@ from __future__ import annotations
 import datetime
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from edge.errors import ApiError
 from edge.store import ApiKey, Store
+from protocol.requests import EmbedRequest, Request, to_wire
 
 PERIODS = ("day", "week", "month")
 # A request that sets no max_tokens reserves this many completion tokens, and a key with a
@@ -28,16 +28,18 @@ TOKENS_PER_MESSAGE = 8
 TOKENS_PER_IMAGE = 1024
 
 
-def estimate_prompt_tokens(neutral: dict[str, Any]) -> int:
+def estimate_prompt_tokens(request: Request) -> int:
     """An upper bound on the prompt's tokens: one per UTF-8 byte of its text, since no tokenizer
     makes a token shorter than a byte, plus the template's per-message tokens and a fixed cost
-    per image. Settling replaces it with the real count, so only the reservation is generous."""
+    per image. Settling replaces it with the real count, so only the reservation is generous.
+    Measured on the request as the tunnel carries it (docs/PROTOCOL.md §7)."""
+    wire = to_wire(request)
     total = TOKENS_PER_MESSAGE
-    for message in neutral.get("messages") or ():
+    for message in wire.get("messages") or ():
         total += TOKENS_PER_MESSAGE + TOKENS_PER_IMAGE * len(message.get("images") or ())
         total += _text_bytes({k: v for k, v in message.items() if k != "images"})
     for name in ("prompt", "system", "suffix", "tools", "input"):
-        total += _text_bytes(neutral.get(name))
+        total += _text_bytes(wire.get(name))
     return total
 
 
@@ -51,12 +53,12 @@ def _text_bytes(value: object) -> int:
     return 0 if value is None else 8  # numbers and booleans: a few tokens at most
 
 
-def completion_reserve(neutral: dict[str, Any]) -> int:
-    options = neutral.get("options") or {}
-    limit = options.get("num_predict")
-    if isinstance(limit, int) and limit > 0:
-        return limit
-    return 0 if neutral.get("op") == "embed" else DEFAULT_COMPLETION_RESERVE
+def completion_reserve(request: Request) -> int:
+    """The most tokens the reply may hold: its ``num_predict``, else the default reserve."""
+    if isinstance(request, EmbedRequest):
+        return 0
+    limit = request.options.num_predict
+    return limit if limit is not None and limit > 0 else DEFAULT_COMPLETION_RESERVE
 
 
 class TokenBucket:
@@ -134,6 +136,9 @@ class Admission:
 
     headers: dict[str, str]
     prompt_estimate: int
+    # Set when the request must be capped for the reservation to bound it (a key with a budget,
+    # a request without max_tokens): the caller sends it with this num_predict.
+    completion_cap: int | None = None
     charged: int = 0  # tokens reserved against the budget (prompt estimate + completion cap)
     budget: BudgetAccount | None = None
     tokens: TokenBucket | None = None
@@ -160,17 +165,23 @@ class Limits:
         self._tokens: dict[str, TokenBucket] = {}
         self._budgets: dict[str, BudgetAccount] = {}
 
-    async def admit(self, key: ApiKey, neutral: dict[str, Any], now: float) -> Admission:
+    async def admit(self, key: ApiKey, request: Request, now: float) -> Admission:
         """Check every limit of ``key`` for this request and, only if all pass, charge them.
 
-        A key with a budget gets ``num_predict`` set when the request has none, so that the
-        reservation bounds the reply. Raises ``ApiError`` 429 (``rate_limit_exceeded`` with
-        ``Retry-After``, or ``budget_exceeded`` with when the budget resets)."""
+        A key with a budget caps a request that sets no ``num_predict`` (``completion_cap``),
+        so that the reservation bounds the reply. Raises ``ApiError`` 429
+        (``rate_limit_exceeded`` with ``Retry-After``, or ``budget_exceeded`` with when the
+        budget resets)."""
         limits = key.limits
-        if limits.budget_tokens is not None and neutral.get("op") != "embed":
-            neutral.setdefault("options", {}).setdefault("num_predict", DEFAULT_COMPLETION_RESERVE)
-        prompt_estimate = estimate_prompt_tokens(neutral)
-        amount = prompt_estimate + completion_reserve(neutral)
+        cap = None
+        if (
+            limits.budget_tokens is not None
+            and not isinstance(request, EmbedRequest)
+            and request.options.num_predict is None
+        ):
+            cap = DEFAULT_COMPLETION_RESERVE
+        prompt_estimate = estimate_prompt_tokens(request)
+        amount = prompt_estimate + completion_reserve(request)
 
         requests = self._bucket(self._requests, key.id, limits.rpm, now)
         tokens = self._bucket(self._tokens, key.id, limits.tpm, now)
@@ -194,7 +205,7 @@ class Limits:
         if budget is not None:
             budget.reserved += amount
         headers = _headers(requests, tokens)
-        return Admission(headers, prompt_estimate, amount, budget, tokens, tokens_amount)
+        return Admission(headers, prompt_estimate, cap, amount, budget, tokens, tokens_amount)
 
     @staticmethod
     def _bucket(

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from edge.errors import ApiError
 
 if TYPE_CHECKING:
-    from edge.tunnel import AgentSession
+    from edge.tunnel import AgentSession, TunnelStream
+    from protocol.requests import Request
 
 DEFAULT_MAX_WAITERS = 256
 
@@ -30,6 +31,27 @@ class Registry:
         self._queues: dict[str, OrderedDict[str, deque[_Waiter]]] = {}
         self._waiters = 0
         self._max_waiters = max_waiters
+        # Slots handed out by acquire() whose stream is not open yet; only a Lease gives one
+        # back, so nothing outside this module counts them.
+        self._reserved: dict[AgentSession, int] = defaultdict(int)
+
+    def reserved(self, session: AgentSession) -> int:
+        """Slots of ``session`` leased and not yet turned into streams."""
+        return self._reserved.get(session, 0)
+
+    def _load(self, session: AgentSession) -> int:
+        return session.in_flight + self._reserved.get(session, 0)
+
+    def _reserve(self, session: AgentSession) -> Lease:
+        self._reserved[session] += 1
+        return Lease(self, session)
+
+    def _unreserve(self, session: AgentSession) -> None:
+        left = self._reserved[session] - 1
+        if left:
+            self._reserved[session] = left
+        else:
+            del self._reserved[session]
 
     def add(self, session: AgentSession) -> AgentSession | None:
         """Register a session; returns the session it replaces for the same machine, if any."""
@@ -107,12 +129,11 @@ class Registry:
         self, tenant_id: str, model: str, exclude: frozenset[str], only: str | None
     ) -> AgentSession | None:
         best: AgentSession | None = None
+        best_load = 0
         for session in self.candidates(tenant_id, model, exclude, only):
-            load = session.in_flight + session.reserved
-            if load >= session.max_concurrency:
-                continue
-            if best is None or load < best.in_flight + best.reserved:
-                best = session
+            load = self._load(session)
+            if load < session.max_concurrency and (best is None or load < best_load):
+                best, best_load = session, load
         return best
 
     def _check_servable(
@@ -147,8 +168,9 @@ class Registry:
         exclude: frozenset[str] = frozenset(),
         key_id: str = "",
         only: str | None = None,
-    ) -> AgentSession:
-        """A session to run ``model`` on, with one slot reserved for the caller's stream.
+    ) -> Lease:
+        """A lease on a slot of a session that serves ``model``: ``Lease.open`` starts the
+        caller's stream in it, ``Lease.release`` gives it back unused.
 
         When every machine is full the request waits, up to ``timeout`` seconds, in its key's
         queue; freed slots go to the keys in turn, so one key's burst cannot starve the others.
@@ -162,8 +184,7 @@ class Registry:
         if not queues:  # nobody is waiting: a free slot is ours
             session = self._pick(tenant_id, model, exclude, only)
             if session is not None:
-                session.reserved += 1
-                return session
+                return self._reserve(session)
         if self._waiters >= self._max_waiters:
             raise ApiError(503, "machines_busy", "all machines are busy and the queue is full")
         waiter = _Waiter(model, exclude, only, asyncio.get_running_loop().create_future())
@@ -173,9 +194,9 @@ class Registry:
         try:
             self._dispatch(tenant_id)
             async with asyncio.timeout(timeout):
-                session = await waiter.future
+                lease = await waiter.future
             served = True
-            return session
+            return lease
         except TimeoutError:
             raise ApiError(
                 503,
@@ -198,8 +219,7 @@ class Registry:
         if not future.done():
             future.cancel()
         elif not served and not future.cancelled() and future.exception() is None:
-            future.result().reserved -= 1  # granted, but the request went away first
-            self._dispatch(tenant_id)
+            future.result().release()  # granted, but the request went away first
 
     def _dispatch(self, tenant_id: str) -> None:
         """Hand free slots to waiting requests, one key at a time, in rotation."""
@@ -218,8 +238,7 @@ class Registry:
                 session = self._pick(tenant_id, waiter.model, waiter.exclude, waiter.only)
                 if session is None:
                     continue  # this key waits for another model's machine; others may go
-                session.reserved += 1
-                self._pop(queues, key_id).future.set_result(session)
+                self._pop(queues, key_id).future.set_result(self._reserve(session))
                 if key_id in queues:
                     queues.move_to_end(key_id)  # served: to the back of the rotation
                 progress = True
@@ -238,4 +257,47 @@ class _Waiter:
     model: str
     exclude: frozenset[str]
     only: str | None
-    future: asyncio.Future[AgentSession]
+    future: asyncio.Future[Lease]
+
+
+class Lease:
+    """One slot on one machine, held from ``Registry.acquire`` until it becomes a stream
+    (``open``) or is given back (``release``). It is the only way a slot is reserved or freed,
+    so a slot can be neither lost nor used twice."""
+
+    __slots__ = ("_done", "_registry", "session")
+
+    def __init__(self, registry: Registry, session: AgentSession) -> None:
+        self._registry = registry
+        self.session = session
+        self._done = False
+
+    @property
+    def machine_id(self) -> str:
+        return self.session.machine_id
+
+    @property
+    def machine_name(self) -> str:
+        return self.session.machine_name
+
+    def open(self, request: Request, timeout: float) -> TunnelStream:
+        """Start the stream in this slot. If the machine cannot be sent the request
+        (``ApiError``), the slot is free again."""
+        self._give_back()
+        try:
+            return self.session.open_stream(request, timeout)
+        except BaseException:
+            self._registry.notify(self.session.tenant_id)
+            raise
+
+    def release(self) -> None:
+        """Give the slot back unused (the request went away); a no-op once opened."""
+        if not self._done:
+            self._give_back()
+            self._registry.notify(self.session.tenant_id)
+
+    def _give_back(self) -> None:
+        if self._done:
+            raise RuntimeError("a lease is used once")
+        self._done = True
+        self._registry._unreserve(self.session)

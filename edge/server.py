@@ -17,15 +17,10 @@ from aiohttp import web
 
 from edge import credentials
 from edge.app import create_app, drain_agents
-from edge.audit import Recorder, stop_recorder
 from edge.config import EdgeConfig
-from edge.context import EdgeContext
-from edge.data_dir import create_private_file, secure_data_dir
+from edge.context import CONTEXT, EdgeContext
 from edge.http_guard import GuardedRequestHandler, head_received_middleware
-from edge.limits import Limits
 from edge.listener import GuardedSite, default_max_connections, open_file_limit
-from edge.registry import Registry
-from edge.store import SqliteStore
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +34,6 @@ class RunningEdge:
     context: EdgeContext
     port: int
     admin_key_path: Path | None  # set when this start created the operator key
-    recorder_task: asyncio.Task[None]
     stopped: bool = False
 
     async def stop(self) -> None:
@@ -50,22 +44,7 @@ class RunningEdge:
         for site in list(self.runner.sites):
             await site.stop()  # no new connections; open ones keep working
         await drain_agents(self.context.registry, self.context.config.drain_timeout)
-        await self.runner.cleanup()
-        await stop_recorder(self.recorder_task)  # the last flush: requests that just ended
-        await self.context.store.close()
-
-
-def open_context(config: EdgeConfig) -> EdgeContext:
-    secure_data_dir(config.data_dir)
-    secret = credentials.load_or_create_server_secret(config.data_dir / "server.secret")
-    database = config.data_dir / "edge.db"
-    create_private_file(database)
-    store = SqliteStore(database)
-    registry = Registry(max_waiters=config.max_queued)
-    recorder = Recorder(store, config.audit_flush_interval, config.audit_retention_days)
-    return EdgeContext(
-        config, store, registry, credentials.KeyHasher(secret), Limits(store), recorder
-    )
+        await self.runner.cleanup()  # the recorder's last flush, then the store closes
 
 
 async def ensure_operator_key(ctx: EdgeContext) -> Path | None:
@@ -83,9 +62,7 @@ async def start_edge(
     config: EdgeConfig, host: str, port: int, ssl_context: ssl.SSLContext | None
 ) -> RunningEdge:
     """Serve the edge on ``host:port`` (0 picks a free port) until ``stop()``."""
-    ctx = open_context(config)
-    admin_key_path = await ensure_operator_key(ctx)
-    app = create_app(ctx)
+    app = create_app(config)
     app.middlewares.insert(0, head_received_middleware)  # outermost: the head is in
     # handler_cancellation: a client that disconnects cancels its handler at once, which sends
     # CANCEL through the tunnel and stops generation on the GPU.
@@ -95,7 +72,9 @@ async def start_edge(
         access_log=None,
         shutdown_timeout=5.0,  # after drain_agents(): what is left gets this long
     )
-    await runner.setup()
+    await runner.setup()  # opens the store and starts the recorder (edge.app)
+    ctx = app[CONTEXT]
+    admin_key_path = await ensure_operator_key(ctx)
     server = runner.server
     assert server is not None
     loop = asyncio.get_running_loop()
@@ -124,5 +103,4 @@ async def start_edge(
     )
     await site.start()
     log.info("accepting at most %d connections on %s", max_connections, site.name)
-    recorder_task = asyncio.create_task(ctx.recorder.run(), name="audit-recorder")
-    return RunningEdge(runner, site, ctx, site.port, admin_key_path, recorder_task)
+    return RunningEdge(runner, site, ctx, site.port, admin_key_path)

@@ -47,6 +47,7 @@ from protocol import (
     FrameTooLarge,
     GoAway,
     Hello,
+    LocalProtocolError,
     Models,
     Open,
     Ping,
@@ -62,6 +63,7 @@ from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 from protocol.frames import MAX_TIMEOUT
 from protocol.liveness import Liveness, Verdict
 from protocol.mux import FLOW_CONTROLLED
+from protocol.requests import Request
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,13 @@ class TunnelStream:
     async def next_text(self) -> TextEvent:
         return as_text(await self.next())
 
+    def expire(self, code: str, message: str) -> None:
+        """The edge's deadline for the stream passed: its reader learns why (the audit files
+        the request under ``code``), and the machine is told to stop."""
+        if self.observer is not None:
+            self.observer(Error(self.stream_id, code, message, False))
+        self.close("deadline")
+
     def close(self, reason: str = "client_closed") -> None:
         """Stop the stream if it is still running (CANCEL), and hand back unread credit."""
         self.session.forget(self, reason if not self.finished else None)
@@ -184,7 +193,6 @@ class AgentSession:
         self.models = _index_models(hello.models)
         self.connected_at = time.time()
         self.rtt: float | None = None
-        self.reserved = 0  # slots granted by the registry whose stream is not open yet
         self._registry = registry
         self._limits = limits
         self._transport = transport
@@ -205,19 +213,16 @@ class AgentSession:
     def accepting(self) -> bool:
         return not self._draining and self.conn.state is State.OPEN
 
-    def open_stream(self, request: dict[str, Any], timeout: float) -> TunnelStream:
-        """Start a stream on the slot ``Registry.acquire`` reserved for it. ``ApiError`` 400
-        when the request holds what the tunnel cannot carry (PROTOCOL.md §2: JSON only)."""
-        self.reserved -= 1
+    def open_stream(self, request: Request, timeout: float) -> TunnelStream:
+        """Start a stream (in the slot a ``registry.Lease`` held for it). ``ApiError`` 400 when
+        the request holds what the tunnel cannot carry (PROTOCOL.md §2: JSON only)."""
         stream_id = self.conn.next_stream_id()
         # The agent's deadline; the edge keeps its own. A week is OPEN's bound (PROTOCOL.md §2).
         frame = Open(stream_id, request, min(timeout, MAX_TIMEOUT))
         try:
-            frame.check()
-        except RemoteProtocolError as exc:
-            self._registry.notify(self.tenant_id)  # the slot is free again
+            self.conn.send(frame)
+        except LocalProtocolError as exc:
             raise ApiError(400, "invalid_request", f"the request cannot be sent: {exc}") from None
-        self.conn.send(frame)
         stream = TunnelStream(self, stream_id)
         self._streams[stream_id] = stream
         self._wake.set()

@@ -7,6 +7,8 @@ frame constructors would raise on hostile input is caught here and named.
 from __future__ import annotations
 
 import dataclasses
+import operator
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -25,11 +27,27 @@ _FIELDS: dict[int, tuple[str, ...]] = {
 }
 
 
+def _values_getter(cls: type[Frame]) -> Callable[[Any], tuple[Any, ...]]:
+    """How a frame of ``cls`` gives its wire values: its own ``wire_values`` where a field has a
+    wire form of its own (OPEN's typed request), else its fields as they are."""
+    custom: Callable[[Any], tuple[Any, ...]] | None = getattr(cls, "wire_values", None)
+    if custom is not None:
+        return custom
+    names = _FIELDS[cls.TYPE]
+    if len(names) == 1:
+        (name,) = names
+        return lambda frame: (getattr(frame, name),)
+    return operator.attrgetter(*names)
+
+
+_VALUES = {code: _values_getter(cls) for code, cls in FRAME_CLASSES.items()}
+
+
 def encode(frame: Frame) -> bytes:
     """The wire bytes of ``frame``: ``[type, *fields]``."""
-    fields: list[Any] = [int(frame.TYPE)]
-    fields.extend(getattr(frame, name) for name in _FIELDS[frame.TYPE])
-    data: bytes = msgpack.packb(fields, use_bin_type=True)
+    data: bytes = msgpack.packb(
+        [int(frame.TYPE), *_VALUES[frame.TYPE](frame)], use_bin_type=True
+    )
     return data
 
 
@@ -70,7 +88,8 @@ def decode(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> Frame:
             raise RemoteProtocolError(
                 f"{cls.__name__}.{name} has type {type(value).__name__}, expected {expected}"
             )
-    frame = cls(*values)
+    build: Callable[[list[Any]], Frame] | None = getattr(cls, "from_wire_values", None)
+    frame = build(values) if build is not None else cls(*values)
     frame.check()
     return frame
 

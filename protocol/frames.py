@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from protocol.errors import RemoteProtocolError
 from protocol.json_values import INT64_MAX, check_json
+from protocol.requests import Request, UnsupportedRequest, from_wire, to_wire
 
 MAX_WINDOW = 2**31 - 1
 NO_STREAM = 0
@@ -215,18 +216,28 @@ class Models(Frame):
 
 @dataclass(frozen=True, slots=True)
 class Open(StreamFrame):
-    """Edge → agent: start a stream with a neutral request; ``timeout`` seconds, 0 for none (§7)."""
+    """Edge → agent: start a stream with a neutral request; ``timeout`` seconds, 0 for none (§7).
+
+    ``request`` is typed (``protocol.requests``): on the wire it is the map ``to_wire`` makes,
+    and decoding checks every field of it as it checks the frame's own."""
 
     TYPE = FrameType.OPEN
     SCHEMA = (int, dict, (int, float))
     stream_id: int
-    request: JSONMap
+    request: Request | UnsupportedRequest
     timeout: float
+
+    @classmethod
+    def from_wire_values(cls, values: list[Any]) -> Open:
+        return cls(values[0], from_wire(values[1]), values[2])
+
+    def wire_values(self) -> tuple[Any, ...]:
+        return (self.stream_id, to_wire(self.request), self.timeout)
 
     def check(self) -> None:
         _check_stream_id(self.stream_id)
-        _require(isinstance(self.request.get("op"), str), "request has no op")
-        check_json(self.request, "OPEN request")
+        # The wire map of a request built here must be what from_wire takes back on the agent.
+        check_json(to_wire(self.request), "OPEN request")
         # NaN fails every comparison, so it fails this one too.
         _require(
             0 <= self.timeout <= MAX_TIMEOUT,

@@ -14,7 +14,8 @@ import pytest
 
 from agent.backend import BackendError, Finish, OllamaBackend, Piece, Vectors, _describable
 from llmtunnel import sim_ollama
-from protocol import ErrorCode
+from protocol import ErrorCode, RemoteProtocolError
+from protocol.requests import from_wire
 
 
 @pytest.fixture
@@ -26,8 +27,15 @@ async def sim() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+def _stream(
+    backend: OllamaBackend, request: dict[str, Any]
+) -> AsyncIterator[Piece | Vectors | Finish]:
+    """The backend run on ``request`` written as the tunnel carries it (PROTOCOL.md §7)."""
+    return backend.stream(from_wire(request))
+
+
 async def _run(backend: OllamaBackend, request: dict[str, Any]) -> tuple[list[Piece], Finish]:
-    items = [item async for item in backend.stream(request)]
+    items = [item async for item in _stream(backend, request)]
     *pieces, finish = items
     assert all(isinstance(p, Piece) for p in pieces)
     assert isinstance(finish, Finish)
@@ -113,7 +121,9 @@ async def test_generate_errors_map_like_chat(sim: str) -> None:
         assert text in str(caught.value)
         assert not caught.value.retryable
     with pytest.raises(BackendError) as down:
-        await _run(OllamaBackend("http://127.0.0.1:9"), {"op": "generate", "model": "m"})
+        await _run(
+            OllamaBackend("http://127.0.0.1:9"), {"op": "generate", "model": "m", "prompt": "x"}
+        )
     assert (down.value.code, down.value.retryable) == (ErrorCode.BACKEND_UNAVAILABLE, True)
 
 
@@ -121,7 +131,7 @@ async def test_a_generate_failing_mid_stream_yields_then_raises(sim: str) -> Non
     received: list[str] = []
     request = {"op": "generate", "model": "llama3.2:3b", "prompt": "go fail-after=3"}
     with pytest.raises(BackendError) as caught:
-        async for item in OllamaBackend(sim).stream(request):
+        async for item in _stream(OllamaBackend(sim), request):
             assert isinstance(item, Piece)  # never a Finish
             received.append(item.content)
     assert received == ["go", " the", " tunnel"]
@@ -163,11 +173,18 @@ async def test_tool_calls_carry_their_arguments_as_compact_json_text(sim: str) -
     assert finish.finish_reason == "tool_calls"
 
 
-@pytest.mark.parametrize("op", ["show", None, 3])
-async def test_other_ops_are_unsupported(sim: str, op: object) -> None:
+@pytest.mark.parametrize("op", ["show", "pull", "transcribe"])
+async def test_other_ops_are_unsupported(sim: str, op: str) -> None:
     with pytest.raises(BackendError) as caught:
         await _run(OllamaBackend(sim), {"op": op, "model": "llama3.2:3b", "prompt": "x"})
     assert caught.value.code == ErrorCode.UNSUPPORTED
+
+
+@pytest.mark.parametrize("op", [None, 3])
+def test_an_op_that_is_not_a_name_is_a_malformed_request(op: object) -> None:
+    # Refused where the OPEN is decoded (the tunnel fails), before any backend sees it.
+    with pytest.raises(RemoteProtocolError, match="op"):
+        from_wire({"op": op, "model": "llama3.2:3b", "prompt": "x"})
 
 
 async def test_cancelling_a_generate_stops_it_on_ollama() -> None:
@@ -178,7 +195,7 @@ async def test_cancelling_a_generate_stops_it_on_ollama() -> None:
 
     async def consume() -> None:
         request = {"op": "generate", "model": "llama3.2:3b", "prompt": "tokens=5000"}
-        async for _item in backend.stream(request):
+        async for _item in _stream(backend, request):
             started.set()
 
     try:
@@ -199,7 +216,7 @@ async def test_embed_returns_float32_vectors_equal_to_ollamas(sim: str) -> None:
     inputs = ["the first text", "a second, longer text to embed"]
     direct = await ollama.AsyncClient(host=sim).embed(model="nomic-embed-text:latest", input=inputs)
     request = {"op": "embed", "model": "nomic-embed-text:latest", "input": inputs}
-    items = [item async for item in OllamaBackend(sim).stream(request)]
+    items = [item async for item in _stream(OllamaBackend(sim), request)]
     assert len(items) == 2
     vectors, finish = items
     assert isinstance(vectors, Vectors) and isinstance(finish, Finish)
@@ -214,7 +231,7 @@ async def test_embed_returns_float32_vectors_equal_to_ollamas(sim: str) -> None:
 
 async def test_embed_passes_dimensions(sim: str) -> None:
     request = {"op": "embed", "model": "nomic-embed-text:latest", "input": ["x"], "dimensions": 8}
-    items = [item async for item in OllamaBackend(sim).stream(request)]
+    items = [item async for item in _stream(OllamaBackend(sim), request)]
     assert isinstance(items[0], Vectors)
     assert [len(v) for v in items[0].vectors] == [32]
 
@@ -222,7 +239,7 @@ async def test_embed_passes_dimensions(sim: str) -> None:
 async def test_embed_with_a_chat_model_is_ollamas_400(sim: str) -> None:
     request = {"op": "embed", "model": "llama3.2:3b", "input": ["x"]}
     with pytest.raises(BackendError) as caught:
-        [item async for item in OllamaBackend(sim).stream(request)]
+        [item async for item in _stream(OllamaBackend(sim), request)]
     assert caught.value.code == ErrorCode.BAD_REQUEST
     assert "does not support embeddings" in str(caught.value)
 

@@ -13,31 +13,27 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from edge import credentials
-from edge.app import create_app
 from edge.audit import RequestRecord
 from edge.auth import RECORD, authenticate
 from edge.config import EdgeConfig
-from edge.server import open_context
+from edge.context import CONTEXT, open_context
 from edge.store import KeyLimits
 from protocol import Delta, End
+from protocol.requests import ChatRequest, Message, Options
 
 MODEL = "llama3.2:3b"
 TOKENS = 32  # deltas observed per request, as in scenario (a)
 FLUSH_EVERY = 500  # requests per batched write (a busy second)
 
 
-def _neutral() -> dict[str, Any]:
-    return {
-        "op": "chat",
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Tell me about tunnels tokens=32"}],
-        "options": {"num_predict": 64},
-    }
+def _neutral() -> ChatRequest:
+    message = Message("user", "Tell me about tunnels tokens=32")
+    return ChatRequest(MODEL, (message,), options=Options(num_predict=64))
 
 
 async def measure(iterations: int) -> dict[str, float]:
@@ -45,7 +41,8 @@ async def measure(iterations: int) -> dict[str, float]:
     the batched write's share."""
     with tempfile.TemporaryDirectory() as tmp:
         ctx = open_context(EdgeConfig(domain="bench.test", data_dir=Path(tmp)))
-        app = create_app(ctx)
+        app = web.Application()
+        app[CONTEXT] = ctx
         await ctx.store.tenants.create("t1", "bench")
         secrets = {}
         every_limit = KeyLimits((MODEL,), 10**12, "day", 10**9, 10**12, None)

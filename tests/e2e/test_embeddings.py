@@ -16,6 +16,7 @@ from agent.backend import BackendError, Finish, OllamaBackend, Piece, Vectors
 from agent.pairing import pair
 from agent.runner import RunOptions, run_agent
 from protocol import ErrorCode
+from protocol.requests import EmbedRequest, Request, UnsupportedRequest
 from tests.e2e.stack import Agent, Stack
 
 pytestmark = pytest.mark.e2e
@@ -99,8 +100,10 @@ async def test_an_unknown_model_is_404(acme: tuple[Stack, str]) -> None:
 class _NoEmbeddings(OllamaBackend):
     """A backend that cannot embed (an older agent, or another engine)."""
 
-    async def stream(self, request: dict[str, Any]) -> AsyncIterator[Piece | Vectors | Finish]:
-        if request.get("op") == "embed":
+    async def stream(
+        self, request: Request | UnsupportedRequest
+    ) -> AsyncIterator[Piece | Vectors | Finish]:
+        if isinstance(request, EmbedRequest):
             raise BackendError(ErrorCode.UNSUPPORTED, "this agent cannot run 'embed' requests")
         async for item in super().stream(request):
             yield item

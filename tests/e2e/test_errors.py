@@ -282,8 +282,9 @@ async def test_a_request_the_tunnel_cannot_carry_is_400(acme: tuple[Stack, str])
     error = _error(response.json())
     assert error["code"] == "invalid_request"
     assert isinstance(error["message"], str) and "deeper than 64 levels" in error["message"]
-    session = stack.edge.context.registry.sessions(stack.edge.context.registry.tenants()[0])[0]
-    assert (session.in_flight, session.reserved) == (0, 0)
+    registry = stack.edge.context.registry
+    session = registry.sessions(registry.tenants()[0])[0]
+    assert (session.in_flight, registry.reserved(session)) == (0, 0)
     reply = await stack.openai(key).chat.completions.create(
         model="llama3.2:3b", messages=[{"role": "user", "content": "fine tokens=2"}]
     )

@@ -44,6 +44,7 @@ from protocol import (
 )
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 from protocol.frames import MAX_WINDOW
+from protocol.requests import ChatRequest, GenerateRequest, Message
 from tests.e2e.proxy import FaultyProxy
 from tests.e2e.stack import Stack, running_stack, user
 
@@ -126,7 +127,10 @@ async def test_a_request_past_its_deadline_ends_with_an_error_event(tmp_path: Pa
     ("payload", "close_code"),
     [
         (b"\xc1garbage", 1002),  # not msgpack
-        (encode(Open(1, {"op": "chat"}, 0)), 1002),  # a frame only the edge may send
+        (
+            encode(Open(1, ChatRequest("m", (Message("user", "hi"),)), 0)),
+            1002,
+        ),  # a frame only the edge may send
         (b"\x00" * (2 * 1024 * 1024), 1009),  # over the edge's 1 MiB frame limit
     ],
 )
@@ -360,13 +364,7 @@ async def test_an_edge_that_stops_reading_is_dropped_by_the_agent(
         await flush()
         conn.receive(await ws.recv(decode=False))  # HELLO
         long_words = "w" * 4096  # every token the simulator streams is this word
-        conn.send(
-            Open(
-                1,
-                {"op": "generate", "model": "llama3.2:3b", "prompt": f"{long_words} tokens=100000"},
-                0,
-            )
-        )
+        conn.send(Open(1, GenerateRequest("llama3.2:3b", f"{long_words} tokens=100000"), 0))
         await flush()
         ws.transport.pause_reading()
         stopped_reading.set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from edge import openapi
+from edge.api import openapi
 from tests.e2e.stack import Stack
 
 pytestmark = pytest.mark.e2e

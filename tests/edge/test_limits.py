@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from edge.limits import (
     period_bounds,
 )
 from edge.store import ApiKey, KeyLimits, SqliteStore
+from protocol.requests import ChatRequest, Message, Options, Tool
 
 NOW = datetime.datetime(2026, 11, 23, 15, 30, tzinfo=datetime.UTC).timestamp()
 
@@ -24,15 +26,8 @@ def _key(**limits: object) -> ApiKey:
     return ApiKey("k1", "t1", "ci", "sk-lt-x", 0.0, None, None, None, KeyLimits(**limits))  # type: ignore[arg-type]
 
 
-def _chat(text: str = "hello", max_tokens: int | None = None) -> dict[str, object]:
-    neutral: dict[str, object] = {
-        "op": "chat",
-        "model": "m",
-        "messages": [{"role": "user", "content": text}],
-    }
-    if max_tokens is not None:
-        neutral["options"] = {"num_predict": max_tokens}
-    return neutral
+def _chat(text: str = "hello", max_tokens: int | None = None) -> ChatRequest:
+    return ChatRequest("m", (Message("user", text),), options=Options(num_predict=max_tokens))
 
 
 @pytest.fixture
@@ -48,10 +43,9 @@ def test_the_prompt_estimate_bounds_tokens_by_bytes() -> None:
     assert long - short == 1998
     accented = estimate_prompt_tokens(_chat("é" * 10)) - estimate_prompt_tokens(_chat(""))
     assert accented == 20  # UTF-8 bytes, not characters
-    with_image = _chat("hi")
-    with_image["messages"] = [{"role": "user", "content": "hi", "images": ["A" * 100_000]}]
+    with_image = ChatRequest("m", (Message("user", "hi", ("A" * 100_000,)),))
     assert estimate_prompt_tokens(with_image) == short + TOKENS_PER_IMAGE  # not the base64 size
-    with_tools = {**_chat("hi"), "tools": [{"function": {"name": "weather"}}]}
+    with_tools = dataclasses.replace(_chat("hi"), tools=(Tool("weather"),))
     assert estimate_prompt_tokens(with_tools) > short
 
 
@@ -166,12 +160,12 @@ async def test_budgets_reserve_and_settle(store: SqliteStore) -> None:
 
 
 async def test_a_budgeted_key_gets_a_completion_cap(store: SqliteStore) -> None:
-    neutral = _chat()
-    await Limits(store).admit(_key(budget_tokens=10**6, budget_period="day"), neutral, NOW)
-    assert neutral["options"] == {"num_predict": DEFAULT_COMPLETION_RESERVE}
-    unlimited = _chat()
-    await Limits(store).admit(_key(), unlimited, NOW)
-    assert "options" not in unlimited  # without a budget, the model may run to its own end
+    budgeted = _key(budget_tokens=10**6, budget_period="day")
+    admission = await Limits(store).admit(budgeted, _chat(), NOW)
+    assert admission.completion_cap == DEFAULT_COMPLETION_RESERVE
+    assert (await Limits(store).admit(budgeted, _chat(max_tokens=50), NOW)).completion_cap is None
+    unlimited = await Limits(store).admit(_key(), _chat(), NOW)
+    assert unlimited.completion_cap is None  # without a budget, the model may run to its end
 
 
 async def test_a_budget_starts_from_what_the_store_recorded_and_resets_next_period(

@@ -23,8 +23,6 @@ from edge.context import CONTEXT
 from edge.errors import ApiError, bad_request
 from edge.store import Conflict
 
-routes = web.RouteTableDef()
-
 
 class AttemptLimiter:
     """At most ``limit`` attempts a minute per client network: an IPv4 address, or an IPv6 /64
@@ -86,9 +84,8 @@ def client_network(address: str) -> str:
 LIMITER = web.AppKey("pairing_limiter", AttemptLimiter)
 
 
-@routes.post("/agent/pair")
 async def pair(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
+    ctx = request.config_dict[CONTEXT]
     request.app[LIMITER].check(request.remote or "unknown")
     body = await read_json_object(request)
     code, public_key = body.get("code"), body.get("public_key")

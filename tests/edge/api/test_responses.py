@@ -6,9 +6,13 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from edge import openai_chat, openai_responses
+from edge.api import chat as openai_chat
+from edge.api.dispatch import check_capabilities
+from edge.api.responses import render as responses_render
+from edge.api.responses import request as openai_responses
 from edge.errors import ApiError
 from protocol import Delta, End
+from protocol.requests import to_wire
 
 STREAM_EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 TOOL = {
@@ -26,11 +30,12 @@ def _req(**overrides: Any) -> openai_responses.ResponsesRequest:
 
 def _neutral(caps: tuple[str, ...] = ("completion", "tools"), **overrides: Any) -> dict[str, Any]:
     req = _req(**overrides)
-    return openai_responses.to_neutral(req, openai_responses.input_items(req), list(caps))
+    return to_wire(openai_responses.to_neutral(req, openai_responses.input_items(req), list(caps)))
 
 
 def _chat_neutral(body: dict[str, Any], caps: tuple[str, ...] = ("completion", "tools")) -> Any:
-    return openai_chat.to_neutral(openai_chat.parse_request({"model": "m", **body}), list(caps))
+    chat = openai_chat.parse_request({"model": "m", **body})
+    return to_wire(openai_chat.to_neutral(chat, list(caps)))
 
 
 def test_the_neutral_request_is_the_chat_dialects() -> None:
@@ -103,12 +108,12 @@ def test_items_become_chat_messages_with_tool_calls_and_results() -> None:
             "role": "assistant",
             "content": "ok",
             "tool_calls": [
-                {"function": {"name": "get_weather", "arguments": {}}},
-                {"function": {"name": "get_time", "arguments": {"a": 1}}},
+                {"id": "call_1", "function": {"name": "get_weather", "arguments": {}}},
+                {"id": "call_2", "function": {"name": "get_time", "arguments": {"a": 1}}},
             ],
         },
-        {"role": "tool", "content": "noon", "tool_name": "get_time"},
-        {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
+        {"role": "tool", "content": "noon", "tool_name": "get_time", "tool_call_id": "call_2"},
+        {"role": "tool", "content": "sunny", "tool_name": "get_weather", "tool_call_id": "call_1"},
     ]
 
 
@@ -193,18 +198,22 @@ def test_tool_choice_picks_or_drops_tools() -> None:
 
 
 def test_tools_to_a_model_without_tools() -> None:
-    req = _req(tools=[TOOL])
+    def check(capabilities: list[str], **overrides: Any) -> None:
+        req = _req(**overrides)
+        request = openai_responses.to_neutral(req, openai_responses.input_items(req), capabilities)
+        models = {"m": {"capabilities": capabilities}, "qwen3:8b": {"capabilities": ["tools"]}}
+        check_capabilities(models, "m", request)
+
     with pytest.raises(ApiError) as caught:
-        openai_responses.require_tools_capability(req, ["completion"], ["qwen3:8b"])
+        check(["completion"], tools=[TOOL])
     assert caught.value.code == "model_does_not_support_tools"
     assert caught.value.param == "tools" and "qwen3:8b" in caught.value.message
-    openai_responses.require_tools_capability(req, ["completion", "tools"], [])
-    none = _req(tools=[TOOL], tool_choice="none")
-    openai_responses.require_tools_capability(none, ["completion"], [])  # no tools are sent
+    check(["completion", "tools"], tools=[TOOL])
+    check(["completion"], tools=[TOOL], tool_choice="none")  # no tools are sent
 
 
 def _run(
-    renderer: openai_responses.ResponseRenderer, frames: list[Delta], end: End
+    renderer: responses_render.ResponseRenderer, frames: list[Delta], end: End
 ) -> list[tuple[str, dict[str, Any]]]:
     events = renderer.start()
     for frame in frames:
@@ -223,7 +232,7 @@ FRAMES = [
 
 
 def test_stream_events_are_valid_and_numbered_in_order() -> None:
-    renderer = openai_responses.ResponseRenderer(_req(tools=[TOOL]), store=False)
+    renderer = responses_render.ResponseRenderer(_req(tools=[TOOL]), store=False)
     events = _run(renderer, FRAMES, End(1, "stop", 10, 7, {}))
     for name, data in events:
         assert data["type"] == name
@@ -267,9 +276,9 @@ def test_stream_events_are_valid_and_numbered_in_order() -> None:
 
 def test_the_whole_response_equals_the_streamed_one() -> None:
     end = End(1, "stop", 10, 7, {})
-    streamed = openai_responses.ResponseRenderer(_req(), store=True)
+    streamed = responses_render.ResponseRenderer(_req(), store=True)
     last = _run(streamed, FRAMES[:4], end)[-1][1]["response"]
-    whole = openai_responses.ResponseRenderer(_req(), store=True).complete(FRAMES[:4], end)
+    whole = responses_render.ResponseRenderer(_req(), store=True).body(FRAMES[:4], end)
     for response in (last, whole):
         del response["id"], response["output"][0]["id"], response["output"][1]["id"]
         response.pop("completed_at")
@@ -279,7 +288,7 @@ def test_the_whole_response_equals_the_streamed_one() -> None:
 
 
 def test_length_is_incomplete_with_max_output_tokens() -> None:
-    renderer = openai_responses.ResponseRenderer(_req(max_output_tokens=2), store=False)
+    renderer = responses_render.ResponseRenderer(_req(max_output_tokens=2), store=False)
     events = _run(renderer, [Delta(1, "ab", "", [])], End(1, "length", 3, 2, {}))
     assert events[-1][0] == "response.incomplete"
     response = Response.model_validate(events[-1][1]["response"])
@@ -290,7 +299,7 @@ def test_length_is_incomplete_with_max_output_tokens() -> None:
 
 
 def test_a_failure_closes_the_open_item_then_fails_and_errors() -> None:
-    renderer = openai_responses.ResponseRenderer(_req(), store=True)
+    renderer = responses_render.ResponseRenderer(_req(), store=True)
     events = renderer.start() + renderer.delta(Delta(1, "Hel", "", []))
     tail = renderer.error(ApiError(502, "backend_error", "runner died"))
     names = [name for name, _ in tail]
@@ -316,9 +325,9 @@ def test_a_failure_closes_the_open_item_then_fails_and_errors() -> None:
 
 
 def test_output_items_go_back_as_input() -> None:
-    renderer = openai_responses.ResponseRenderer(_req(tools=[TOOL]), store=True)
-    response = renderer.complete(FRAMES, End(1, "stop", 1, 1, {}))
-    items = [{"role": "user", "content": "hi"}, *openai_responses.output_to_items(response)]
+    renderer = responses_render.ResponseRenderer(_req(tools=[TOOL]), store=True)
+    response = renderer.body(FRAMES, End(1, "stop", 1, 1, {}))
+    items = [{"role": "user", "content": "hi"}, *responses_render.output_to_items(response)]
     messages = openai_responses.chat_messages(items)
     assert messages == [
         {"role": "user", "content": "hi"},

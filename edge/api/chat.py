@@ -1,8 +1,9 @@
-"""The OpenAI chat-completions dialect: request validation, the neutral request, and rendering.
+"""The OpenAI chat-completions dialect (``POST /v1/chat/completions``): request validation, the
+neutral request, and rendering.
 
-Nothing here does I/O. ``to_neutral`` turns a validated request into the Ollama-shaped neutral
-request that crosses the tunnel (DESIGN.md "The neutral model"); ``ChatRenderer`` turns the
-neutral events (DELTA / END) back into chunks or one completion object.
+Nothing here does I/O. ``to_neutral`` turns a validated request into the neutral ``chat``
+request that crosses the tunnel (docs/PROTOCOL.md §7); ``ChatRenderer`` turns the neutral events
+(DELTA / END) back into chunks or one completion object.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge import json_input
-from edge.errors import ApiError, bad_request
+from edge.api import sse
+from edge.api.dialect import Call, TextDialect, TextRenderer
+from edge.errors import bad_request
 from protocol import Delta, End
+from protocol.requests import ChatRequest, Message, Options, TextRequest, Tool, ToolCall
 
 
 class _Lenient(BaseModel):
@@ -28,7 +32,7 @@ class FunctionCall(_Lenient):
     arguments: str = "{}"
 
 
-class ToolCall(_Lenient):
+class FunctionToolCall(_Lenient):
     id: str = ""
     type: Literal["function"] = "function"
     function: FunctionCall
@@ -37,7 +41,7 @@ class ToolCall(_Lenient):
 class ChatMessage(_Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: list[FunctionToolCall] | None = None
     tool_call_id: str | None = None
     reasoning_content: str | None = None
 
@@ -92,39 +96,28 @@ def parse_request(body: dict[str, Any]) -> ChatCompletionRequest:
         raise bad_request(f"Invalid value for '{param}': {first['msg']}", param=param) from None
 
 
-def to_neutral(req: ChatCompletionRequest, capabilities: list[str]) -> dict[str, Any]:
+def to_neutral(req: ChatCompletionRequest, capabilities: list[str]) -> ChatRequest:
     """The neutral ``chat`` request for ``req``, checked against the model's ``capabilities``."""
     if req.n is not None and req.n > 1:
         raise bad_request("n > 1 is not supported: ask for one choice per request", param="n")
-    neutral: dict[str, Any] = {
-        "op": "chat",
-        "model": req.model,
-        "messages": _messages(req.messages, "vision" in capabilities),
-    }
     tools = req.tools if req.tool_choice != "none" else None
-    if tools:
-        neutral["tools"] = [tool.model_dump(exclude_none=True) for tool in tools]
-    options = _options(req)
-    if options:
-        neutral["options"] = options
-    if req.response_format is not None and req.response_format.type != "text":
-        neutral["format"] = _format(req.response_format)
-    if req.reasoning_effort is not None:
-        neutral["think"] = _think(req.reasoning_effort)
-    return neutral
+    return ChatRequest(
+        req.model,
+        _messages(req.messages, "vision" in capabilities),
+        tuple(_tool(spec.function) for spec in tools or ()),
+        Options(num_predict=req.max_completion_tokens or req.max_tokens, **sampling_options(req)),
+        _format(req.response_format) if req.response_format is not None else None,
+        _think(req.reasoning_effort) if req.reasoning_effort is not None else None,
+    )
 
 
-def _options(req: ChatCompletionRequest) -> dict[str, Any]:
-    options = sampling_options(req)
-    limit = req.max_completion_tokens or req.max_tokens
-    if limit is not None:
-        options["num_predict"] = limit
-    return options
+def _tool(function: FunctionSpec) -> Tool:
+    return Tool(function.name, function.description, function.parameters)
 
 
 def sampling_options(req: BaseModel) -> dict[str, Any]:
-    """Ollama options for the OpenAI sampling fields the client set, and its stop strings: only
-    what was set, since unlike Ollama's own layer the edge never forces temperature/top_p."""
+    """The OpenAI sampling fields the client set, and its stop strings, as ``Options`` fields:
+    only what was set, since unlike Ollama's own layer the edge never forces temperature/top_p."""
     options: dict[str, Any] = {}
     for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"):
         value = getattr(req, name, None)
@@ -132,11 +125,13 @@ def sampling_options(req: BaseModel) -> dict[str, Any]:
             options[name] = value
     stop = getattr(req, "stop", None)
     if stop is not None:
-        options["stop"] = [stop] if isinstance(stop, str) else stop
+        options["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
     return options
 
 
-def _format(response_format: ResponseFormat) -> str | dict[str, Any]:
+def _format(response_format: ResponseFormat) -> str | dict[str, Any] | None:
+    if response_format.type == "text":
+        return None
     if response_format.type == "json_object":
         return "json"
     schema = (response_format.json_schema or {}).get("schema")
@@ -154,9 +149,9 @@ def _think(effort: str) -> bool | str:
     return effort
 
 
-def _messages(messages: list[ChatMessage], vision: bool) -> list[dict[str, Any]]:
+def _messages(messages: list[ChatMessage], vision: bool) -> tuple[Message, ...]:
     tool_names: dict[str, str] = {}
-    out: list[dict[str, Any]] = []
+    out: list[Message] = []
     for index, message in enumerate(messages):
         text, images = _content(message.content, index)
         if images and not vision:
@@ -164,20 +159,23 @@ def _messages(messages: list[ChatMessage], vision: bool) -> list[dict[str, Any]]
                 "this model does not accept images (no `vision` capability)",
                 param=f"messages.{index}.content",
             )
-        role = "system" if message.role == "developer" else message.role
-        item: dict[str, Any] = {"role": role, "content": text}
-        if images:
-            item["images"] = images
-        if message.tool_calls:
-            item["tool_calls"] = [_tool_call(call, index) for call in message.tool_calls]
-            tool_names.update({call.id: call.function.name for call in message.tool_calls})
-        if message.role == "tool" and message.tool_call_id:
-            item["tool_name"] = tool_names.get(message.tool_call_id, "")
-        out.append(item)
-    return out
+        calls = tuple(_tool_call(call, index) for call in message.tool_calls or ())
+        tool_names.update({call.id: call.name for call in calls})
+        answered = message.tool_call_id if message.role == "tool" else None
+        out.append(
+            Message(
+                "system" if message.role == "developer" else message.role,
+                text,
+                tuple(images),
+                calls,
+                tool_names.get(answered, "") if answered else "",
+                answered or "",
+            )
+        )
+    return tuple(out)
 
 
-def _tool_call(call: ToolCall, index: int) -> dict[str, Any]:
+def _tool_call(call: FunctionToolCall, index: int) -> ToolCall:
     try:
         arguments = json_input.loads(call.function.arguments or "{}")
     except json_input.JsonInputError:
@@ -187,7 +185,7 @@ def _tool_call(call: ToolCall, index: int) -> dict[str, Any]:
         ) from None
     if not isinstance(arguments, dict):
         raise bad_request("tool call arguments must be a JSON object", param=f"messages.{index}")
-    return {"function": {"name": call.function.name, "arguments": arguments}}
+    return ToolCall(call.function.name, arguments, call.id)
 
 
 def _content(content: str | list[dict[str, Any]] | None, index: int) -> tuple[str, list[str]]:
@@ -218,24 +216,11 @@ def _image(image_url: object, index: int) -> str:
     return url.split(";base64,", 1)[1]
 
 
-def require_tools_capability(
-    req: ChatCompletionRequest, capabilities: list[str], tool_models: list[str]
-) -> None:
-    """400 ``model_does_not_support_tools`` when tools go to a model that cannot call them."""
-    if req.tools and req.tool_choice != "none" and "tools" not in capabilities:
-        others = ", ".join(tool_models) or "none is online"
-        raise ApiError(
-            400,
-            "model_does_not_support_tools",
-            f"The model `{req.model}` does not support tools. Models that do: {others}",
-            param="tools",
-        )
-
-
-class ChatRenderer:
+class ChatRenderer(sse.ChunkRenderer):
     """Renders one stream's neutral events as OpenAI chat-completion chunks or one completion."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, include_usage: bool = False) -> None:
+        super().__init__(include_usage)
         self.model = model
         self.id = "chatcmpl-" + secrets.token_hex(12)
         self.created = int(time.time())
@@ -291,7 +276,7 @@ class ChatRenderer:
             "created": self.created,
             "model": self.model,
             "choices": [],
-            "usage": usage(end),
+            "usage": sse.usage(end),
         }
 
     def completion(self, deltas: list[Delta], end: End) -> dict[str, Any]:
@@ -318,13 +303,20 @@ class ChatRenderer:
                     "finish_reason": self.finish_reason(end),
                 }
             ],
-            "usage": usage(end),
+            "usage": sse.usage(end),
         }
 
 
-def usage(end: End) -> dict[str, int]:
-    return {
-        "prompt_tokens": end.prompt_tokens,
-        "completion_tokens": end.completion_tokens,
-        "total_tokens": end.prompt_tokens + end.completion_tokens,
-    }
+class ChatDialect(TextDialect[ChatCompletionRequest]):
+    def parse(self, body: dict[str, Any]) -> ChatCompletionRequest:
+        return parse_request(body)
+
+    def neutral(self, call: Call[ChatCompletionRequest]) -> TextRequest:
+        return to_neutral(call.req, call.capabilities or [])
+
+    def renderer(self, call: Call[ChatCompletionRequest], request: TextRequest) -> TextRenderer:
+        options = call.req.stream_options
+        return ChatRenderer(call.req.model, bool(options and options.include_usage))
+
+
+DIALECT = ChatDialect()

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from edge.agents.pairing import AttemptLimiter, client_network
 from edge.errors import ApiError
-from edge.pairing import AttemptLimiter, client_network
 
 
 class Clock:

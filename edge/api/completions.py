@@ -1,9 +1,10 @@
-"""The OpenAI legacy completions dialect (`/v1/completions`): validation, neutral request, output.
+"""The OpenAI legacy completions dialect (``POST /v1/completions``): validation, the neutral
+request, and rendering.
 
-Nothing here does I/O. A completion is plain text continuation, so it maps onto Ollama's generate
-API (the neutral ``generate`` op) rather than chat. ``CompletionRenderer`` turns the neutral events
-(DELTA / END) into ``text_completion`` chunks or one ``text_completion`` object; it keeps the
-method names of ``ChatRenderer`` so the edge's stream and collect loops serve both dialects.
+Nothing here does I/O. A completion is plain text continuation, so it maps onto the neutral
+``generate`` op (Ollama's generate API) rather than chat. ``CompletionRenderer`` turns the
+neutral events (DELTA / END) into ``text_completion`` chunks or one ``text_completion`` object,
+in the same streaming form as chat (``sse.ChunkRenderer``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from edge.api import sse
+from edge.api.chat import StreamOptions, sampling_options
+from edge.api.dialect import Call, TextDialect, TextRenderer
 from edge.errors import ApiError, bad_request
-from edge.openai_chat import StreamOptions, sampling_options, usage
 from protocol import Delta, End
+from protocol.requests import GenerateRequest, Options, TextRequest
 
 # What OpenAI generates when max_tokens is not given (or null) on this endpoint.
 DEFAULT_MAX_TOKENS = 16
@@ -80,7 +84,7 @@ def _unsupported(message: str, param: str) -> ApiError:
     return bad_request(message, param=param, code="unsupported_parameter")
 
 
-def to_neutral(req: CompletionRequest, capabilities: list[str]) -> dict[str, Any]:
+def to_neutral(req: CompletionRequest, capabilities: list[str]) -> GenerateRequest:
     """The neutral ``generate`` request for ``req``.
 
     ``capabilities`` are the model's when a machine of the tenant serves it, else empty (an
@@ -101,26 +105,23 @@ def to_neutral(req: CompletionRequest, capabilities: list[str]) -> dict[str, Any
             "(no `insert` capability)",
             param="suffix",
         )
-    options = {**sampling_options(req), "num_predict": req.max_tokens or DEFAULT_MAX_TOKENS}
-    neutral: dict[str, Any] = {
-        "op": "generate",
-        "model": req.model,
-        "prompt": req.text,
-        "options": options,
-    }
-    if req.suffix:
-        neutral["suffix"] = req.suffix
-    if "thinking" in capabilities:
+    options = Options(num_predict=req.max_tokens or DEFAULT_MAX_TOKENS, **sampling_options(req))
+    return GenerateRequest(
+        req.model,
+        req.text,
+        suffix=req.suffix or None,
+        options=options,
         # The text_completion shape has no place for reasoning: thinking would only spend the
         # max_tokens (16 by default) before any text came. Ollama's own layer leaves it on.
-        neutral["think"] = False
-    return neutral
+        think=False if "thinking" in capabilities else None,
+    )
 
 
-class CompletionRenderer:
+class CompletionRenderer(sse.ChunkRenderer):
     """Renders one stream's neutral events as ``text_completion`` chunks or one completion."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, include_usage: bool = False) -> None:
+        super().__init__(include_usage)
         self.model = model
         self.id = "cmpl-" + secrets.token_hex(12)
         self.created = int(time.time())
@@ -156,10 +157,25 @@ class CompletionRenderer:
             "created": self.created,
             "model": self.model,
             "choices": [],
-            "usage": usage(end),
+            "usage": sse.usage(end),
         }
 
     def completion(self, deltas: list[Delta], end: End) -> dict[str, Any]:
         body = self._text_chunk("".join(d.content for d in deltas), self.finish_reason(end))
-        body["usage"] = usage(end)
+        body["usage"] = sse.usage(end)
         return body
+
+
+class CompletionsDialect(TextDialect[CompletionRequest]):
+    def parse(self, body: dict[str, Any]) -> CompletionRequest:
+        return parse_request(body)
+
+    def neutral(self, call: Call[CompletionRequest]) -> TextRequest:
+        return to_neutral(call.req, call.capabilities or [])
+
+    def renderer(self, call: Call[CompletionRequest], request: TextRequest) -> TextRenderer:
+        options = call.req.stream_options
+        return CompletionRenderer(call.req.model, bool(options and options.include_usage))
+
+
+DIALECT = CompletionsDialect()

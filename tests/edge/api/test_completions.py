@@ -4,9 +4,15 @@ from typing import Any
 
 import pytest
 
-from edge import openai_completions as oc
+from edge.api import completions as oc
 from edge.errors import ApiError
 from protocol import Delta, End
+from protocol.requests import to_wire
+
+
+def _neutral(req: oc.CompletionRequest, caps: list[str]) -> dict[str, Any]:
+    """The neutral request as the tunnel carries it."""
+    return to_wire(oc.to_neutral(req, caps))
 
 
 def _req(**overrides: Any) -> oc.CompletionRequest:
@@ -15,23 +21,23 @@ def _req(**overrides: Any) -> oc.CompletionRequest:
 
 def _param_of(body: dict[str, Any], capabilities: list[str] | None = None) -> str | None:
     with pytest.raises(ApiError) as caught:
-        oc.to_neutral(oc.parse_request({"model": "m", **body}), capabilities or ["completion"])
+        _neutral(oc.parse_request({"model": "m", **body}), capabilities or ["completion"])
     assert caught.value.status == 400
     return caught.value.param
 
 
 def test_neutral_generate_with_openais_default_max_tokens() -> None:
-    assert oc.to_neutral(_req(), ["completion"]) == {
+    assert _neutral(_req(), ["completion"]) == {
         "op": "generate",
         "model": "m",
         "prompt": "Once upon",
         "options": {"num_predict": 16},
     }
-    assert oc.to_neutral(_req(max_tokens=None), [])["options"] == {"num_predict": 16}
+    assert _neutral(_req(max_tokens=None), [])["options"] == {"num_predict": 16}
 
 
 def test_given_options_are_forwarded_and_stop_becomes_a_list() -> None:
-    neutral = oc.to_neutral(
+    neutral = _neutral(
         _req(
             max_tokens=40,
             temperature=0.3,
@@ -52,11 +58,11 @@ def test_given_options_are_forwarded_and_stop_becomes_a_list() -> None:
         "frequency_penalty": -0.5,
         "stop": ["\n"],
     }
-    assert oc.to_neutral(_req(stop=["a", "b"]), [])["options"]["stop"] == ["a", "b"]
+    assert _neutral(_req(stop=["a", "b"]), [])["options"]["stop"] == ["a", "b"]
 
 
 def test_a_list_of_one_prompt_is_that_prompt() -> None:
-    assert oc.to_neutral(_req(prompt=["def f():"]), [])["prompt"] == "def f():"
+    assert _neutral(_req(prompt=["def f():"]), [])["prompt"] == "def f():"
 
 
 @pytest.mark.parametrize("prompt", [["a", "b"], [], [1, 2, 3], [[1, 2]], 42, None, {"text": "x"}])
@@ -93,21 +99,21 @@ def test_what_cannot_be_served_is_a_400_naming_the_parameter(
 
 
 def test_harmless_values_of_unsupported_parameters_pass() -> None:
-    neutral = oc.to_neutral(_req(n=1, best_of=1, echo=False, user="u", logit_bias={}), [])
+    neutral = _neutral(_req(n=1, best_of=1, echo=False, user="u", logit_bias={}), [])
     assert neutral["op"] == "generate"
 
 
 def test_suffix_needs_the_insert_capability_of_a_known_model() -> None:
     assert _param_of({"prompt": "def f(", "suffix": "return x"}, ["completion"]) == "suffix"
-    neutral = oc.to_neutral(_req(suffix="return x"), ["completion", "insert"])
+    neutral = _neutral(_req(suffix="return x"), ["completion", "insert"])
     assert neutral["suffix"] == "return x"
     # Unknown model (no capabilities known): left to the dispatch, which answers 404.
-    assert oc.to_neutral(_req(suffix="return x"), [])["suffix"] == "return x"
+    assert _neutral(_req(suffix="return x"), [])["suffix"] == "return x"
 
 
 def test_thinking_models_are_told_not_to_think() -> None:
-    assert oc.to_neutral(_req(), ["completion", "thinking"])["think"] is False
-    assert "think" not in oc.to_neutral(_req(), ["completion"])
+    assert _neutral(_req(), ["completion", "thinking"])["think"] is False
+    assert "think" not in _neutral(_req(), ["completion"])
 
 
 def _end(reason: str = "stop") -> End:

@@ -4,9 +4,12 @@ from typing import Any
 
 import pytest
 
-from edge import anthropic_messages as am
+from edge.api.anthropic import render as am_render
+from edge.api.anthropic import request as am
+from edge.api.dispatch import check_capabilities
 from edge.errors import ApiError
 from protocol import Delta, End
+from protocol.requests import ChatRequest, to_wire
 
 TOOLS = [
     {
@@ -29,6 +32,11 @@ def _req(**overrides: Any) -> am.MessagesRequest:
 
 
 def _neutral(capabilities: list[str] | None = None, **overrides: Any) -> dict[str, Any]:
+    """The neutral request as the tunnel carries it."""
+    return to_wire(am.to_neutral(_req(**overrides), capabilities))
+
+
+def _typed(capabilities: list[str] | None = None, **overrides: Any) -> ChatRequest:
     return am.to_neutral(_req(**overrides), capabilities)
 
 
@@ -49,8 +57,8 @@ def test_max_tokens_is_required() -> None:
 
 def test_count_tokens_needs_no_max_tokens() -> None:
     req = am.parse_count_request({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
-    assert am.to_neutral(req, None)["messages"] == [{"role": "user", "content": "hi"}]
-    assert "options" not in am.to_neutral(req, None)
+    assert to_wire(am.to_neutral(req, None))["messages"] == [{"role": "user", "content": "hi"}]
+    assert "options" not in to_wire(am.to_neutral(req, None))
 
 
 def test_errors_name_the_block_not_pydantic_union_labels() -> None:
@@ -141,13 +149,16 @@ def test_server_tools_are_refused() -> None:
 
 
 def test_tools_to_a_model_without_the_capability_is_a_400() -> None:
-    req = _req(tools=TOOLS)
+    def check(capabilities: list[str], **overrides: Any) -> None:
+        models = {"m": {"capabilities": capabilities}, "qwen3:8b": {"capabilities": ["tools"]}}
+        check_capabilities(models, "m", am.to_neutral(_req(**overrides), capabilities))
+
     with pytest.raises(ApiError) as caught:
-        am.require_tools_capability(req, ["completion"], ["qwen3:8b"])
+        check(["completion"], tools=TOOLS)
     assert caught.value.code == "model_does_not_support_tools"
     assert "qwen3:8b" in caught.value.message
-    am.require_tools_capability(req, ["completion", "tools"], [])
-    am.require_tools_capability(_req(tools=TOOLS, tool_choice={"type": "none"}), [], [])
+    check(["completion", "tools"], tools=TOOLS)
+    check([], tools=TOOLS, tool_choice={"type": "none"})
 
 
 def test_a_tool_round_trip_becomes_ollama_messages() -> None:
@@ -185,12 +196,17 @@ def test_a_tool_round_trip_becomes_ollama_messages() -> None:
             "content": "Let me look.",
             "thinking": "use the tool",
             "tool_calls": [
-                {"function": {"name": "get_weather", "arguments": {"c": 1}}},
-                {"function": {"name": "get_time", "arguments": {}}},
+                {"id": "toolu_1", "function": {"name": "get_weather", "arguments": {"c": 1}}},
+                {"id": "toolu_2", "function": {"name": "get_time", "arguments": {}}},
             ],
         },
-        {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
-        {"role": "tool", "content": "Error: no\nclock", "tool_name": "get_time"},
+        {"role": "tool", "content": "sunny", "tool_name": "get_weather", "tool_call_id": "toolu_1"},
+        {
+            "role": "tool",
+            "content": "Error: no\nclock",
+            "tool_name": "get_time",
+            "tool_call_id": "toolu_2",
+        },
         {"role": "user", "content": "thanks"},
     ]
 
@@ -234,13 +250,13 @@ def test_thinking_config_maps_to_think() -> None:
 
 
 def test_token_estimate_grows_with_text_tools_and_images() -> None:
-    small = am.estimate_input_tokens(_neutral())
-    longer = am.estimate_input_tokens(_neutral(messages=[{"role": "user", "content": "x" * 400}]))
+    small = am.estimate_input_tokens(_typed())
+    longer = am.estimate_input_tokens(_typed(messages=[{"role": "user", "content": "x" * 400}]))
     assert small >= 1
     assert longer - small == 100 - 1  # 400 characters at 4 per token, "hi" was 1
-    assert am.estimate_input_tokens(_neutral(tools=TOOLS)) > small
+    assert am.estimate_input_tokens(_typed(tools=TOOLS)) > small
     image = am.estimate_input_tokens(
-        _neutral(messages=[{"role": "user", "content": [IMAGE]}], tools=None)
+        _typed(messages=[{"role": "user", "content": [IMAGE]}], tools=None)
     )
     assert image >= am.TOKENS_PER_IMAGE
 
@@ -262,7 +278,7 @@ CALL = {"id": "call_abc", "name": "get_weather", "arguments": '{"city":"Paris"}'
 
 
 def test_stream_events_follow_anthropics_order() -> None:
-    renderer = am.MessageRenderer("qwen3:8b", input_estimate=5)
+    renderer = am_render.MessageRenderer("qwen3:8b", input_estimate=5)
     events = renderer.start()
     events += renderer.delta(_delta(thinking="hmm"))
     events += renderer.delta(_delta(thinking=" ok", content="Hi"))
@@ -297,7 +313,7 @@ def test_stream_events_follow_anthropics_order() -> None:
     assert [b["delta"] for b in blocks[1:4]] == [
         {"type": "thinking_delta", "thinking": "hmm"},
         {"type": "thinking_delta", "thinking": " ok"},
-        {"type": "signature_delta", "signature": am.THINKING_SIGNATURE},
+        {"type": "signature_delta", "signature": am_render.THINKING_SIGNATURE},
     ]
     assert blocks[6]["delta"] == {"type": "text_delta", "text": "Hi"}
     assert blocks[9]["content_block"] == {
@@ -313,7 +329,7 @@ def test_stream_events_follow_anthropics_order() -> None:
 
 
 def test_an_empty_reply_still_ends_properly() -> None:
-    renderer = am.MessageRenderer("m")
+    renderer = am_render.MessageRenderer("m")
     events = renderer.start() + renderer.end(_end("length", completion=0))
     assert [name for name, _ in events] == ["message_start", "message_delta", "message_stop"]
     assert events[1][1]["delta"]["stop_reason"] == "max_tokens"
@@ -321,11 +337,11 @@ def test_an_empty_reply_still_ends_properly() -> None:
 
 def test_whole_message_orders_thinking_text_tool_use() -> None:
     deltas = [_delta(thinking="a"), _delta(thinking="b", content="x"), _delta("y", calls=[CALL])]
-    message = am.MessageRenderer("qwen3:8b").message(deltas, _end("tool_calls", 9, 4))
+    message = am_render.MessageRenderer("qwen3:8b").body(deltas, _end("tool_calls", 9, 4))
     assert message["type"] == "message" and message["role"] == "assistant"
     assert message["model"] == "qwen3:8b"
     assert message["content"] == [
-        {"type": "thinking", "thinking": "ab", "signature": am.THINKING_SIGNATURE},
+        {"type": "thinking", "thinking": "ab", "signature": am_render.THINKING_SIGNATURE},
         {"type": "text", "text": "xy"},
         {"type": "tool_use", "id": "toolu_abc", "name": "get_weather", "input": {"city": "Paris"}},
     ]
@@ -340,8 +356,8 @@ def test_tool_call_arguments_that_are_not_a_json_object_are_a_backend_error(argu
     # than an input the client cannot use or one quietly replaced by {}.
     bad = {**CALL, "arguments": arguments}
     with pytest.raises(ApiError) as whole:
-        am.MessageRenderer("m").message([_delta("x", calls=[bad])], _end("tool_calls"))
-    renderer = am.MessageRenderer("m")
+        am_render.MessageRenderer("m").body([_delta("x", calls=[bad])], _end("tool_calls"))
+    renderer = am_render.MessageRenderer("m")
     renderer.start()
     with pytest.raises(ApiError) as streamed:
         renderer.delta(_delta(calls=[bad]))
@@ -354,12 +370,12 @@ def test_tool_call_arguments_that_are_not_a_json_object_are_a_backend_error(argu
 
 @pytest.mark.parametrize(("reason", "expected"), [("stop", "end_turn"), ("length", "max_tokens")])
 def test_stop_reasons(reason: str, expected: str) -> None:
-    message = am.MessageRenderer("m").message([_delta("x")], _end(reason))
+    message = am_render.MessageRenderer("m").body([_delta("x")], _end(reason))
     assert message["stop_reason"] == expected
 
 
 def test_stream_error_event_has_anthropics_error_shape() -> None:
-    name, data = am.MessageRenderer.error(ApiError(502, "backend_error", "runner died"))
+    ((name, data),) = am_render.MessageRenderer.error(ApiError(502, "backend_error", "runner died"))
     assert name == "error"
     assert data == {
         "type": "error",

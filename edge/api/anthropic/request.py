@@ -1,8 +1,8 @@
-"""The Anthropic Messages dialect: request validation, the neutral request, and rendering.
+"""The Anthropic Messages dialect's requests: validation and the neutral request.
 
 Nothing here does I/O. ``to_neutral`` turns a validated ``/v1/messages`` request into the same
-Ollama-shaped neutral ``chat`` request the OpenAI dialect builds (DESIGN.md "The neutral model"),
-so nothing Anthropic-specific crosses the tunnel; ``MessageRenderer`` turns the neutral events
+neutral ``chat`` request the OpenAI dialect builds (docs/PROTOCOL.md §7), so nothing
+Anthropic-specific crosses the tunnel; ``render.MessageRenderer`` turns the neutral events
 (DELTA / END) back into Anthropic's SSE events or one message object.
 
 Where Ollama cannot do what Anthropic's API promises, the mapping is documented here:
@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 from collections.abc import Collection
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.errors import ApiError, bad_request
-from protocol import Delta, End
-from protocol.frames import ToolCall
+from edge.errors import bad_request
+from protocol import requests as neutral
+from protocol.requests import ChatRequest, Options
 
 
 class _Lenient(BaseModel):
@@ -186,53 +185,35 @@ def _param(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
-def require_tools_capability(
-    req: CountTokensRequest, capabilities: Collection[str], tool_models: list[str]
-) -> None:
-    """400 ``model_does_not_support_tools`` when tools go to a model that cannot call them
-    (the same answer the OpenAI dialect gives)."""
-    if _tools(req) and "tools" not in capabilities:
-        others = ", ".join(tool_models) or "none is online"
-        raise ApiError(
-            400,
-            "model_does_not_support_tools",
-            f"The model `{req.model}` does not support tools. Models that do: {others}",
-            param="tools",
-        )
-
-
-def to_neutral(req: CountTokensRequest, capabilities: Collection[str] | None) -> dict[str, Any]:
+def to_neutral(req: CountTokensRequest, capabilities: Collection[str] | None) -> ChatRequest:
     """The neutral ``chat`` request for ``req``. ``capabilities`` is ``None`` when the model is
-    not known here (the dispatch then answers 404, or 503 with no machine online) and no
+    not known here (the pipeline then answers 404, or 503 with no machine online) and no
     capability is checked."""
-    neutral: dict[str, Any] = {"op": "chat", "model": req.model}
     vision = capabilities is None or "vision" in capabilities
-    messages = _system(req.system) + _messages(req.messages, vision)
-    neutral["messages"] = messages
-    tools = _tools(req)
-    if tools:
-        neutral["tools"] = [_tool(tool, index) for index, tool in enumerate(tools)]
-    options = _options(req) if isinstance(req, MessagesRequest) else {}
-    if options:
-        neutral["options"] = options
+    think: bool | None = None
     if req.thinking is not None:
         if req.thinking.type == "disabled":
-            neutral["think"] = False
+            think = False
         elif capabilities is None or "thinking" in capabilities:
-            neutral["think"] = True
-    return neutral
+            think = True
+    return ChatRequest(
+        req.model,
+        _system(req.system) + _messages(req.messages, vision),
+        tuple(_tool(tool, index) for index, tool in enumerate(_tools(req))),
+        _options(req) if isinstance(req, MessagesRequest) else Options(),
+        think=think,
+    )
 
 
-def _options(req: MessagesRequest) -> dict[str, Any]:
+def _options(req: MessagesRequest) -> Options:
     # Only what the client set: the model's own defaults stay in force otherwise.
-    options: dict[str, Any] = {"num_predict": req.max_tokens}
-    for name in ("temperature", "top_p", "top_k"):
-        value = getattr(req, name)
-        if value is not None:
-            options[name] = value
-    if req.stop_sequences:
-        options["stop"] = list(req.stop_sequences)
-    return options
+    return Options(
+        num_predict=req.max_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        stop=tuple(req.stop_sequences or ()),
+    )
 
 
 def _tools(req: CountTokensRequest) -> list[Tool]:
@@ -250,39 +231,36 @@ def _tools(req: CountTokensRequest) -> list[Tool]:
     return req.tools
 
 
-def _tool(tool: Tool, index: int) -> dict[str, Any]:
+def _tool(tool: Tool, index: int) -> neutral.Tool:
     if tool.input_schema is None:
         raise bad_request(
             f"tool {tool.name!r} has no input_schema; only client tools are supported, "
             f"not Anthropic's server tools (type {tool.type!r})",
             param=f"tools.{index}",
         )
-    function: dict[str, Any] = {"name": tool.name, "parameters": tool.input_schema}
-    if tool.description is not None:
-        function["description"] = tool.description
-    return {"type": "function", "function": function}
+    return neutral.Tool(tool.name, tool.description, tool.input_schema)
 
 
-def _system(system: str | list[TextBlock] | None) -> list[dict[str, Any]]:
+def _system(system: str | list[TextBlock] | None) -> tuple[neutral.Message, ...]:
     if isinstance(system, list):
         system = "\n".join(block.text for block in system)
-    return [{"role": "system", "content": system}] if system else []
+    return (neutral.Message("system", system),) if system else ()
 
 
-def _messages(messages: list[Message], vision: bool) -> list[dict[str, Any]]:
+def _messages(messages: list[Message], vision: bool) -> tuple[neutral.Message, ...]:
     tool_names: dict[str, str] = {}  # tool_use id → name, for Ollama's `tool_name`
-    out: list[dict[str, Any]] = []
+    out: list[neutral.Message] = []
     for index, message in enumerate(messages):
         param = f"messages.{index}.content"
         if isinstance(message.content, str):
-            out.append({"role": message.role, "content": message.content})
+            out.append(neutral.Message(message.role, message.content))
         elif message.role == "system":
-            out.append({"role": "system", "content": _text_only(message.content, param)})
+            out.append(neutral.Message("system", _text_only(message.content, param)))
         elif message.role == "assistant":
             out.append(_assistant(message.content, param, tool_names))
         else:
             out.extend(_user(message.content, param, tool_names, vision))
-    return out
+    return tuple(out)
 
 
 def _text_only(blocks: list[ContentBlock], param: str) -> str:
@@ -299,46 +277,40 @@ def _text_only(blocks: list[ContentBlock], param: str) -> str:
 
 def _assistant(
     blocks: list[ContentBlock], param: str, tool_names: dict[str, str]
-) -> dict[str, Any]:
+) -> neutral.Message:
     texts: list[str] = []
     thinking: list[str] = []
-    calls: list[dict[str, Any]] = []
+    calls: list[neutral.ToolCall] = []
     for number, block in enumerate(blocks):
         if isinstance(block, TextBlock):
             texts.append(block.text)
         elif isinstance(block, ThinkingBlock):
             thinking.append(block.thinking)
         elif isinstance(block, ToolUseBlock):
-            calls.append({"function": {"name": block.name, "arguments": block.input}})
+            calls.append(neutral.ToolCall(block.name, block.input, block.id))
             tool_names[block.id] = block.name
         elif not isinstance(block, RedactedThinkingBlock):  # opaque to any model but Claude
             raise bad_request(
                 f"a {block.type!r} block cannot appear in an assistant turn",
                 param=f"{param}.{number}",
             )
-    item: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
-    if thinking:
-        item["thinking"] = "".join(thinking)
-    if calls:
-        item["tool_calls"] = calls
-    return item
+    return neutral.Message(
+        "assistant", "".join(texts), tool_calls=tuple(calls), thinking="".join(thinking)
+    )
 
 
 def _user(
     blocks: list[ContentBlock], param: str, tool_names: dict[str, str], vision: bool
-) -> list[dict[str, Any]]:
-    """One user turn becomes Ollama messages in order: each tool_result a ``tool`` message,
+) -> list[neutral.Message]:
+    """One user turn becomes neutral messages in order: each tool_result a ``tool`` message,
     the text and images between them a ``user`` message."""
-    out: list[dict[str, Any]] = []
+    out: list[neutral.Message] = []
     texts: list[str] = []
     images: list[str] = []
 
     def flush() -> None:
         if texts or images:
-            item: dict[str, Any] = {"role": "user", "content": "\n".join(texts)}
-            if images:
-                item["images"] = list(images)
-            out.append(item)
+            out.append(neutral.Message("user", "\n".join(texts), tuple(images)))
         texts.clear()
         images.clear()
 
@@ -360,7 +332,7 @@ def _user(
 
 def _tool_result(
     block: ToolResultBlock, where: str, tool_names: dict[str, str], vision: bool
-) -> dict[str, Any]:
+) -> neutral.Message:
     if block.content is None or isinstance(block.content, str):
         text, images = block.content or "", []
     else:
@@ -370,13 +342,13 @@ def _tool_result(
             for n, part in enumerate(block.content)
             if isinstance(part, ImageBlock)
         ]
-    item: dict[str, Any] = {"role": "tool", "content": "Error: " + text if block.is_error else text}
-    name = tool_names.get(block.tool_use_id)
-    if name is not None:
-        item["tool_name"] = name
-    if images:
-        item["images"] = images
-    return item
+    return neutral.Message(
+        "tool",
+        "Error: " + text if block.is_error else text,
+        tuple(images),
+        tool_name=tool_names.get(block.tool_use_id, ""),
+        tool_call_id=block.tool_use_id,
+    )
 
 
 def _image(block: ImageBlock, where: str, vision: bool) -> str:
@@ -398,191 +370,17 @@ TOKENS_PER_MESSAGE = 4  # role markers of the chat template
 TOKENS_PER_IMAGE = 768  # between small vision encoders (256) and Anthropic's cap (~1,600)
 
 
-def estimate_input_tokens(neutral: dict[str, Any]) -> int:
+def estimate_input_tokens(request: ChatRequest) -> int:
     """An estimate of the prompt's tokens: the characters of every message's text, thinking and
     tool calls plus the tools' JSON, divided by ``CHARS_PER_TOKEN``, plus ``TOKENS_PER_MESSAGE``
     per message and ``TOKENS_PER_IMAGE`` per image. Not the model's tokenizer, which the edge does
     not have; ``usage.input_tokens`` of a reply is exact."""
-    chars = len(json.dumps(neutral["tools"])) if neutral.get("tools") else 0
+    wire = neutral.to_wire(request)  # the tools and calls measured as the tunnel carries them
+    chars = len(json.dumps(wire["tools"])) if wire.get("tools") else 0
     tokens = 0
-    for message in neutral["messages"]:
+    for message in wire["messages"]:
         chars += len(message.get("content", "")) + len(message.get("thinking", ""))
         if message.get("tool_calls"):
             chars += len(json.dumps(message["tool_calls"]))
         tokens += TOKENS_PER_MESSAGE + TOKENS_PER_IMAGE * len(message.get("images", ()))
     return max(1, tokens + math.ceil(chars / CHARS_PER_TOKEN))
-
-
-# Clients must send a thinking block's signature back; the edge ignores it, so it is a marker.
-THINKING_SIGNATURE = "llmtunnel-unsigned"
-
-Event = tuple[str, dict[str, Any]]  # an SSE event name and its data
-
-
-class MessageRenderer:
-    """Renders one stream's neutral events as Anthropic SSE events or one message object.
-
-    Streaming keeps at most one text or thinking block open: a change of kind stops it and
-    starts the next, with an increasing ``index``; a thinking block gets its signature just
-    before it stops. Each tool call is a whole tool_use block (Ollama sends calls whole)."""
-
-    def __init__(self, model: str, input_estimate: int = 0) -> None:
-        self.model = model
-        self.id = "msg_" + secrets.token_hex(12)
-        self.input_estimate = input_estimate
-        self._index = -1  # of the last block started
-        self._open: Literal["text", "thinking"] | None = None
-        self._tool_calls = 0
-
-    def start(self) -> list[Event]:
-        message = self._message([], None, self.input_estimate, 0)
-        return [("message_start", {"type": "message_start", "message": message})]
-
-    def delta(self, frame: Delta) -> list[Event]:
-        events: list[Event] = []
-        if frame.thinking:
-            events += self._write("thinking", frame.thinking)
-        if frame.content:
-            events += self._write("text", frame.content)
-        for call in frame.tool_calls:
-            events += self._stop()
-            events += self._tool_use(call)
-        return events
-
-    def end(self, end: End) -> list[Event]:
-        usage = {"input_tokens": end.prompt_tokens, "output_tokens": end.completion_tokens}
-        delta = {"stop_reason": self.stop_reason(end), "stop_sequence": None}
-        return [
-            *self._stop(),
-            ("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}),
-            ("message_stop", {"type": "message_stop"}),
-        ]
-
-    @staticmethod
-    def error(error: ApiError) -> Event:
-        return ("error", error.anthropic_body())
-
-    def stop_reason(self, end: End) -> str:
-        if self._tool_calls or end.finish_reason == "tool_calls":
-            return "tool_use"
-        return "max_tokens" if end.finish_reason == "length" else "end_turn"
-
-    def message(self, deltas: list[Delta], end: End) -> dict[str, Any]:
-        """The whole reply, for a request without ``stream``."""
-        content: list[dict[str, Any]] = []
-        thinking = "".join(d.thinking for d in deltas)
-        if thinking:
-            content.append(
-                {"type": "thinking", "thinking": thinking, "signature": THINKING_SIGNATURE}
-            )
-        text = "".join(d.content for d in deltas)
-        if text:
-            content.append({"type": "text", "text": text})
-        for call in (c for d in deltas for c in d.tool_calls):
-            self._tool_calls += 1
-            content.append(_tool_use_block(call, tool_input(call)))
-        return self._message(
-            content, self.stop_reason(end), end.prompt_tokens, end.completion_tokens
-        )
-
-    def _message(
-        self, content: list[dict[str, Any]], stop_reason: str | None, input_tokens: int, output: int
-    ) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": "message",
-            "role": "assistant",
-            "model": self.model,
-            "content": content,
-            "stop_reason": stop_reason,
-            "stop_sequence": None,
-            "usage": {"input_tokens": input_tokens, "output_tokens": output},
-        }
-
-    def _write(self, kind: Literal["text", "thinking"], text: str) -> list[Event]:
-        events: list[Event] = []
-        if self._open != kind:
-            events += self._stop()
-            self._index += 1
-            self._open = kind
-            block = (
-                {"type": "text", "text": ""}
-                if kind == "text"
-                else {"type": "thinking", "thinking": "", "signature": ""}
-            )
-            events.append(self._block_start(block))
-        delta = (
-            {"type": "text_delta", "text": text}
-            if kind == "text"
-            else {"type": "thinking_delta", "thinking": text}
-        )
-        events.append(self._block_delta(delta))
-        return events
-
-    def _stop(self) -> list[Event]:
-        if self._open is None:
-            return []
-        events: list[Event] = []
-        if self._open == "thinking":
-            events.append(
-                self._block_delta({"type": "signature_delta", "signature": THINKING_SIGNATURE})
-            )
-        events.append(("content_block_stop", {"type": "content_block_stop", "index": self._index}))
-        self._open = None
-        return events
-
-    def _tool_use(self, call: ToolCall) -> list[Event]:
-        tool_input(call)  # the SDKs parse the pieces into an object: refuse what cannot be one
-        self._index += 1
-        self._tool_calls += 1
-        # The SDKs accumulate input_json_delta pieces; Ollama's call is whole, so one piece:
-        # the JSON text the agent sent (PROTOCOL.md §2), as it came.
-        return [
-            self._block_start(_tool_use_block(call, {})),
-            self._block_delta({"type": "input_json_delta", "partial_json": call["arguments"]}),
-            ("content_block_stop", {"type": "content_block_stop", "index": self._index}),
-        ]
-
-    def _block_start(self, block: dict[str, Any]) -> Event:
-        return (
-            "content_block_start",
-            {"type": "content_block_start", "index": self._index, "content_block": block},
-        )
-
-    def _block_delta(self, delta: dict[str, Any]) -> Event:
-        return (
-            "content_block_delta",
-            {"type": "content_block_delta", "index": self._index, "delta": delta},
-        )
-
-
-def _tool_use_block(call: ToolCall, tool_input: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "tool_use",
-        "id": tool_use_id(call["id"]),
-        "name": call["name"],
-        "input": tool_input,
-    }
-
-
-def tool_input(call: ToolCall) -> dict[str, Any]:
-    """A tool call's arguments as the object Anthropic's ``tool_use.input`` must be. The agent
-    sends JSON text (PROTOCOL.md §2); anything but an object there is the machine's fault, a
-    502, rather than an ``input`` the client cannot use or one silently replaced by ``{}``."""
-    try:
-        arguments = json.loads(call["arguments"])
-    except ValueError:
-        arguments = None
-    if not isinstance(arguments, dict):
-        raise ApiError(
-            502,
-            "backend_error",
-            "the machine sent tool-call arguments that are not a JSON object",
-        )
-    return arguments
-
-
-def tool_use_id(agent_id: str) -> str:
-    """Anthropic-style ``toolu_…`` ids from the agent's ``call_…`` ones. Any id works on the way
-    back: tool results are matched to their call through the conversation, not the id's form."""
-    return "toolu_" + agent_id.removeprefix("call_")

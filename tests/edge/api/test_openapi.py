@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge import openapi
+from edge.api import openapi
 
 DOC = openapi.document("https://acme.example.com")
 

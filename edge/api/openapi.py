@@ -14,15 +14,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from edge import (
-    anthropic_messages,
-    openai_chat,
-    openai_completions,
-    openai_embeddings,
-    openai_responses,
-)
-
-routes = web.RouteTableDef()
+from edge.api import chat as openai_chat
+from edge.api import completions as openai_completions
+from edge.api import embeddings as openai_embeddings
+from edge.api.anthropic import request as anthropic_messages
+from edge.api.responses import request as openai_responses
 
 
 class _Shape(BaseModel):
@@ -305,6 +301,5 @@ def document(server_url: str) -> dict[str, Any]:
     }
 
 
-@routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(document(f"{request.scheme}://{request.host}"))

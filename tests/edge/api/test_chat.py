@@ -4,9 +4,15 @@ from typing import Any
 
 import pytest
 
-from edge import openai_chat
+from edge.api import chat as openai_chat
 from edge.errors import ApiError
 from protocol import Delta, End
+from protocol.requests import to_wire
+
+
+def _neutral(req: openai_chat.ChatCompletionRequest, caps: list[str]) -> dict[str, Any]:
+    """The neutral request as the tunnel carries it."""
+    return to_wire(openai_chat.to_neutral(req, caps))
 
 
 def _req(**overrides: Any) -> openai_chat.ChatCompletionRequest:
@@ -15,9 +21,9 @@ def _req(**overrides: Any) -> openai_chat.ChatCompletionRequest:
 
 
 def test_only_given_options_are_forwarded() -> None:
-    neutral = openai_chat.to_neutral(_req(), ["completion"])
+    neutral = _neutral(_req(), ["completion"])
     assert "options" not in neutral
-    neutral = openai_chat.to_neutral(
+    neutral = _neutral(
         _req(temperature=0.2, max_completion_tokens=7, stop="END", seed=3), ["completion"]
     )
     assert neutral["options"] == {"num_predict": 7, "temperature": 0.2, "seed": 3, "stop": ["END"]}
@@ -25,7 +31,7 @@ def test_only_given_options_are_forwarded() -> None:
 
 def test_response_format_and_reasoning_effort_map_to_ollama() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
-    neutral = openai_chat.to_neutral(
+    neutral = _neutral(
         _req(
             response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
             reasoning_effort="low",
@@ -34,9 +40,7 @@ def test_response_format_and_reasoning_effort_map_to_ollama() -> None:
     )
     assert neutral["format"] == schema
     assert neutral["think"] == "low"
-    assert openai_chat.to_neutral(_req(response_format={"type": "json_object"}), [])["format"] == (
-        "json"
-    )
+    assert _neutral(_req(response_format={"type": "json_object"}), [])["format"] == ("json")
 
 
 def test_tool_results_get_the_tool_name_back() -> None:
@@ -55,34 +59,31 @@ def test_tool_results_get_the_tool_name_back() -> None:
         },
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
     ]
-    neutral = openai_chat.to_neutral(_req(messages=messages), ["completion", "tools"])
+    neutral = _neutral(_req(messages=messages), ["completion", "tools"])
     assert neutral["messages"][1]["tool_calls"] == [
-        {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+        {"id": "call_1", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
     ]
-    assert neutral["messages"][2] == {
+    assert neutral["messages"][2] == {  # Ollama matches a result by name, OpenAI runtimes by id
         "role": "tool",
         "content": "sunny",
         "tool_name": "get_weather",
+        "tool_call_id": "call_1",
     }
 
 
 def test_images_need_vision_and_data_urls() -> None:
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     content = [{"type": "text", "text": "what is this"}, image]
-    neutral = openai_chat.to_neutral(
-        _req(messages=[{"role": "user", "content": content}]), ["vision"]
-    )
+    neutral = _neutral(_req(messages=[{"role": "user", "content": content}]), ["vision"])
     assert neutral["messages"][0] == {"role": "user", "content": "what is this", "images": ["AAAA"]}
     with pytest.raises(ApiError, match="vision"):
-        openai_chat.to_neutral(_req(messages=[{"role": "user", "content": content}]), [])
+        _neutral(_req(messages=[{"role": "user", "content": content}]), [])
 
 
 def test_tool_choice_none_drops_tools() -> None:
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
-    assert "tools" not in openai_chat.to_neutral(_req(tools=tools, tool_choice="none"), [])
-    assert (
-        openai_chat.to_neutral(_req(tools=tools), ["tools"])["tools"][0]["function"]["name"] == "f"
-    )
+    assert "tools" not in _neutral(_req(tools=tools, tool_choice="none"), [])
+    assert _neutral(_req(tools=tools), ["tools"])["tools"][0]["function"]["name"] == "f"
 
 
 def test_renderer_indexes_tool_calls_and_reports_tool_calls_finish() -> None:

@@ -1,4 +1,5 @@
-"""The OpenAI embeddings dialect: request validation, the neutral ``embed`` request, rendering.
+"""The OpenAI embeddings dialect (``POST /v1/embeddings``): request validation, the neutral
+``embed`` request, rendering.
 
 Vectors cross the tunnel as little-endian float32 (PROTOCOL.md §2), which is exactly what
 ``encoding_format: base64`` sends; ``float`` writes each value with 9 significant digits, enough
@@ -14,8 +15,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.errors import ApiError, bad_request
+from edge.api.dialect import Call, EmbeddingsDialect
+from edge.errors import bad_request
 from protocol import End
+from protocol.requests import EmbedRequest
 
 MAX_INPUTS = 2048  # OpenAI's own limit per request
 
@@ -28,6 +31,10 @@ class EmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
+
+    @property
+    def stream(self) -> bool:
+        return False  # embeddings come whole
 
     @property
     def texts(self) -> list[str]:
@@ -56,26 +63,9 @@ def parse_request(body: dict[str, Any]) -> EmbeddingRequest:
     return req
 
 
-def require_embedding_capability(model: str, capabilities: list[str]) -> None:
-    if "embedding" not in capabilities:
-        raise ApiError(
-            400,
-            "model_does_not_support_embeddings",
-            f"The model `{model}` does not make embeddings (no `embedding` capability)",
-            param="model",
-        )
-
-
-def to_neutral(req: EmbeddingRequest) -> dict[str, Any]:
-    neutral: dict[str, Any] = {
-        "op": "embed",
-        "model": req.model,
-        "input": req.texts,
-        "truncate": True,  # as OpenAI does: a long input is cut to the context, not refused
-    }
-    if req.dimensions is not None:
-        neutral["dimensions"] = req.dimensions
-    return neutral
+def to_neutral(req: EmbeddingRequest) -> EmbedRequest:
+    # truncate: as OpenAI does, a long input is cut to the context, not refused.
+    return EmbedRequest(req.model, tuple(req.texts), req.dimensions, truncate=True)
 
 
 def render(req: EmbeddingRequest, vectors: list[bytes], end: End) -> str:
@@ -93,3 +83,17 @@ def render(req: EmbeddingRequest, vectors: list[bytes], end: End) -> str:
         f'{{"object":"list","data":[{",".join(items)}],'
         f'"model":{json.dumps(req.model)},"usage":{json.dumps(usage)}}}'
     )
+
+
+class EmbeddingsApi(EmbeddingsDialect[EmbeddingRequest]):
+    def parse(self, body: dict[str, Any]) -> EmbeddingRequest:
+        return parse_request(body)
+
+    def neutral(self, call: Call[EmbeddingRequest]) -> EmbedRequest:
+        return to_neutral(call.req)
+
+    def body(self, call: Call[EmbeddingRequest], vectors: list[bytes], end: End) -> bytes:
+        return render(call.req, vectors, end).encode()
+
+
+DIALECT = EmbeddingsApi()

@@ -1,0 +1,168 @@
+"""The public API's one pipeline, which every dialect goes through (docs/ARCHITECTURE.md "The
+path of one request").
+
+    authenticate → read and parse the body → scope → the models this key sees → the dialect's
+    neutral request → capabilities → alias → limits (admission) → a lease on a machine slot →
+    OPEN → first event (failing over to another machine on a retryable refusal) → the reply,
+    streamed or collected → the admission settled with what was really used
+
+Nothing is committed to the client before the first event, so anything that fails until then
+is a proper HTTP error; after it, a failure ends the stream with an error event in the
+dialect's form, never a silent cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from edge.api import replies
+from edge.api.dialect import Call, EmbeddingsDialect, JSONMap, P, TextDialect, TextRenderer
+from edge.api.models import ModelInfo, visible_models
+from edge.auth import authenticate
+from edge.bodies import read_json_object
+from edge.context import CONTEXT
+from edge.errors import ApiError, from_stream_error
+from edge.limits import Admission
+from edge.tunnel import StreamEvent, TunnelStream
+from protocol import Error
+from protocol.requests import ChatRequest, EmbedRequest, Request, with_model, with_num_predict
+
+log = logging.getLogger(__name__)
+
+
+async def serve_text(request: web.Request, dialect: TextDialect[P]) -> web.StreamResponse:
+    """A text dialect's request, from the body to the last event."""
+    call = await _call(request, dialect.parse)
+    await dialect.prepare(call)
+    neutral = dialect.neutral(call)
+    async with _dispatched(call, neutral) as (sent, stream, first):
+        assert not isinstance(sent, EmbedRequest)  # a text dialect makes a text request
+        renderer = dialect.renderer(call, sent)
+        config = call.ctx.config
+
+        async def finished(renderer: TextRenderer = renderer) -> None:
+            await dialect.finished(call, renderer)
+
+        if call.req.stream:
+            return await replies.stream_text(request, stream, first, renderer, config, finished)
+        deltas, end = await replies.collect_text(stream, first, config)
+        body = renderer.body(deltas, end)
+        await finished()
+        return web.json_response(body)
+
+
+async def serve_embeddings(request: web.Request, dialect: EmbeddingsDialect[P]) -> web.Response:
+    """An embeddings dialect's request: its vectors, in one body."""
+    call = await _call(request, dialect.parse)
+    neutral = dialect.neutral(call)
+    async with _dispatched(call, neutral) as (_, stream, first):
+        vectors, end = await replies.collect_vectors(
+            stream, first, len(neutral.input), call.ctx.config
+        )
+    return web.Response(body=dialect.body(call, vectors, end), content_type="application/json")
+
+
+async def _call(request: web.Request, parse: Callable[[JSONMap], P]) -> Call[P]:
+    ctx = request.config_dict[CONTEXT]
+    caller = await authenticate(request)
+    req = parse(await read_json_object(request))
+    caller.ensure_model_allowed(req.model)
+    return Call(ctx, caller, req, visible_models(ctx, caller))
+
+
+def check_capabilities(models: dict[str, ModelInfo], model: str, request: Request) -> None:
+    """400 when ``model`` is known here (in ``models``, what the key sees) and cannot do what
+    ``request`` asks of it; an unknown model is the lease's to refuse (404, or 503)."""
+    info = models.get(model)
+    if info is None:
+        return
+    capabilities = info.get("capabilities", ())
+    if isinstance(request, ChatRequest) and request.tools and "tools" not in capabilities:
+        able = sorted(n for n, m in models.items() if "tools" in m.get("capabilities", ()))
+        raise ApiError(
+            400,
+            "model_does_not_support_tools",
+            f"The model `{model}` does not support tools. Models that do: "
+            + (", ".join(able) or "none is online"),
+            param="tools",
+        )
+    if isinstance(request, EmbedRequest) and "embedding" not in capabilities:
+        raise ApiError(
+            400,
+            "model_does_not_support_embeddings",
+            f"The model `{model}` does not make embeddings (no `embedding` capability)",
+            param="model",
+        )
+
+
+@contextlib.asynccontextmanager
+async def _dispatched(
+    call: Call[P], request: Request
+) -> AsyncIterator[tuple[Request, TunnelStream, StreamEvent]]:
+    """Admit ``request`` against the key's limits, open it on a machine and wait for its first
+    event; yields what was sent, the stream and that event. Whatever happens after, the stream
+    is closed and the admission settled with what the request really used."""
+    check_capabilities(call.models, call.req.model, request)
+    caller, record = call.caller, call.caller.record
+    model = caller.real_model(call.req.model)  # what the machines know it as
+    request = with_model(request, model)
+    record.model = model
+    admission = await call.ctx.limits.admit(caller.key, request, time.time())
+    record.admission = admission
+    if admission.completion_cap is not None and not isinstance(request, EmbedRequest):
+        request = with_num_predict(request, admission.completion_cap)
+    stream: TunnelStream | None = None
+    try:
+        stream, first = await _open(call, request, admission)
+        yield request, stream, first
+    finally:
+        if stream is not None:
+            stream.close()
+        prompt, completion = record.tokens_used()
+        admission.settle(prompt + completion)
+
+
+async def _open(
+    call: Call[P], request: Request, admission: Admission
+) -> tuple[TunnelStream, StreamEvent]:
+    """A stream of ``request`` and its first event, failing over to another machine when one
+    refuses or drops the request before it produced anything (a retryable ERROR)."""
+    ctx, key, record = call.ctx, call.caller.key, call.caller.record
+    tenant_id, bound = call.caller.tenant.id, key.limits.machine_id
+    tried: frozenset[str] = frozenset()
+    while True:
+        lease = await ctx.registry.acquire(
+            tenant_id, request.model, ctx.config.queue_timeout, tried, key.id, bound
+        )
+        stream = lease.open(request, ctx.config.request_timeout)
+        record.dispatch(lease.machine_name, admission.prompt_estimate)
+        stream.observer = record.observe
+        try:
+            first = await _first_event(stream, ctx.config.first_token_timeout)
+        except BaseException:
+            stream.close()
+            raise
+        if not isinstance(first, Error):
+            return stream, first
+        stream.close()
+        tried |= {lease.machine_id}
+        retry = ctx.registry.candidates(tenant_id, request.model, tried, bound)
+        if not (first.retryable and retry):
+            raise from_stream_error(first.code, first.message)
+        log.info("retrying on another machine after %s: %s", first.code, first.message)
+
+
+async def _first_event(stream: TunnelStream, timeout: float) -> StreamEvent:
+    try:
+        async with asyncio.timeout(timeout):
+            return await stream.next()
+    except TimeoutError:
+        raise ApiError(
+            504, "backend_timeout", f"the model produced nothing within {timeout:g} s"
+        ) from None

@@ -1,0 +1,57 @@
+"""``GET /v1/models`` and ``/v1/models/{model}``, and what a key may use: its scope, and its
+machine's models if it is bound to one, aliases included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from edge.auth import Caller, authenticate
+from edge.context import CONTEXT, EdgeContext
+from edge.errors import ApiError
+
+ModelInfo = dict[str, Any]  # as the machine described it (PROTOCOL.md §2 "model")
+
+
+def visible_models(ctx: EdgeContext, caller: Caller) -> dict[str, ModelInfo]:
+    """The models this key may use now: its scope, and its machine's if it is bound to one."""
+    bound = caller.key.limits.machine_id
+    if bound is not None:
+        session = ctx.registry.session(caller.tenant.id, bound)
+        models = dict(session.models) if session is not None and session.accepting else {}
+    else:
+        models = ctx.registry.models(caller.tenant.id)
+    for alias, target in caller.aliases.items():
+        if target in models:
+            models[alias] = models[target]
+    return {name: info for name, info in models.items() if caller.allows(name)}
+
+
+def model_not_found(name: str) -> ApiError:
+    return ApiError(
+        404,
+        "model_not_found",
+        f"The model `{name}` does not exist or no online machine serves it to this key",
+        param="model",
+    )
+
+
+def _model(name: str, caller: Caller) -> dict[str, Any]:
+    created = int(caller.tenant.created_at)
+    return {"id": name, "object": "model", "created": created, "owned_by": caller.tenant.slug}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    models = visible_models(request.config_dict[CONTEXT], caller)
+    data = [_model(name, caller) for name in sorted(models)]
+    return web.json_response({"object": "list", "data": data})
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    name = request.match_info["model"]
+    if name not in visible_models(request.config_dict[CONTEXT], caller):  # as the list has it
+        raise model_not_found(name)
+    return web.json_response(_model(name, caller))
