@@ -113,14 +113,13 @@ class Recorder:
         self.dropped = 0  # rows the store refused and that were dropped (logged one by one)
 
     def request(self, record: RequestRecord, status: int) -> None:
-        """A finished API request: settle its admission, queue its event and usage."""
+        """A finished API request: queue its event and usage (its admission was settled by
+        the pipeline that opened it, edge/api/dispatch.py)."""
         if record.tenant_id is None or record.key_id is None:
             return  # never authenticated: no tenant to file it under
         # Clamped: a count past any real request's is a confused or hostile machine's, and must
         # not make the row (nor the day's usage row it is added to) unstorable.
         prompt, completion = (min(n, MAX_TOKENS_PER_REQUEST) for n in record.tokens_used())
-        if record.admission is not None:
-            record.admission.settle(prompt + completion)
         first = record.first_output
         ttft = (first - record.started) * 1000 if first is not None else None
         exact = record.end is not None

@@ -85,6 +85,7 @@ async def measure(iterations: int) -> dict[str, float]:
                 for _ in range(TOKENS):
                     record.observe(delta)
                 record.observe(end)
+                admission.settle(sum(record.tokens_used()))
                 ctx.recorder.request(record, 200)
                 samples.append(time.perf_counter() - started)
                 if (i + 1) % FLUSH_EVERY == 0:
