@@ -19,7 +19,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from edge import admin_api
+from edge.admin import PREFIX as ADMIN_PREFIX
+from edge.admin import create_admin_app
 from edge.agents import create_agents_app
 from edge.api import create_api_app
 from edge.api.openapi import openapi
@@ -88,6 +89,6 @@ def create_app(config: EdgeConfig) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", openapi)
     app.add_subapp("/v1", create_api_app(config.max_body))
-    app.add_routes(admin_api.routes)
+    app.add_subapp(ADMIN_PREFIX, create_admin_app())
     app.add_subapp("/agent", create_agents_app(config.pairing_attempts_per_minute))
     return app
