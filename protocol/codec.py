@@ -45,9 +45,7 @@ _VALUES = {code: _values_getter(cls) for code, cls in FRAME_CLASSES.items()}
 
 def encode(frame: Frame) -> bytes:
     """The wire bytes of ``frame``: ``[type, *fields]``."""
-    data: bytes = msgpack.packb(
-        [int(frame.TYPE), *_VALUES[frame.TYPE](frame)], use_bin_type=True
-    )
+    data: bytes = msgpack.packb([int(frame.TYPE), *_VALUES[frame.TYPE](frame)], use_bin_type=True)
     return data
 
 

@@ -330,7 +330,7 @@ class UnsupportedRequest:
     model: str
 
     @property
-    def OP(self) -> str:  # noqa: N802  # read like the ClassVar of the known requests
+    def OP(self) -> str:  # read like the ClassVar of the known requests
         return self.op
 
 
