@@ -371,7 +371,7 @@ async def test_the_cli_turns_storage_on_and_off(acme: tuple[Stack, str]) -> None
     common = ["--edge", stack.edge_url, "--admin-key", stack.admin_key, "--ca-file", stack.ca]
 
     def run(*args: str) -> str:
-        result = CliRunner().invoke(app, ["admin", "tenant", "update", "acme", *args, *common])
+        result = CliRunner().invoke(app, ["admin", *common, "tenant", "update", "acme", *args])
         assert result.exit_code == 0, result.output
         return result.output
 
@@ -384,6 +384,6 @@ async def test_the_cli_turns_storage_on_and_off(acme: tuple[Stack, str]) -> None
     with pytest.raises(openai.NotFoundError):
         await stack.openai(key).responses.retrieve(response.id)
     missing = await asyncio.to_thread(
-        CliRunner().invoke, app, ["admin", "tenant", "update", "acme", *common]
+        CliRunner().invoke, app, ["admin", *common, "tenant", "update", "acme"]
     )
     assert missing.exit_code != 0

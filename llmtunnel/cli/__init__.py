@@ -1,0 +1,61 @@
+"""The ``llmtunnel`` command line: the root app, ``demo`` and ``sim-ollama``, and the wiring of
+the ``edge``, ``admin`` and ``agent`` sub-apps (one module each). It wires edge and agent together.
+
+Starting it must stay fast: the edge, the agent and the HTTP client are imported inside the
+commands that need them, never here or at the top of a sub-app's module."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from llmtunnel.cli.admin import admin_app
+from llmtunnel.cli.agent import agent_app
+from llmtunnel.cli.common import run_until_signal, setup_logging
+from llmtunnel.cli.edge import edge_app
+
+__all__ = ["app"]
+
+app = typer.Typer(no_args_is_help=True, help="Serve a private GPU box's models as an OpenAI API.")
+app.add_typer(edge_app, name="edge")
+app.add_typer(admin_app, name="admin")
+app.add_typer(agent_app, name="agent")
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Edge port on 127.0.0.1.")] = 8443,
+    tokens_per_second: Annotated[
+        float, typer.Option(help="Pace of the simulated Ollama (0: as fast as possible).")
+    ] = 20.0,
+    simulate: Annotated[
+        bool, typer.Option("--simulate", help="Use the simulator even if Ollama answers.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Edge + agent + (simulated) Ollama on loopback; prints a base URL, a key and a curl line."""
+    from llmtunnel.demo import run_demo
+
+    setup_logging(verbose)
+    if not verbose:
+        logging.getLogger().setLevel(logging.WARNING)
+    run_until_signal(run_demo(port, tokens_per_second, force_simulator=simulate))
+
+
+@app.command("sim-ollama")
+def sim_ollama(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 11434,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    tokens_per_second: Annotated[float, typer.Option(help="0: as fast as possible.")] = 0.0,
+    context_length: Annotated[
+        int, typer.Option(help="The server's context (num_ctx), as OLLAMA_CONTEXT_LENGTH.")
+    ] = 8192,
+) -> None:
+    """A simulated Ollama server speaking Ollama's HTTP API (no GPU needed)."""
+    from llmtunnel import sim_ollama as sim
+
+    sim.main(
+        host=host, port=port, tokens_per_second=tokens_per_second, context_length=context_length
+    )

@@ -1,0 +1,98 @@
+"""What every part of the command line shares: failing with a message, logging, running until a
+signal, and reading and printing durations, times and tables."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from edge.logging_safety import RepeatLimiter
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def setup_logging(verbose: bool) -> RepeatLimiter:
+    """Log to stderr, through filters that rate-limit repeated records and redact anything that
+    looks like a key (edge/logging_safety.py): nothing a client does can flood the log or put a
+    secret in it. Returns the rate limiter, for its summaries to be flushed now and then."""
+    from edge.logging_safety import RepeatLimiter, protect_handler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    limiter = RepeatLimiter()
+    for handler in logging.getLogger().handlers:
+        protect_handler(handler, limiter)
+    return limiter
+
+
+async def flush_log_summaries(limiter: RepeatLimiter) -> None:
+    """Report suppressed log records within seconds of their window ending, even when nothing else
+    is logged after a burst."""
+    while True:
+        await asyncio.sleep(5)
+        limiter.flush()
+
+
+def run_until_signal(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` until it returns or SIGINT/SIGTERM arrives, then let it clean up."""
+
+    async def wrapper() -> None:
+        task = asyncio.ensure_future(main)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(wrapper())
+
+
+def when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
+
+
+def parse_duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        fail(f"durations look like 30d, 12h, 15m or 90s; got {text!r}")
+    return int(text[:-1]) * units[text[-1]]
+
+
+def parse_since(text: str | None) -> float | None:
+    """``--since``: an age such as 7d or 12h, or a UTC date such as 2026-11-01."""
+    if text is None:
+        return None
+    if text[:1].isdigit() and text[-1:] in "smhd" and text[:-1].isdigit():
+        return datetime.datetime.now(datetime.UTC).timestamp() - parse_duration(text)
+    try:
+        day = datetime.date.fromisoformat(text)
+    except ValueError:
+        fail(f"--since takes an age such as 7d or a date such as 2026-11-01; got {text!r}")
+    return datetime.datetime.combine(day, datetime.time(tzinfo=datetime.UTC)).timestamp()

@@ -1,0 +1,140 @@
+"""``llmtunnel edge serve``: the public edge server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llmtunnel.cli.common import fail, flush_log_summaries, run_until_signal, setup_logging
+
+edge_app = typer.Typer(no_args_is_help=True, help="Run the public edge server.")
+
+
+def _parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        fail(f"--listen must be HOST:PORT, got {listen!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _default_data_dir() -> Path:
+    env = os.environ.get("LLMTUNNEL_DATA_DIR")
+    if env:
+        return Path(env)
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "llmtunnel" / "edge"
+
+
+@edge_app.command("serve")
+def edge_serve(
+    domain: Annotated[str, typer.Option(help="Tenants are served at SLUG.DOMAIN.")],
+    listen: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT [default: 0.0.0.0:443, or 127.0.0.1:8080 with --plain-http]"),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Database, secrets and certificates [default: ~/.local/share/llmtunnel/edge]."
+        ),
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="Certificate chain (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Private key (PEM).")] = None,
+    self_signed: Annotated[
+        bool, typer.Option("--self-signed", help="Make a local CA and a wildcard certificate.")
+    ] = False,
+    plain_http: Annotated[
+        bool, typer.Option("--plain-http", help="No TLS (binds loopback unless --listen says).")
+    ] = False,
+    public_port: Annotated[
+        int | None, typer.Option(help="Port clients use, if not the listening one (a proxy).")
+    ] = None,
+    max_body_mb: Annotated[int, typer.Option(help="Largest request body, MiB.")] = 16,
+    drain_timeout: Annotated[
+        float, typer.Option(help="On SIGTERM, seconds running requests may take to finish.")
+    ] = 30.0,
+    audit_flush_seconds: Annotated[
+        float,
+        typer.Option(help="Audit and usage are written this often (a crash loses at most this)."),
+    ] = 1.0,
+    audit_retention_days: Annotated[
+        float, typer.Option(help="Audit events older than this are deleted.")
+    ] = 90.0,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Open client connections, agents included; past it a new one gets a 503 "
+            "[default: the open-file limit less 256, after raising it to the hard limit].",
+        ),
+    ] = None,
+    header_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds a client may take to send a request's headers (and TLS)."),
+    ] = 10.0,
+    idle_timeout: Annotated[
+        float, typer.Option(help="Seconds an idle kept-alive connection stays open.")
+    ] = 30.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve the public API and the agent endpoint."""
+    from edge.config import MIB, EdgeConfig
+    from edge.data_dir import secure_data_dir
+    from edge.listener import raise_open_file_limit
+    from edge.server import start_edge
+    from edge.tls import CertificateReloader, ensure_self_signed
+
+    limiter = setup_logging(verbose)
+    raise_open_file_limit()
+    modes = sum([tls_cert is not None or tls_key is not None, self_signed, plain_http])
+    if modes != 1:
+        fail("choose exactly one of --tls-cert/--tls-key, --self-signed or --plain-http")
+    if (tls_cert is None) != (tls_key is None):
+        fail("--tls-cert and --tls-key go together")
+    data_dir = data_dir or _default_data_dir()
+    host, port = _parse_listen(listen or ("127.0.0.1:8080" if plain_http else "0.0.0.0:443"))
+    ca_file: Path | None = None
+    secure_data_dir(data_dir)  # 0700 before anything, the self-signed CA's key included, is in it
+    if self_signed:
+        bundle = ensure_self_signed(data_dir / "tls", domain)
+        tls_cert, tls_key, ca_file = bundle.cert, bundle.key, bundle.ca_cert
+    reloader = CertificateReloader(tls_cert, tls_key) if tls_cert and tls_key else None
+    config = EdgeConfig(
+        domain=domain,
+        data_dir=data_dir,
+        public_scheme="http" if plain_http else "https",
+        public_port=public_port or port,
+        max_body=max_body_mb * MIB,
+        drain_timeout=drain_timeout,
+        audit_flush_interval=audit_flush_seconds,
+        audit_retention_days=audit_retention_days,
+        agent_ca_file=ca_file,
+        max_connections=max_connections,
+        header_timeout=header_timeout,
+        idle_timeout=idle_timeout,
+    )
+
+    async def serve() -> None:
+        edge = await start_edge(config, host, port, reloader.context if reloader else None)
+        watcher = asyncio.create_task(reloader.watch()) if reloader else None
+        summaries = asyncio.create_task(flush_log_summaries(limiter))
+        scheme = config.public_scheme
+        typer.echo(f"llmtunnel edge listening on {scheme}://{host}:{edge.port} for *.{domain}")
+        if edge.admin_key_path:
+            typer.echo(f"operator key written to {edge.admin_key_path} (0600)")
+        if ca_file:
+            typer.echo(f"self-signed: clients and agents must trust the CA at {ca_file}")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            if watcher:
+                watcher.cancel()
+            summaries.cancel()
+            await edge.stop()
+            limiter.flush(everything=True)
+
+    run_until_signal(serve())
