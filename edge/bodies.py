@@ -1,9 +1,11 @@
-"""Request bodies: read, bounded and parsed strictly (``edge.json_input``), large ones one at a
-time through the shared ``FairLane`` (README "Errors and limits")."""
+"""Request bodies: read, bounded and parsed strictly (``edge.json_input``); the work on a large
+one done through the shared ``FairLane`` (README "Errors and limits")."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -13,35 +15,25 @@ from edge.errors import ApiError, bad_request
 from edge.fair_lane import FairLane
 
 LANE = web.AppKey("llmtunnel_large_bodies", FairLane)
-# Bodies above this go through the lane: parsing and validating them may hold the event loop
-# for tens of milliseconds, which other tenants must not feel more than once in a row.
+# Bodies above this go through the lane: parsing and validating them, building the tunnel request
+# and estimating its tokens may each hold the event loop for tens of milliseconds, which other
+# tenants must not feel more than one step at a time.
 LARGE_BODY = 256 * 1024
 
+Pause = Callable[[], Awaitable[None]]
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or an ``ApiError`` (400 malformed, 413 too large,
-    429 when the caller has too many large bodies waiting)."""
+
+async def read_raw(request: web.Request) -> bytes:
+    """The body's bytes; 413 past the edge's body limit."""
     try:
-        raw = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         # aiohttp's text names both sizes ("Maximum request body size N exceeded, actual …").
         raise ApiError(413, "request_too_large", exc.text or "request body too large") from None
-    if len(raw) <= LARGE_BODY:
-        return _parse(raw)
-    async with request.config_dict[LANE].turn(_owner(request)):
-        body = _parse(raw)
-    await asyncio.sleep(0)  # let what became ready meanwhile run before the next heavy step
-    return body
 
 
-def _owner(request: web.Request) -> str:
-    # Requests are grouped by the credential they carry (or the address, for pairing): a hash,
-    # so that no secret is kept as a key while the request waits.
-    credential = request.headers.get("Authorization") or request.headers.get("x-api-key")
-    return f"{hash(credential or request.remote or '')}"
-
-
-def _parse(raw: bytes) -> dict[str, Any]:
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """``raw`` as a JSON object, or a 400 naming what is wrong and where."""
     try:
         body = json_input.loads(raw)
     except json_input.JsonInputError as exc:
@@ -50,3 +42,39 @@ def _parse(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object", code="invalid_json")
     return body
+
+
+async def _no_pause() -> None:
+    return None
+
+
+async def _pause() -> None:
+    await asyncio.sleep(0)  # let what became ready meanwhile run before the next heavy step
+
+
+@contextlib.asynccontextmanager
+async def heavy_work(request: web.Request, raw: bytes) -> AsyncIterator[Pause]:
+    """Hold the lane while working on a large ``raw`` (nothing for a small one); yields a pause
+    to await between the steps of that work, so the loop serves others in between. 429 when
+    the caller already has too many large bodies waiting."""
+    if len(raw) <= LARGE_BODY:
+        yield _no_pause
+        return
+    async with request.config_dict[LANE].turn(_owner(request)):
+        yield _pause
+    await _pause()
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or an ``ApiError`` (400 malformed, 413 too large,
+    429 when the caller has too many large bodies waiting)."""
+    raw = await read_raw(request)
+    async with heavy_work(request, raw):
+        return parse_object(raw)
+
+
+def _owner(request: web.Request) -> str:
+    # Requests are grouped by the credential they carry (or the address, for pairing): a hash,
+    # so that no secret is kept as a key while the request waits.
+    credential = request.headers.get("Authorization") or request.headers.get("x-api-key")
+    return f"{hash(credential or request.remote or '')}"

@@ -165,13 +165,16 @@ class Limits:
         self._tokens: dict[str, TokenBucket] = {}
         self._budgets: dict[str, BudgetAccount] = {}
 
-    async def admit(self, key: ApiKey, request: Request, now: float) -> Admission:
+    async def admit(
+        self, key: ApiKey, request: Request, now: float, prompt_estimate: int | None = None
+    ) -> Admission:
         """Check every limit of ``key`` for this request and, only if all pass, charge them.
 
         A key with a budget caps a request that sets no ``num_predict`` (``completion_cap``),
-        so that the reservation bounds the reply. Raises ``ApiError`` 429
-        (``rate_limit_exceeded`` with ``Retry-After``, or ``budget_exceeded`` with when the
-        budget resets)."""
+        so that the reservation bounds the reply. ``prompt_estimate`` is
+        ``estimate_prompt_tokens(request)`` when the caller made it already. Raises
+        ``ApiError`` 429 (``rate_limit_exceeded`` with ``Retry-After``, or ``budget_exceeded``
+        with when the budget resets)."""
         limits = key.limits
         cap = None
         if (
@@ -180,7 +183,8 @@ class Limits:
             and request.options.num_predict is None
         ):
             cap = DEFAULT_COMPLETION_RESERVE
-        prompt_estimate = estimate_prompt_tokens(request)
+        if prompt_estimate is None:
+            prompt_estimate = estimate_prompt_tokens(request)
         amount = prompt_estimate + completion_reserve(request)
 
         requests = self._bucket(self._requests, key.id, limits.rpm, now)

@@ -36,6 +36,7 @@ class ParsedRequest(Protocol):
 
 
 P = TypeVar("P", bound=ParsedRequest)
+R = TypeVar("R", TextRequest, EmbedRequest)
 
 
 @dataclass(slots=True)
@@ -74,8 +75,8 @@ class TextRenderer(Protocol):
         """The whole reply, for a request without ``stream``."""
 
 
-class TextDialect(ABC, Generic[P]):
-    """A dialect whose replies are text (chat, completions, messages, responses)."""
+class Dialect(ABC, Generic[P, R]):
+    """What every dialect has: a request to parse and a neutral request to make of it."""
 
     errors: ErrorShape = "openai"
 
@@ -84,29 +85,25 @@ class TextDialect(ABC, Generic[P]):
         """The validated request; ``ApiError`` 400 naming the field otherwise."""
 
     @abstractmethod
-    def neutral(self, call: Call[P]) -> TextRequest:
+    def neutral(self, call: Call[P]) -> R:
         """The neutral request, checked against the model's capabilities where known."""
-
-    @abstractmethod
-    def renderer(self, call: Call[P], request: TextRequest) -> TextRenderer: ...
 
     async def prepare(self, call: Call[P]) -> None:
         """Anything the dialect needs from the store before ``neutral`` (default: nothing)."""
+
+
+class TextDialect(Dialect[P, TextRequest]):
+    """A dialect whose replies are text (chat, completions, messages, responses)."""
+
+    @abstractmethod
+    def renderer(self, call: Call[P], request: TextRequest) -> TextRenderer: ...
 
     async def finished(self, call: Call[P], renderer: TextRenderer) -> None:
         """The reply is complete, before the client hears so (default: nothing)."""
 
 
-class EmbeddingsDialect(ABC, Generic[P]):
+class EmbeddingsDialect(Dialect[P, EmbedRequest]):
     """A dialect whose replies are vectors."""
-
-    errors: ErrorShape = "openai"
-
-    @abstractmethod
-    def parse(self, body: JSONMap) -> P: ...
-
-    @abstractmethod
-    def neutral(self, call: Call[P]) -> EmbedRequest: ...
 
     @abstractmethod
     def body(self, call: Call[P], vectors: list[bytes], end: End) -> bytes:

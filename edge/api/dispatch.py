@@ -17,18 +17,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from edge.api import replies
-from edge.api.dialect import Call, EmbeddingsDialect, JSONMap, P, TextDialect, TextRenderer
+from edge.api.dialect import Call, Dialect, EmbeddingsDialect, P, R, TextDialect, TextRenderer
 from edge.api.models import ModelInfo, visible_models
 from edge.auth import authenticate
-from edge.bodies import read_json_object
+from edge.bodies import heavy_work, parse_object, read_raw
 from edge.context import CONTEXT
 from edge.errors import ApiError, from_stream_error
-from edge.limits import Admission
+from edge.limits import Admission, estimate_prompt_tokens
 from edge.tunnel import StreamEvent, TunnelStream
 from protocol import Error
 from protocol.requests import ChatRequest, EmbedRequest, Request, with_model, with_num_predict
@@ -38,10 +39,8 @@ log = logging.getLogger(__name__)
 
 async def serve_text(request: web.Request, dialect: TextDialect[P]) -> web.StreamResponse:
     """A text dialect's request, from the body to the last event."""
-    call = await _call(request, dialect.parse)
-    await dialect.prepare(call)
-    neutral = dialect.neutral(call)
-    async with _dispatched(call, neutral) as (sent, stream, first):
+    call, prepared = await _prepare(request, dialect)
+    async with _dispatched(call, prepared) as (sent, stream, first):
         assert not isinstance(sent, EmbedRequest)  # a text dialect makes a text request
         renderer = dialect.renderer(call, sent)
         config = call.ctx.config
@@ -59,21 +58,41 @@ async def serve_text(request: web.Request, dialect: TextDialect[P]) -> web.Strea
 
 async def serve_embeddings(request: web.Request, dialect: EmbeddingsDialect[P]) -> web.Response:
     """An embeddings dialect's request: its vectors, in one body."""
-    call = await _call(request, dialect.parse)
-    neutral = dialect.neutral(call)
-    async with _dispatched(call, neutral) as (_, stream, first):
+    call, prepared = await _prepare(request, dialect)
+    async with _dispatched(call, prepared) as (sent, stream, first):
+        assert isinstance(sent, EmbedRequest)
         vectors, end = await replies.collect_vectors(
-            stream, first, len(neutral.input), call.ctx.config
+            stream, first, len(sent.input), call.ctx.config
         )
     return web.Response(body=dialect.body(call, vectors, end), content_type="application/json")
 
 
-async def _call(request: web.Request, parse: Callable[[JSONMap], P]) -> Call[P]:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A neutral request ready to be admitted: its model resolved, its prompt estimated."""
+
+    request: Request
+    prompt_estimate: int
+
+
+async def _prepare(request: web.Request, dialect: Dialect[P, R]) -> tuple[Call[P], Prepared]:
+    """Everything up to the key's limits. A large body is worked on through the shared lane,
+    one step at a time (edge/bodies.py): what may hold the loop for tens of milliseconds goes
+    in turns with other keys' large bodies, and other requests run between the steps."""
     ctx = request.config_dict[CONTEXT]
     caller = await authenticate(request)
-    req = parse(await read_json_object(request))
-    caller.ensure_model_allowed(req.model)
-    return Call(ctx, caller, req, visible_models(ctx, caller))
+    raw = await read_raw(request)
+    async with heavy_work(request, raw) as pause:
+        req = dialect.parse(parse_object(raw))
+        caller.ensure_model_allowed(req.model)
+        call = Call(ctx, caller, req, visible_models(ctx, caller))
+        await pause()
+        await dialect.prepare(call)
+        neutral: Request = dialect.neutral(call)
+        check_capabilities(call.models, req.model, neutral)
+        neutral = with_model(neutral, caller.real_model(req.model))  # as the machines know it
+        await pause()
+        return call, Prepared(neutral, estimate_prompt_tokens(neutral))
 
 
 def check_capabilities(models: dict[str, ModelInfo], model: str, request: Request) -> None:
@@ -103,17 +122,15 @@ def check_capabilities(models: dict[str, ModelInfo], model: str, request: Reques
 
 @contextlib.asynccontextmanager
 async def _dispatched(
-    call: Call[P], request: Request
+    call: Call[P], prepared: Prepared
 ) -> AsyncIterator[tuple[Request, TunnelStream, StreamEvent]]:
-    """Admit ``request`` against the key's limits, open it on a machine and wait for its first
+    """Admit the request against the key's limits, open it on a machine and wait for its first
     event; yields what was sent, the stream and that event. Whatever happens after, the stream
     is closed and the admission settled with what the request really used."""
-    check_capabilities(call.models, call.req.model, request)
-    caller, record = call.caller, call.caller.record
-    model = caller.real_model(call.req.model)  # what the machines know it as
-    request = with_model(request, model)
-    record.model = model
-    admission = await call.ctx.limits.admit(caller.key, request, time.time())
+    key, record = call.caller.key, call.caller.record
+    request = prepared.request
+    record.model = request.model
+    admission = await call.ctx.limits.admit(key, request, time.time(), prepared.prompt_estimate)
     record.admission = admission
     if admission.completion_cap is not None and not isinstance(request, EmbedRequest):
         request = with_num_predict(request, admission.completion_cap)
