@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -48,8 +49,26 @@ async def _no_pause() -> None:
     return None
 
 
-async def _pause() -> None:
-    await asyncio.sleep(0)  # let what became ready meanwhile run before the next heavy step
+class Pacer:
+    """Pauses between heavy steps as long as the step before took (at most ``MAX_PAUSE``): heavy
+    work then holds the loop half the time at most, and everything else that is ready (a small
+    request needs several turns of the loop) gets its turns in between."""
+
+    MAX_PAUSE = 0.1
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._since = clock()
+
+    async def __call__(self) -> None:
+        worked = self._clock() - self._since
+        await self._sleep(min(worked, self.MAX_PAUSE))
+        self._since = self._clock()
 
 
 @contextlib.asynccontextmanager
@@ -60,9 +79,10 @@ async def heavy_work(request: web.Request, raw: bytes) -> AsyncIterator[Pause]:
     if len(raw) <= LARGE_BODY:
         yield _no_pause
         return
+    pause = Pacer()
     async with request.config_dict[LANE].turn(_owner(request)):
-        yield _pause
-    await _pause()
+        yield pause
+        await pause()  # before the next large body's first step, not beside it
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

@@ -83,7 +83,9 @@ async def _prepare(request: web.Request, dialect: Dialect[P, R]) -> tuple[Call[P
     caller = await authenticate(request)
     raw = await read_raw(request)
     async with heavy_work(request, raw) as pause:
-        req = dialect.parse(parse_object(raw))
+        body = parse_object(raw)
+        await pause()
+        req = dialect.parse(body)
         caller.ensure_model_allowed(req.model)
         call = Call(ctx, caller, req, visible_models(ctx, caller))
         await pause()
