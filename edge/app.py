@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -26,7 +27,7 @@ from edge.api import create_api_app
 from edge.api.openapi import openapi
 from edge.bodies import LANE
 from edge.config import EdgeConfig
-from edge.context import CONTEXT, open_context
+from edge.context import CONTEXT, Clock, open_context
 from edge.fair_lane import FairLane
 from edge.middleware import json_errors, openai_shape
 from edge.registry import Registry
@@ -41,11 +42,14 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def _context(app: web.Application) -> AsyncIterator[None]:
-    ctx = open_context(app[CONFIG])
-    app[CONTEXT] = ctx
-    yield
-    await ctx.store.close()
+def _context(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        ctx = open_context(app[CONFIG], clock)
+        app[CONTEXT] = ctx
+        yield
+        await ctx.store.close()
+
+    return context
 
 
 async def _recorder(app: web.Application) -> AsyncIterator[None]:
@@ -80,11 +84,14 @@ async def _close_agents(app: web.Application) -> None:
     await drain_agents(app[CONTEXT].registry, timeout=0)
 
 
-def create_app(config: EdgeConfig) -> web.Application:
+def create_app(config: EdgeConfig, clock: Clock = time.time) -> web.Application:
+    """The edge on ``config``; ``clock`` gives Unix time (tests move it instead of sleeping)."""
     app = web.Application(middlewares=[json_errors(openai_shape)], client_max_size=config.max_body)
     app[CONFIG] = config
     app[LANE] = FairLane()
-    app.cleanup_ctx.extend([_context, _recorder])  # cleanup in reverse: last flush, then close
+    app.cleanup_ctx.extend(
+        [_context(clock), _recorder]
+    )  # cleanup in reverse: last flush, then close
     app.on_shutdown.append(_close_agents)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", openapi)

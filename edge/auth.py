@@ -8,7 +8,6 @@ without a slug (an IP address, ``localhost``, the bare domain) falls back to the
 from __future__ import annotations
 
 import ipaddress
-import time
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -101,7 +100,7 @@ async def authenticate(request: web.Request) -> Caller:
         raise _invalid_key(
             "Missing API key: send it as `Authorization: Bearer sk-lt-…` or `x-api-key`"
         )
-    now = time.time()
+    now = ctx.clock()
     # No cache in front of this lookup: a revoked key is refused on its very next request.
     key = await ctx.store.keys.by_hash(ctx.hasher.digest(token), now)
     if key is None or key.revoked_at is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -15,6 +17,8 @@ from edge.limits import Limits
 from edge.registry import Registry
 from edge.store import SqliteStore, Store
 
+Clock = Callable[[], float]
+
 
 @dataclass(slots=True)
 class EdgeContext:
@@ -24,19 +28,21 @@ class EdgeContext:
     hasher: KeyHasher
     limits: Limits
     recorder: Recorder
+    clock: Clock = time.time  # Unix seconds; tests move it instead of sleeping
 
 
 CONTEXT = web.AppKey("llmtunnel_edge", EdgeContext)
 
 
-def open_context(config: EdgeConfig) -> EdgeContext:
+def open_context(config: EdgeConfig, clock: Clock = time.time) -> EdgeContext:
     """The edge's state on ``config.data_dir``: made private first (0700/0600), the server
     secret created on first use, the store opened and migrated."""
     secure_data_dir(config.data_dir)
     secret = credentials.load_or_create_server_secret(config.data_dir / "server.secret")
     database = config.data_dir / "edge.db"
     create_private_file(database)
-    store = SqliteStore(database)
+    store = SqliteStore(database, clock)
     registry = Registry(max_waiters=config.max_queued)
     recorder = Recorder(store, config.audit_flush_interval, config.audit_retention_days)
-    return EdgeContext(config, store, registry, KeyHasher(secret), Limits(store), recorder)
+    hasher = KeyHasher(secret)
+    return EdgeContext(config, store, registry, hasher, Limits(store), recorder, clock)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from aiohttp import web
 from edge import credentials
 from edge.app import create_app, drain_agents
 from edge.config import EdgeConfig
-from edge.context import CONTEXT, EdgeContext
+from edge.context import CONTEXT, Clock, EdgeContext
 from edge.http_guard import GuardedRequestHandler, head_received_middleware
 from edge.listener import GuardedSite, default_max_connections, open_file_limit
 
@@ -59,10 +60,14 @@ async def ensure_operator_key(ctx: EdgeContext) -> Path | None:
 
 
 async def start_edge(
-    config: EdgeConfig, host: str, port: int, ssl_context: ssl.SSLContext | None
+    config: EdgeConfig,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+    clock: Clock = time.time,
 ) -> RunningEdge:
     """Serve the edge on ``host:port`` (0 picks a free port) until ``stop()``."""
-    app = create_app(config)
+    app = create_app(config, clock)
     app.middlewares.insert(0, head_received_middleware)  # outermost: the head is in
     # handler_cancellation: a client that disconnects cancels its handler at once, which sends
     # CANCEL through the tunnel and stops generation on the GPU.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
@@ -87,7 +86,7 @@ async def create_key(request: web.Request) -> web.Response:
             name,
             credentials.visible_prefix(secret),
             ctx.hasher.digest(secret),
-            time.time() + expires_in if expires_in else None,
+            ctx.clock() + expires_in if expires_in else None,
             limits,
         )
     except Conflict as exc:
@@ -135,7 +134,7 @@ async def rotate_key(request: web.Request) -> web.Response:
     if grace is None:
         grace = DEFAULT_ROTATION_GRACE
     secret = credentials.new_api_key()
-    grace_until = time.time() + grace
+    grace_until = admin.ctx.clock() + grace
     await admin.ctx.store.keys.rotate(
         key.id, credentials.visible_prefix(secret), admin.ctx.hasher.digest(secret), grace_until
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
@@ -26,7 +25,7 @@ async def pair_machine(request: web.Request) -> web.Response:
     name = name_field(body)
     ttl = seconds_field(body, "ttl_seconds", MAX_PAIRING_TTL) or ctx.config.pairing_ttl
     code = credentials.new_pairing_code()
-    expires_at = time.time() + ttl
+    expires_at = ctx.clock() + ttl
     try:
         await ctx.store.machines.add_pairing_code(
             ctx.hasher.digest(credentials.normalize_pairing_code(code)), tenant.id, name, expires_at

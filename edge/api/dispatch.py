@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -132,7 +131,8 @@ async def _dispatched(
     key, record = call.caller.key, call.caller.record
     request = prepared.request
     record.model = request.model
-    admission = await call.ctx.limits.admit(key, request, time.time(), prepared.prompt_estimate)
+    now = call.ctx.clock()
+    admission = await call.ctx.limits.admit(key, request, now, prepared.prompt_estimate)
     record.admission = admission
     if admission.completion_cap is not None and not isinstance(request, EmbedRequest):
         request = with_num_predict(request, admission.completion_cap)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,20 @@ def user(text: str) -> ChatCompletionUserMessageParam:
     return {"role": "user", "content": text}
 
 
+class Clock:
+    """The edge's Unix time: the real one, moved forward by ``advance`` (expiry and grace
+    tests jump over hours instead of sleeping through seconds)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 @dataclass
 class Agent:
     config: AgentConfig
@@ -53,13 +68,14 @@ class Stack:
     ollama_url: str
     sim: web.AppRunner | None
     server_tls: ssl.SSLContext
+    clock: Clock
     agents: list[Agent] = field(default_factory=list)
 
     async def restart_edge(self) -> None:
         """Stop the edge (a graceful drain) and start it again on the same data and port."""
         port, config = self.edge.port, self.edge.context.config
         await self.edge.stop()
-        self.edge = await start_edge(config, "127.0.0.1", port, self.server_tls)
+        self.edge = await start_edge(config, "127.0.0.1", port, self.server_tls, self.clock)
 
     def tls(self) -> ssl.SSLContext:
         """A client context that trusts the stack's CA."""
@@ -161,7 +177,8 @@ async def running_stack(
         **edge_options,
     )
     server_tls = server_ssl_context(bundle.cert, bundle.key)
-    edge = await start_edge(config, "127.0.0.1", 0, server_tls)
+    clock = Clock()
+    edge = await start_edge(config, "127.0.0.1", 0, server_tls, clock)
     assert edge.admin_key_path is not None
     stack = Stack(
         edge=edge,
@@ -171,6 +188,7 @@ async def running_stack(
         ollama_url=f"http://127.0.0.1:{sim_ollama.bound_port(sim)}",
         sim=sim,
         server_tls=server_tls,
+        clock=clock,
     )
     try:
         yield stack
