@@ -1,4 +1,5 @@
-"""Who is calling: API keys for the public API, admin keys for the admin API (DESIGN.md "API keys").
+"""Who is calling: API keys for the public API, admin keys for the admin API (README "Keys,
+limits and audit").
 
 A key is looked up by its HMAC digest, so the secret is never compared byte by byte against
 anything an attacker controls. The tenant comes from the Host header (``SLUG.DOMAIN``); a Host

@@ -1,4 +1,4 @@
-"""Secrets the edge hands out and how it stores them (DESIGN.md "Identity and security").
+"""Secrets the edge hands out and how it stores them (README "Security").
 
 API keys and pairing codes are random, shown once, and kept only as HMAC-SHA256 under a server
 secret that lives in a 0600 file beside (not inside) the database: a copied database alone is

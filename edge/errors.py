@@ -1,4 +1,4 @@
-"""Errors the edge answers with, in the OpenAI shape (DESIGN.md "Error contract"), or in
+"""Errors the edge answers with, in the OpenAI shape (README "Errors and limits"), or in
 Anthropic's on ``/v1/messages`` (``ApiError.anthropic_body``).
 
 Every failure a client can cause becomes an ``ApiError`` carrying its status, type and code; the

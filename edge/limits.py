@@ -5,7 +5,7 @@ check and the charge that follows it cannot interleave with another request's. T
 budgets exact under concurrency: a request reserves its worst case before it is dispatched and
 settles to its real usage when it ends, so concurrent requests can never spend more than the
 budget (README "Keys and limits"). Several edge processes would each count alone; the plan for
-that is a shared counter store (DESIGN.md "Scale").
+that is a shared counter store (docs/ARCHITECTURE.md "State").
 """
 
 from __future__ import annotations

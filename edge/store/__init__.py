@@ -1,4 +1,4 @@
-"""The edge's state (DESIGN.md "State"): an interface of query groups (``interface.py``), the
+"""The edge's state (docs/ARCHITECTURE.md "State"): an interface of query groups (``interface.py``), the
 records it deals in (``records.py``) and its implementations (``sqlite/``)."""
 
 from edge.store.interface import (

@@ -1,4 +1,4 @@
-"""The store's interface: one group of queries per group of tables (DESIGN.md "State").
+"""The store's interface: one group of queries per group of tables (docs/ARCHITECTURE.md "State").
 
 Every method is a coroutine, so that a store on a network database (PostgreSQL) and the embedded
 one (SQLite, whose indexed queries take microseconds and run on the loop) serve the same callers.

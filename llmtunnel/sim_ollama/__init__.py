@@ -1,7 +1,7 @@
 """A simulated Ollama server: Ollama's HTTP API as it really behaves, without a GPU.
 
-The demo, the end-to-end tests and the benchmarks run against it. It follows ``shared/OLLAMA.md``,
-quirks included: NDJSON streaming by default, tool calls with object arguments and ``index`` 0 on
+The demo, the end-to-end tests and the benchmarks run against it. It follows docs/ARCHITECTURE.md
+("Ollama as the agent sees it"), quirks included: NDJSON streaming by default, tool calls with object arguments and ``index`` 0 on
 every call (one model sends them only in its final chunk), thinking on by default for thinking
 models, durations in nanoseconds with zero values omitted, ``{"error": "…"}`` bodies with Ollama's
 statuses and messages, and an error line with HTTP 200 once a stream has begun.

@@ -1,4 +1,4 @@
-"""The simulated Ollama behaves like the real one (shared OLLAMA.md), through the real client."""
+"""The simulated Ollama behaves like the real one (docs/ARCHITECTURE.md "Ollama as the agent sees it"), through the real client."""
 
 from __future__ import annotations
 
