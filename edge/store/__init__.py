@@ -1,5 +1,5 @@
-"""The edge's state (docs/ARCHITECTURE.md "State"): an interface of query groups (``interface.py``), the
-records it deals in (``records.py``) and its implementations (``sqlite/``)."""
+"""The edge's state (docs/ARCHITECTURE.md "State"): an interface of query groups (``interface.py``),
+the records it deals in (``records.py``) and its implementations (``sqlite/``)."""
 
 from edge.store.interface import (
     AdminKeys,

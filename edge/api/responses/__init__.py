@@ -1,11 +1,10 @@
 """The OpenAI Responses dialect: ``POST /v1/responses`` (through the pipeline), and ``GET`` /
 ``DELETE /v1/responses/{id}`` for tenants that store responses.
 
-Storage is off unless an admin turns it on for the tenant (README "Security": no content at rest
-is the rule, this the opt-in exception). With it on, a response is saved once it completed (or stopped
+Storage is off unless an admin turns it on for the tenant (README "Security": no content at rest is
+the rule, this the opt-in exception). With it on, a response is saved once it completed (or stopped
 at ``max_output_tokens``) unless the request said ``store: false``; any key of the tenant can then
-read, delete or continue it (``previous_response_id``), and no key of another tenant can.
-"""
+read, delete or continue it (``previous_response_id``), and no key of another tenant can."""
 
 from __future__ import annotations
 
