@@ -12,7 +12,7 @@ from enum import IntEnum
 from typing import Any, ClassVar
 
 from protocol.errors import RemoteProtocolError
-from protocol.json_values import INT64_MAX, check_json
+from protocol.json_values import INT64_MAX
 from protocol.requests import Request, UnsupportedRequest, from_wire, to_wire
 
 MAX_WINDOW = 2**31 - 1
@@ -236,8 +236,9 @@ class Open(StreamFrame):
 
     def check(self) -> None:
         _check_stream_id(self.stream_id)
-        # The wire map of a request built here must be what from_wire takes back on the agent.
-        check_json(to_wire(self.request), "OPEN request")
+        # A request built here must be one the agent takes back: refused on sending, it fails
+        # one request; refused on receiving, it would fail the whole tunnel (§6).
+        from_wire(to_wire(self.request))
         # NaN fails every comparison, so it fails this one too.
         _require(
             0 <= self.timeout <= MAX_TIMEOUT,

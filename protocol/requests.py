@@ -276,7 +276,8 @@ def _is_format(value: Any) -> bool:
 
 
 def _is_think(value: Any) -> bool:
-    return isinstance(value, bool) or value in THINK_LEVELS
+    # isinstance first: a list or a map is no member of a set, it is unhashable.
+    return isinstance(value, bool) or (isinstance(value, str) and value in THINK_LEVELS)
 
 
 def from_wire(data: object) -> Request | UnsupportedRequest:
@@ -336,7 +337,9 @@ class UnsupportedRequest:
 
 def _message(data: object, where: str) -> Message:
     fields = _Fields(data, where)
-    role = fields.required("role", lambda v: v in ROLES, "system, user, assistant or tool")
+    role = fields.required(
+        "role", lambda v: isinstance(v, str) and v in ROLES, "system, user, assistant or tool"
+    )
     calls = fields.get("tool_calls", _is_list, "a list") or []
     message = Message(
         role,

@@ -41,10 +41,34 @@ from protocol import (
 )
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 from protocol.frames import FRAME_CLASSES, Frame
+from protocol.requests import (
+    ChatRequest,
+    EmbedRequest,
+    GenerateRequest,
+    Message,
+    Options,
+    Tool,
+    UnsupportedRequest,
+)
 
 
 def h(wire: str) -> bytes:
     return bytes.fromhex(wire)
+
+
+# OPEN's request is a typed request on the wire as a map (PROTOCOL.md §7). The smallest chat:
+# {"op": "chat", "model": "m", "messages": [{"role": "user", "content": "hi"}]}.
+CHAT_HI = ChatRequest("m", (Message("user", "hi"),))
+CHAT_HI_WIRE = (
+    "83 a2 6f 70 a4 63 68 61 74"  # fixmap(3), "op": "chat"
+    " a5 6d 6f 64 65 6c a1 6d"  # "model": "m"
+    " a8 6d 65 73 73 61 67 65 73 91"  # "messages": [
+    " 82 a4 72 6f 6c 65 a4 75 73 65 72"  # {"role": "user",
+    " a7 63 6f 6e 74 65 6e 74 a2 68 69"  # "content": "hi"}]
+)
+# The three pairs of {"op": "chat", "model": "m", "messages": []}, without their map header: the
+# OPENs below add a pair or two (fixmap 83 or 84) to aim at one field.
+CHAT_EMPTY_PAIRS = "a2 6f 70 a4 63 68 61 74 a5 6d 6f 64 65 6c a1 6d a8 6d 65 73 73 61 67 65 73 90"
 
 
 GOLDEN: list[tuple[Frame, str]] = [
@@ -103,16 +127,36 @@ GOLDEN: list[tuple[Frame, str]] = [
         Models([{"name": "m", "capabilities": []}]),
         "92 05 91 82 a4 6e 61 6d 65 a1 6d ac 63 61 70 61 62 69 6c 69 74 69 65 73 90",
     ),
-    # OPEN: [6, stream_id, request, timeout].
-    (Open(1, {"op": "chat"}, 0), "94 06 01 81 a2 6f 70 a4 63 68 61 74 00"),
+    # OPEN: [6, stream_id, request, timeout]; the request's keys in to_wire's order.
+    (Open(1, CHAT_HI, 0), "94 06 01 " + CHAT_HI_WIRE + " 00"),
+    (Open(2, CHAT_HI, 2.5), "94 06 02 " + CHAT_HI_WIRE + " cb 40 04 00 00 00 00 00 00"),
     (
-        Open(2, {"op": "chat"}, 2.5),
-        "94 06 02 81 a2 6f 70 a4 63 68 61 74 cb 40 04 00 00 00 00 00 00",
+        # bool, nil (inside a format schema) and float64 in a request.
+        Open(
+            1,
+            GenerateRequest(
+                "m", "", options=Options(temperature=0.5), format={"n": None}, think=True
+            ),
+            0,
+        ),
+        "94 06 01 86 a2 6f 70 a8 67 65 6e 65 72 61 74 65"  # fixmap(6), "op": "generate"
+        " a5 6d 6f 64 65 6c a1 6d a6 70 72 6f 6d 70 74 a0"  # "model": "m", "prompt": ""
+        " a7 6f 70 74 69 6f 6e 73 81 ab 74 65 6d 70 65 72 61 74 75 72 65"  # "options": {"temp…
+        " cb 3f e0 00 00 00 00 00 00"  # …erature": 0.5}
+        " a6 66 6f 72 6d 61 74 81 a1 6e c0"  # "format": {"n": nil}
+        " a5 74 68 69 6e 6b c3 00",  # "think": true; timeout 0
     ),
     (
-        Open(1, {"op": "chat", "think": True, "n": None, "t": 0.5}, 0),
-        "94 06 01 84 a2 6f 70 a4 63 68 61 74 a5 74 68 69 6e 6b c3 a1 6e c0"
-        " a1 74 cb 3f e0 00 00 00 00 00 00 00",
+        Open(1, EmbedRequest("m", ("a",), dimensions=300, truncate=False), 0),
+        "94 06 01 85 a2 6f 70 a5 65 6d 62 65 64 a5 6d 6f 64 65 6c a1 6d"  # "op": "embed", …
+        " a5 69 6e 70 75 74 91 a1 61"  # "input": ["a"]
+        " a8 74 72 75 6e 63 61 74 65 c2"  # "truncate": false
+        " aa 64 69 6d 65 6e 73 69 6f 6e 73 cd 01 2c 00",  # "dimensions": 300 (uint16)
+    ),
+    # An op this side does not know: only op and model, both ways (§7).
+    (
+        Open(1, UnsupportedRequest("x", "m"), 0),
+        "94 06 01 82 a2 6f 70 a1 78 a5 6d 6f 64 65 6c a1 6d 00",
     ),
 ]
 
@@ -143,7 +187,13 @@ NON_CANONICAL: list[tuple[str, Frame]] = [
     ("93 0a 03 d9 04 67 6f 6e 65", Cancel(3, "gone")),  # str8
     ("93 0a 03 da 00 04 67 6f 6e 65", Cancel(3, "gone")),  # str16
     ("96 03 a1 73 cd 04 00 01 01 ca 40 a0 00 00", Ready("s", 1024, 1, 1, 5.0)),  # float32
-    ("94 06 01 de 00 01 a2 6f 70 a4 63 68 61 74 00", Open(1, {"op": "chat"}, 0)),  # map16
+    ("94 06 01 de 00 03 " + CHAT_HI_WIRE[3:] + " 00", Open(1, CHAT_HI, 0)),  # map16
+    (
+        # The same request with its keys in another order: a map's order means nothing.
+        "94 06 01 83 a8 6d 65 73 73 61 67 65 73 91 82 a7 63 6f 6e 74 65 6e 74 a2 68 69"
+        " a4 72 6f 6c 65 a4 75 73 65 72 a5 6d 6f 64 65 6c a1 6d a2 6f 70 a4 63 68 61 74 00",
+        Open(1, CHAT_HI, 0),
+    ),
 ]
 
 
@@ -160,13 +210,11 @@ ONE_OF_EACH: list[Frame] = [
     Models([{"name": "qwen", "capabilities": ["completion", "tools", "thinking"]}]),
     Open(
         1,
-        {
-            "op": "chat",
-            "model": "llama3",
-            "messages": [{"role": "user", "content": "héllo 😀"}],
-            "options": {"temperature": 0.2, "seed": -1},
-            "images": [],
-        },
+        ChatRequest(
+            "llama3",
+            (Message("user", "héllo 😀", images=("aGk=",)),),
+            options=Options(temperature=0.2, seed=-1),
+        ),
         30.0,
     ),
     Delta(1, "Hello", "hmm", [{"id": "call_1", "name": "f", "arguments": '{"a":[1,null]}'}]),
@@ -266,7 +314,7 @@ MALFORMED: list[tuple[str, str]] = [
     ("92 0b 01", "Window frame has 1 fields, expected 2"),
     ("94 0b 01 02 03", "Window frame has 3 fields, expected 2"),
     ("94 07 01 a0 a0", "Delta frame has 3 fields, expected 4"),
-    ("95 06 01 81 a2 6f 70 a1 78 00 00", "Open frame has 4 fields, expected 3"),
+    ("95 06 01 " + CHAT_HI_WIRE + " 00 00", "Open frame has 4 fields, expected 3"),
     # Wrong field types; bool and int are distinct on the wire.
     ("92 0c c3", "Ping.payload has type bool"),
     ("92 0c c2", "Ping.payload has type bool"),
@@ -274,7 +322,7 @@ MALFORMED: list[tuple[str, str]] = [
     ("93 0b c3 05", "Window.stream_id has type bool"),
     ("93 0b 01 c3", "Window.increment has type bool"),
     ("96 03 a1 73 cd 04 00 01 01 c3", "Ready.heartbeat_interval has type bool"),
-    ("94 06 01 81 a2 6f 70 a1 78 c2", "Open.timeout has type bool"),
+    ("94 06 01 " + CHAT_HI_WIRE + " c2", "Open.timeout has type bool"),
     ("95 09 00 a1 78 a1 79 01", "Error.retryable has type int"),  # int where bool expected
     ("95 09 00 a1 78 a1 79 00", "Error.retryable has type int"),
     ("92 0c a1 35", "Ping.payload has type str"),
@@ -292,18 +340,42 @@ MALFORMED: list[tuple[str, str]] = [
         "95 07 01 a0 a0 91 83 a2 69 64 a1 63 a4 6e 61 6d 65 a1 66 a9 61 72 67 75 6d 65 6e 74 73 80",
         "a tool call must be a map of exactly id, name and arguments",
     ),
-    # bin where JSON is expected: an OPEN request value, an OPEN request key, a model field.
-    ("94 06 01 82 a2 6f 70 a4 63 68 61 74 a1 78 c4 01 00 00", "bytes value is not JSON"),
-    ("94 06 01 82 a2 6f 70 a4 63 68 61 74 c4 01 78 01 00", "map key of type bytes"),
+    # bin where JSON is expected: a value and a key in an OPEN's format schema, a model field.
+    (
+        "94 06 01 84 " + CHAT_EMPTY_PAIRS + " a6 66 6f 72 6d 61 74 81 a1 78 c4 01 00 00",
+        "bytes value is not JSON",
+    ),
+    (
+        "94 06 01 84 " + CHAT_EMPTY_PAIRS + " a6 66 6f 72 6d 61 74 81 c4 01 78 01 00",
+        "map key of type bytes",
+    ),
     (
         "92 05 91 83 a4 6e 61 6d 65 a1 6d ac 63 61 70 61 62 69 6c 69 74 69 65 73 90"
         " a6 66 61 6d 69 6c 79 c4 01 00",
         "family must be a string",
     ),
-    # Numbers JSON cannot hold: uint64 beyond int64, NaN (float64 7f f8 …).
-    ("94 06 01 82 a2 6f 70 a4 63 68 61 74 a1 78 cf 80 00 00 00 00 00 00 00 00", "int64"),
-    ("94 06 01 82 a2 6f 70 a4 63 68 61 74 a1 78 cb 7f f8 00 00 00 00 00 00 00", "finite"),
-    ("94 06 01 81 a2 6f 70 a4 63 68 61 74 cb 7f f0 00 00 00 00 00 00", "timeout inf"),
+    # Numbers JSON cannot hold: uint64 beyond int64 (a seed), NaN (float64 7f f8 …, a
+    # temperature), and an infinite timeout.
+    (
+        "94 06 01 84 " + CHAT_EMPTY_PAIRS + " a7 6f 70 74 69 6f 6e 73 81 a4 73 65 65 64"
+        " cf 80 00 00 00 00 00 00 00 00",
+        "int64",
+    ),
+    (
+        "94 06 01 84 " + CHAT_EMPTY_PAIRS + " a7 6f 70 74 69 6f 6e 73 81"
+        " ab 74 65 6d 70 65 72 61 74 75 72 65 cb 7f f8 00 00 00 00 00 00 00",
+        "finite",
+    ),
+    ("94 06 01 83 " + CHAT_EMPTY_PAIRS + " cb 7f f0 00 00 00 00 00 00", "timeout inf"),
+    # A request map that is not a request (§7); each refusal names the field.
+    ("94 06 01 80 00", "request has no op"),
+    ("94 06 01 81 a2 6f 70 a4 63 68 61 74 00", "request has no model"),
+    ("94 06 01 84 " + CHAT_EMPTY_PAIRS + " a1 78 01 00", r"request has unknown fields \['x'\]"),
+    (
+        "94 06 01 83 a2 6f 70 a4 63 68 61 74 a5 6d 6f 64 65 6c a0"  # "model": ""
+        " a8 6d 65 73 73 61 67 65 73 90 00",
+        "request.model must be a name of 1 to 256 characters",
+    ),
     # END usage beyond 2³²-1 (the red team's 2⁶⁴-1 broke the edge's database writes).
     ("96 08 01 a4 73 74 6f 70 00 cf ff ff ff ff ff ff ff ff 80", "token counts"),
     # Well typed but out of range: check() runs on every decoded frame.
@@ -391,7 +463,9 @@ def test_lengths_up_to_the_frame_size_are_fine() -> None:
     # The bounds are the frame's own size: a string filling the frame still decodes.
     frame = GoAway("r" * 5000)
     assert decode(encode(frame)) == frame
-    wide = Open(1, {"op": "chat", **{f"k{i}": i for i in range(3000)}}, 0)
+    wide = Open(
+        1, ChatRequest("m", (), (Tool("f", parameters={f"k{i}": i for i in range(3000)}),)), 0
+    )
     assert decode(encode(wide)) == wide
     long_list = Models([{"name": str(i), "capabilities": []} for i in range(1024)])
     assert decode(encode(long_list)) == long_list
@@ -403,7 +477,10 @@ def test_lengths_up_to_the_frame_size_are_fine() -> None:
         # ext8 with length 0 and type 5 ("c7 00 05") slips under max_ext_len=0: every placement
         # must still be refused (PROTOCOL.md §2: "extension types" are rejected).
         pytest.param("92 0c c7 00 05", id="as-a-frame-field"),
-        pytest.param("94 06 01 82 a2 6f 70 a4 63 68 61 74 a1 78 c7 00 05 00", id="in-open-request"),
+        pytest.param(
+            "94 06 01 84 " + CHAT_EMPTY_PAIRS + " a6 66 6f 72 6d 61 74 c7 00 05 00",
+            id="in-open-request",
+        ),
         pytest.param(
             "95 07 01 a0 a0 91 83 a2 69 64 a1 63 a4 6e 61 6d 65 a1 66"
             " a9 61 72 67 75 6d 65 6e 74 73 c7 00 05",
@@ -423,18 +500,31 @@ def test_zero_length_extension_types_are_refused_anywhere(wire: str) -> None:
 
 
 def _nested_open(depth: int) -> bytes:
-    # OPEN whose request is {"op": "chat", "x": {"op": "chat", "x": … {}}} nested `depth` deep.
-    level = h("82 a2 6f 70 a4 63 68 61 74 a1 78")
-    return h("94 06 01") + level * depth + h("80 00")
+    # OPEN of a chat with one tool whose parameters are {"x": {"x": … {}}}, `depth` maps with an
+    # "x" around the innermost {}: a JSON schema may hold any JSON, so only its depth bounds it.
+    tool = (
+        " a5 74 6f 6f 6c 73 91 82 a4 74 79 70 65 a8 66 75 6e 63 74 69 6f 6e"  # "tools": [{"type"…
+        " a8 66 75 6e 63 74 69 6f 6e 82 a4 6e 61 6d 65 a1 66"  # "function": {"name": "f",
+        " aa 70 61 72 61 6d 65 74 65 72 73"  # "parameters":
+    )
+    return h("94 06 01 84 " + CHAT_EMPTY_PAIRS + tool) + h("81 a1 78") * depth + h("80 00")
 
 
 def test_moderate_nesting_decodes() -> None:
+    # request, tools, the tool, its function, then 51 maps: 55 levels, within the 64 allowed.
     frame = decode(_nested_open(50))
-    assert isinstance(frame, Open)
-    depth, node = 0, frame.request
+    assert isinstance(frame, Open) and isinstance(frame.request, ChatRequest)
+    (tool,) = frame.request.tools
+    depth, node = 0, tool.parameters
     while node:
         node, depth = node["x"], depth + 1
     assert depth == 50
+
+
+def test_nesting_is_bounded_at_64_levels_counting_the_request() -> None:
+    assert isinstance(decode(_nested_open(59)), Open)  # 4 + 60 maps = 64
+    with pytest.raises(RemoteProtocolError, match="nested deeper than 64 levels"):
+        decode(_nested_open(60))
 
 
 @pytest.mark.parametrize("depth", [5_000, 100_000])

@@ -31,6 +31,7 @@ from protocol.frames import (
     StreamFrame,
     Window,
 )
+from protocol.requests import ChatRequest, Message, Options, Tool, ToolCall, UnsupportedRequest
 
 # Written out by hand on purpose: changing a code breaks every deployed agent (PROTOCOL.md §2).
 PINNED: dict[str, int] = {
@@ -87,12 +88,21 @@ FULL_MODEL = {
 }
 
 
-def nested(depth: int) -> dict[str, object]:
-    """An OPEN request whose maps nest ``depth`` deep, counting the request itself."""
-    request: dict[str, object] = {"op": "chat"}
-    for _ in range(depth - 1):
-        request = {"op": "chat", "x": request}
-    return request
+CHAT = ChatRequest("m", (Message("user", "hi"),))
+
+
+def with_schema(schema: dict[str, object]) -> ChatRequest:
+    """A chat with one tool whose parameters are ``schema``: a map that may hold any JSON."""
+    return ChatRequest("m", (), (Tool("f", parameters=schema),))
+
+
+def nested(depth: int) -> ChatRequest:
+    """A chat whose wire map nests ``depth`` deep, counting the request itself: the request,
+    its tools, the tool, its function, then ``depth - 4`` maps of ``parameters``."""
+    schema: dict[str, object] = {}
+    for _ in range(depth - 5):
+        schema = {"x": schema}
+    return with_schema(schema)
 
 
 def test_every_frame_type_code_is_pinned() -> None:
@@ -162,11 +172,13 @@ VALID: list[Frame] = [
     Models([MODEL]),
     Models([{"name": str(i), "capabilities": []} for i in range(1024)]),
     Models([{**MODEL, "context_length": 0, "family": None}]),
-    Open(1, {"op": "chat"}, 0),
-    Open(MAX_WINDOW, {"op": "chat", "model": "m"}, 30.5),
-    Open(1, {"op": "chat"}, 7 * 24 * 3600),
-    Open(1, {"op": "chat", "n": [None, True, -(2**63), 2**63 - 1, 1.5, "s", {}, []]}, 0),
+    Open(1, CHAT, 0),
+    Open(MAX_WINDOW, ChatRequest("m" * 256, ()), 30.5),
+    Open(1, CHAT, 7 * 24 * 3600),
+    Open(1, with_schema({"n": [None, True, -(2**63), 2**63 - 1, 1.5, "s", {}, []]}), 0),
+    Open(1, ChatRequest("m", (), options=Options(seed=2**63 - 1, temperature=-1.5e308)), 0),
     Open(1, nested(64), 0),
+    Open(1, UnsupportedRequest("rerank", "m"), 0),  # an op the agent does not know is valid
     Delta(1, "x", "", []),
     Delta(1, "", "t", []),
     Delta(1, "", "", [{"id": "c", "name": "", "arguments": "{}"}]),
@@ -250,24 +262,37 @@ INVALID: list[tuple[Frame, str]] = [
     (Models([{**MODEL, "quantization": 4}]), "quantization"),
     (Models([{**MODEL, "digest": "sha256:…"}]), "unknown fields"),
     (Models([{**MODEL, b"family": "llama"}]), "unknown fields"),  # type: ignore[dict-item]
-    # OPEN: stream id 1..2³¹-1, a string op, a finite timeout up to a week, a JSON request.
-    (Open(0, {"op": "chat"}, 0), "stream id 0"),
-    (Open(-1, {"op": "chat"}, 0), "stream id -1"),
-    (Open(MAX_WINDOW + 1, {"op": "chat"}, 0), "stream id 2147483648"),
-    (Open(1, {}, 0), "no op"),
-    (Open(1, {"op": 1}, 0), "no op"),
-    (Open(1, {"op": None}, 0), "no op"),
-    (Open(1, {"op": "chat"}, -0.5), "timeout"),
-    (Open(1, {"op": "chat"}, math.nan), "timeout nan"),
-    (Open(1, {"op": "chat"}, math.inf), "timeout inf"),
-    (Open(1, {"op": "chat"}, 7 * 24 * 3600 + 0.5), "timeout"),
-    (Open(1, {"op": "chat", "image": b"\x89PNG"}, 0), "bytes value is not JSON"),
-    (Open(1, {"op": "chat", b"k": 1}, 0), "map key of type bytes"),  # type: ignore[dict-item]
-    (Open(1, {"op": "chat", "n": [{"x": b""}]}, 0), "bytes value"),
-    (Open(1, {"op": "chat", "seed": 2**63}, 0), "outside int64"),
-    (Open(1, {"op": "chat", "seed": -(2**63) - 1}, 0), "outside int64"),
-    (Open(1, {"op": "chat", "t": math.nan}, 0), "not a finite number"),
-    (Open(1, {"op": "chat", "t": [-math.inf]}, 0), "not a finite number"),
+    # OPEN: stream id 1..2³¹-1, a finite timeout up to a week, a request whose wire map is JSON
+    # (§2). The request's own fields are checked where it is decoded (test_requests.py).
+    (Open(0, CHAT, 0), "stream id 0"),
+    (Open(-1, CHAT, 0), "stream id -1"),
+    (Open(MAX_WINDOW + 1, CHAT, 0), "stream id 2147483648"),
+    (Open(1, CHAT, -0.5), "timeout"),
+    (Open(1, CHAT, math.nan), "timeout nan"),
+    (Open(1, CHAT, math.inf), "timeout inf"),
+    (Open(1, CHAT, 7 * 24 * 3600 + 0.5), "timeout"),
+    (
+        Open(1, ChatRequest("m", (Message("user", images=(b"\x89PNG",)),)), 0),  # type: ignore[arg-type]
+        "bytes value is not JSON",
+    ),
+    (Open(1, ChatRequest("m", (), format={b"k": 1}), 0), "map key of type bytes"),  # type: ignore[dict-item]
+    (
+        Open(
+            1,
+            ChatRequest(
+                "m", (Message("assistant", tool_calls=(ToolCall("f", {"n": [{"x": b""}]}),)),)
+            ),
+            0,
+        ),
+        "bytes value",
+    ),
+    (Open(1, ChatRequest("m", (), options=Options(seed=2**63)), 0), "outside int64"),
+    (Open(1, ChatRequest("m", (), options=Options(seed=-(2**63) - 1)), 0), "outside int64"),
+    (
+        Open(1, ChatRequest("m", (), options=Options(temperature=math.nan)), 0),
+        "not a finite number",
+    ),
+    (Open(1, with_schema({"t": [-math.inf]}), 0), "not a finite number"),
     (Open(1, nested(65), 0), "nested deeper than 64"),
     # DELTA: stream id, tool calls of exactly {id, name, arguments} strings, never empty.
     (Delta(0, "x", "", []), "stream id 0"),

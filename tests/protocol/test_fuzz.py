@@ -8,7 +8,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from protocol import (
@@ -41,22 +41,29 @@ from protocol.frames import (
     Ready,
     Window,
 )
+from protocol.requests import (
+    ChatRequest,
+    EmbedRequest,
+    GenerateRequest,
+    Message,
+    UnsupportedRequest,
+    from_wire,
+    to_wire,
+)
+from tests.protocol.strategies import (
+    KNOWN_OPS,
+    json_maps,
+    msgpack_values,
+    request_maps,
+    requests_or_unsupported,
+    text,
+    wire_ints,
+)
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-# msgpack's integer range: what encode can put on the wire.
-wire_ints = st.integers(min_value=-(2**63), max_value=2**64 - 1)
-# JSON's, as the frames allow it (PROTOCOL.md §2): int64, finite floats.
-json_ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 ids = st.integers(min_value=1, max_value=MAX_WINDOW)
 ids_or_zero = st.integers(min_value=0, max_value=MAX_WINDOW)
-text = st.text(max_size=30)
-json_values: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | json_ints | st.floats(allow_nan=False, allow_infinity=False) | text,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
-    max_leaves=12,
-)
-json_maps = st.dictionaries(text, json_values, max_size=4)
 short = st.text(max_size=8)
 models = st.lists(
     st.fixed_dictionaries(
@@ -103,9 +110,8 @@ STRATEGIES: dict[FrameType, st.SearchStrategy[Frame]] = {
     ),
     FrameType.HELLO: st.builds(Hello, st.text(max_size=64), st.integers(1, 100_000), models),
     FrameType.MODELS: st.builds(Models, models),
-    FrameType.OPEN: st.builds(
-        Open, ids, st.builds(lambda m, op: {**m, "op": op}, json_maps, text), seconds
-    ),
+    # A typed request (§7), an op the agent does not know included: that one is valid too.
+    FrameType.OPEN: st.builds(Open, ids, requests_or_unsupported, seconds),
     FrameType.DELTA: st.builds(Delta, ids, text, text, tool_calls).filter(
         lambda d: bool(d.content or d.thinking or d.tool_calls)  # an empty DELTA is refused
     ),
@@ -186,14 +192,8 @@ def test_oversized_input_is_always_frame_too_large(data: bytes, limit: int) -> N
         decode_or_reject(data, limit)
 
 
-# msgpack values the codec under test never produced: right shape, wrong contents.
-msgpack_values: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | wire_ints | st.floats() | text | st.binary(max_size=70),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(text, inner, max_size=4),
-    max_leaves=15,
-)
-
-
+# msgpack values the codec under test never produced (strategies.msgpack_values): right shape,
+# wrong contents.
 @settings(FUZZ, max_examples=120)
 @given(st.integers(-1, 15), st.lists(msgpack_values, max_size=6))
 def test_well_formed_msgpack_of_the_wrong_shape(code: int, fields: list[Any]) -> None:
@@ -243,7 +243,30 @@ def test_valid_frames_round_trip(frame: Frame) -> None:
     assert encode(decoded) == data
 
 
-# (4) the receive path of a live connection -----------------------------------------------
+# (4) OPEN's request: whatever map a peer puts there ----------------------------------------
+
+
+@settings(FUZZ, max_examples=300)
+@given(ids, request_maps, seconds)
+@example(1, {"op": "chat", "model": "m", "messages": [{"role": [], "content": ""}]}, 0)
+def test_any_map_as_opens_request_raises_only_protocol_errors(
+    sid: int, request: Any, timeout: float
+) -> None:
+    data: bytes = msgpack.packb([int(FrameType.OPEN), sid, request, timeout], use_bin_type=True)
+    frame = decode_or_reject(data)  # only RemoteProtocolError; what decodes round-trips
+    if frame is None:
+        return
+    assert isinstance(frame, Open)
+    typed = frame.request
+    assert (typed.OP, typed.model) == (request["op"], request["model"])
+    if isinstance(typed, UnsupportedRequest):
+        assert typed.op not in KNOWN_OPS  # a known op is read in full, never waved through
+    else:
+        assert isinstance(typed, (ChatRequest, GenerateRequest, EmbedRequest))
+    assert from_wire(to_wire(typed)) == typed
+
+
+# (5) the receive path of a live connection -----------------------------------------------
 
 
 def _open_pair() -> tuple[Connection, Connection]:
@@ -253,7 +276,7 @@ def _open_pair() -> tuple[Connection, Connection]:
         (agent, edge, Auth("m", 1, b"s" * 64)),
         (edge, agent, Ready("s", 1 << 20, 100, 250, 5.0)),
         (agent, edge, Hello("1", 4, [])),
-        (edge, agent, Open(1, {"op": "chat"}, 0)),
+        (edge, agent, Open(1, ChatRequest("m", (Message("user", "hi"),)), 0)),
     ]
     for sender, receiver, frame in steps:
         sender.send(frame)

@@ -47,11 +47,12 @@ from protocol import (
 )
 from protocol.frames import MAX_WINDOW, NO_STREAM
 from protocol.mux import MAX_UNSENT_PONGS
+from protocol.requests import ChatRequest, EmbedRequest, Message, Options
 
 STREAM_WINDOW = 100
 CONNECTION_WINDOW = 250
 READY = Ready("s", 1024, STREAM_WINDOW, CONNECTION_WINDOW, 5.0)
-CHAT = {"op": "chat"}
+CHAT = ChatRequest("m", (Message("user", "hi"),))
 
 
 def pump(source: Connection, target: Connection) -> list[Frame | None]:
@@ -122,8 +123,11 @@ GOLDEN_SESSION: list[Step] = [
     (Role.AGENT, Hello("1", 4, []), "94 04 a1 31 04 90", State.OPEN, State.OPEN, []),
     (
         Role.EDGE,
-        Open(1, {"op": "chat"}, 0),
-        "94 06 01 81 a2 6f 70 a4 63 68 61 74 00",
+        Open(1, CHAT, 0),
+        # {"op": "chat", "model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        "94 06 01 83 a2 6f 70 a4 63 68 61 74 a5 6d 6f 64 65 6c a1 6d"
+        " a8 6d 65 73 73 61 67 65 73 91 82 a4 72 6f 6c 65 a4 75 73 65 72"
+        " a7 63 6f 6e 74 65 6e 74 a2 68 69 00",
         State.OPEN,
         State.OPEN,
         [],
@@ -1073,7 +1077,7 @@ def test_a_refused_send_leaves_no_trace_edge_side() -> None:
     agent.send(Hello("1", 4, []))
     pump(agent, edge)
     with pytest.raises(LocalProtocolError, match="exceeds limit 2048"):
-        edge.send(Open(1, {"op": "chat", "image": "i" * 4000}, 0))
+        edge.send(Open(1, ChatRequest("m", (Message("user", images=("i" * 4000,)),)), 0))
     assert edge.data_to_send() == []
     assert not edge.is_active(1)
     assert edge.active_streams == 0
@@ -1090,7 +1094,6 @@ def _edge_with_stream() -> tuple[Connection, Connection]:
 SEND_INVALID: list[tuple[str, Role, Frame]] = [
     ("zero window increment", Role.EDGE, Window(1, 0)),
     ("window for a stream never opened", Role.EDGE, Window(99, 5)),
-    ("open without an op", Role.EDGE, Open(2, {}, 0)),
     ("malformed tool call", Role.AGENT, Delta(1, "", "", [{"id": 1}])),  # type: ignore[dict-item]
     (
         "tool call with map arguments",
@@ -1099,18 +1102,35 @@ SEND_INVALID: list[tuple[str, Role, Frame]] = [
     ),
     ("empty delta", Role.AGENT, Delta(1, "", "", [])),
     ("skipped stream id", Role.EDGE, Open(3, CHAT, 0)),
-    ("bin in a request", Role.EDGE, Open(2, {"op": "chat", "image": b"\x89PNG"}, 0)),
+    (
+        "bin in a request",
+        Role.EDGE,
+        Open(2, ChatRequest("m", (Message("user", images=(b"\x89PNG",)),)), 0),  # type: ignore[arg-type]
+    ),
+    (
+        "nan in a request",
+        Role.EDGE,
+        Open(2, ChatRequest("m", (), options=Options(top_p=math.nan)), 0),
+    ),
     ("infinite timeout", Role.EDGE, Open(2, CHAT, math.inf)),
     ("usage beyond 2**32", Role.AGENT, End(1, "stop", 2**64 - 1, 0, {})),
     ("ping payload beyond msgpack", Role.EDGE, Ping(2**64)),
     ("lone surrogate in text", Role.AGENT, Delta(1, "\ud800", "", [])),
     ("lone surrogate in a reason", Role.EDGE, Cancel(1, "\udcff")),
-    ("unencodable request value", Role.EDGE, Open(2, {"op": "chat", "k": {1, 2}}, 0)),
+    (
+        "unencodable request value",
+        Role.EDGE,
+        Open(2, ChatRequest("m", (), format={"k": {1, 2}}), 0),
+    ),
+    # Requests whose wire map is JSON but whose fields the agent's decoder refuses (§7).
+    ("request with an empty model", Role.EDGE, Open(2, ChatRequest("", (Message("user"),)), 0)),
+    ("embed with zero dimensions", Role.EDGE, Open(2, EmbedRequest("m", ("a",), dimensions=0), 0)),
 ]
 
 
 @pytest.mark.parametrize(
-    ("role", "frame"), [(r, f) for _, r, f in SEND_INVALID], ids=[n for n, _, _ in SEND_INVALID]
+    ("role", "frame"),
+    [pytest.param(r, f, id=n) for n, r, f in SEND_INVALID],
 )
 def test_send_refuses_what_the_peer_would_refuse(role: Role, frame: Frame) -> None:
     # send() promises LocalProtocolError for a frame the protocol does not allow, and nothing

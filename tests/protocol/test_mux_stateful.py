@@ -60,10 +60,13 @@ from protocol import (
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 from protocol.frames import MAX_WINDOW, NO_STREAM
 from protocol.mux import FLOW_CONTROLLED
+from protocol.requests import ChatRequest, Message, Request, UnsupportedRequest
+from tests.protocol.strategies import requests_or_unsupported
 
 SW = 100  # stream window
 CW = 250  # connection window: smaller than three streams' windows, so it binds too
 READY = Ready("s", 1 << 20, SW, CW, 5.0)
+CHAT = ChatRequest("m", (Message("user", "hi"),))
 
 SENDERS: dict[FrameType, frozenset[Role]] = {
     FrameType.CHALLENGE: frozenset({Role.EDGE}),
@@ -374,7 +377,7 @@ class Tunnel(RuleBasedStateMachine):
             self.send(role, frame)
             self.deliver_all()
         for _ in range(streams if steps == len(script) else 0):
-            self.edge_opens(0)
+            self.edge_opens(0, CHAT)
             self.deliver_all()
 
     @rule(role=ROLES, kind=st.sampled_from(["challenge", "auth", "ready", "hello", "models"]))
@@ -388,10 +391,11 @@ class Tunnel(RuleBasedStateMachine):
         }
         self.send(role, frames[kind])
 
-    @rule(step=st.sampled_from([1, 1, 1, 1, 1, 0, -1, 2]))
-    def edge_opens(self, step: int) -> None:
-        """Mostly the next id; sometimes one reused, or one that skips an id (§7)."""
-        self.send(Role.EDGE, Open(max(1, self.model[Role.EDGE].last_id + step), {"op": "x"}, 0))
+    @rule(step=st.sampled_from([1, 1, 1, 1, 1, 0, -1, 2]), request=requests_or_unsupported)
+    def edge_opens(self, step: int, request: Request | UnsupportedRequest) -> None:
+        """Mostly the next id; sometimes one reused, or one that skips an id (§7). Any valid
+        request, an op the agent does not know included: the connection treats them alike."""
+        self.send(Role.EDGE, Open(max(1, self.model[Role.EDGE].last_id + step), request, 0))
 
     @rule(
         data=st.data(),
@@ -487,7 +491,10 @@ class Tunnel(RuleBasedStateMachine):
         frame: Frame = (
             data.draw(st.sampled_from([Delta(sid, "x", "", []), End(sid, "stop", 0, 0, {})]))
             if role is Role.EDGE
-            else data.draw(st.sampled_from([Open(sid, {"op": "x"}, 0), Cancel(sid, "x"), READY]))
+            else data.draw(
+                st.sampled_from([Open(sid, CHAT, 0), Cancel(sid, "x"), READY])
+                | st.builds(Open, st.just(sid), requests_or_unsupported, st.just(0))
+            )
         )
         self.send(role, frame)
 
@@ -523,13 +530,14 @@ class Tunnel(RuleBasedStateMachine):
     ) -> None:
         """Feed a hand-made frame to a copy of one end; compare with the model's prediction."""
         sid = self.stream_id(data, at)
+        request = data.draw(requests_or_unsupported) if kind is FrameType.OPEN else CHAT
         frames: dict[FrameType, Frame] = {
             FrameType.CHALLENGE: Challenge(b"n" * 32, "edge.test", [1]),
             FrameType.AUTH: Auth("m", 1, b"s" * 64),
             FrameType.READY: READY,
             FrameType.HELLO: Hello("1", 1, []),
             FrameType.MODELS: Models([]),
-            FrameType.OPEN: Open(sid, {"op": "x"}, 0),
+            FrameType.OPEN: Open(sid, request, 0),
             FrameType.DELTA: Delta(
                 sid,
                 "x" * (size // 2),
