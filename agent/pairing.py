@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from agent import config as agent_config
 from agent.config import AgentConfig, ConfigError
+from agent.diagnose import explain
 
 
 class PairingFailed(Exception):
@@ -51,6 +52,6 @@ async def _post(url: str, payload: dict[str, str], edge_url: str, ca_file: str |
                 raise PairingFailed(f"the edge refused pairing ({response.status}): {message}")
             return body
     except aiohttp.ClientError as exc:
-        raise PairingFailed(f"cannot reach the edge at {edge_url}: {exc}") from None
+        raise PairingFailed(explain(exc, edge_url)) from None
     except TimeoutError:
         raise PairingFailed(f"the edge at {edge_url} did not answer within 30 s") from None

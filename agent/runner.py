@@ -13,6 +13,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 
 from agent.backend import BackendError, OllamaBackend
 from agent.config import AgentConfig
+from agent.diagnose import explain
 from agent.session import EdgeRefused, TunnelSession, login
 from protocol import ProtocolError
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
@@ -68,7 +69,7 @@ async def run_agent(
         except InvalidStatus as exc:
             log.warning("the edge refused the WebSocket: HTTP %d", exc.response.status_code)
         except (OSError, TimeoutError, WebSocketException, ProtocolError) as exc:
-            log.warning("tunnel to %s failed: %s: %s", config.edge_url, type(exc).__name__, exc)
+            log.warning("tunnel to %s failed: %s", config.edge_url, explain(exc, config.edge_url))
         if loop.time() - started >= options.stable_after:
             attempt = 0
         if stop.is_set():

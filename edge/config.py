@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,12 +40,31 @@ class EdgeConfig:
     agent_ca_file: Path | None = None  # a private CA the agent must trust (--self-signed)
 
     def tenant_url(self, slug: str) -> str:
-        default = 443 if self.public_scheme == "https" else 80
-        port = "" if self.public_port == default else f":{self.public_port}"
-        return f"{self.public_scheme}://{slug}.{self.domain}{port}"
+        """Where the tenant's clients and agents reach the edge: ``SLUG.DOMAIN``, or the bare
+        domain where tenant names cannot resolve (``localhost``, an IP address: trying it on one
+        machine), since the key says which tenant a request is for (README "On one machine")."""
+        if not self.tenant_hosts_resolve:
+            return self.base_url
+        return f"{self.public_scheme}://{slug}.{self.domain}{self._port}"
 
     @property
     def base_url(self) -> str:
+        return f"{self.public_scheme}://{self.domain}{self._port}"
+
+    @property
+    def tenant_hosts_resolve(self) -> bool:
+        """Whether ``SLUG.DOMAIN`` names can resolve. Subdomains of ``localhost`` do not for
+        most resolvers (glibc, Python, Node), and an IP address has none."""
+        name = self.domain.lower().rstrip(".")
+        if name == "localhost" or name.endswith(".localhost"):
+            return False
+        try:
+            ipaddress.ip_address(name.strip("[]"))
+        except ValueError:
+            return True
+        return False
+
+    @property
+    def _port(self) -> str:
         default = 443 if self.public_scheme == "https" else 80
-        port = "" if self.public_port == default else f":{self.public_port}"
-        return f"{self.public_scheme}://{self.domain}{port}"
+        return "" if self.public_port == default else f":{self.public_port}"

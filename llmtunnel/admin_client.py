@@ -7,13 +7,21 @@ from typing import Any
 
 import httpx
 
+from agent.diagnose import explain
+
 
 class AdminError(Exception):
-    """The edge answered with an error, or could not be reached; the message is for people."""
+    """The edge answered with an error, or could not be reached; the message is for people.
+    ``param`` is the request field the edge named, if it named one."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class AdminClient:
     def __init__(self, edge_url: str, admin_key: str, ca_file: str | None = None) -> None:
+        self._edge_url = edge_url
         self._http = httpx.Client(
             base_url=edge_url.rstrip("/"),
             headers={"Authorization": f"Bearer {admin_key}"},
@@ -28,7 +36,7 @@ class AdminClient:
         try:
             response = self._http.request(method, "/admin/v1" + path, json=body)
         except httpx.HTTPError as exc:
-            raise AdminError(f"cannot reach the edge: {exc}") from None
+            raise AdminError(explain(exc, self._edge_url)) from None
         try:
             data = response.json()
         except ValueError:
@@ -36,5 +44,9 @@ class AdminClient:
         if response.status_code >= 400:
             error = data.get("error", {}) if isinstance(data, dict) else {}
             message = error.get("message") or response.text or response.reason_phrase
-            raise AdminError(f"{message} (HTTP {response.status_code})")
+            param = error.get("param")
+            raise AdminError(
+                f"{message} (HTTP {response.status_code})",
+                param if isinstance(param, str) else None,
+            )
         return data

@@ -40,12 +40,15 @@ async def _real_ollama_answers() -> bool:
 
 @contextlib.asynccontextmanager
 async def _ollama(
-    tokens_per_second: float, force_simulator: bool
+    simulated: tuple[float, int], force_simulator: bool
 ) -> AsyncIterator[tuple[str, str]]:
     if not force_simulator and await _real_ollama_answers():
         yield REAL_OLLAMA, "your Ollama"
         return
-    config = sim_ollama.SimConfig(tokens_per_second=tokens_per_second)
+    tokens_per_second, context_length = simulated
+    config = sim_ollama.SimConfig(
+        tokens_per_second=tokens_per_second, context_length=context_length
+    )
     runner = await sim_ollama.serve("127.0.0.1", 0, config)
     try:
         url = f"http://127.0.0.1:{sim_ollama.bound_port(runner)}"
@@ -54,7 +57,13 @@ async def _ollama(
         await runner.cleanup()
 
 
-async def run_demo(port: int, tokens_per_second: float, *, force_simulator: bool = False) -> None:
+async def run_demo(
+    port: int,
+    tokens_per_second: float,
+    context_length: int = 65536,
+    *,
+    force_simulator: bool = False,
+) -> None:
     with tempfile.TemporaryDirectory(prefix="llmtunnel-demo-") as tmp:
         data_dir = Path(tmp)
         bundle = ensure_self_signed(data_dir / "tls", "localhost")
@@ -65,7 +74,8 @@ async def run_demo(port: int, tokens_per_second: float, *, force_simulator: bool
             public_port=port,
             agent_ca_file=bundle.ca_cert,
         )
-        async with _ollama(tokens_per_second, force_simulator) as (ollama_url, ollama_label):
+        simulated = (tokens_per_second, context_length)
+        async with _ollama(simulated, force_simulator) as (ollama_url, ollama_label):
             edge = await start_edge(config, "127.0.0.1", port, reloader.context)
             agent_task: asyncio.Task[None] | None = None
             try:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -17,6 +19,9 @@ from edge.errors import ErrorShape
 from edge.middleware import json_errors
 
 PREFIX = "/v1"
+# One line per API request: what, its status, model, key name, machine and duration; never a
+# prompt, a reply or a secret.
+access_log = logging.getLogger("edge.access")
 
 
 def _text(dialect: TextDialect[P]) -> Handler:
@@ -72,6 +77,15 @@ async def _audited(request: web.Request, handler: Handler) -> web.StreamResponse
         raise
     finally:
         request.config_dict[CONTEXT].recorder.request(record, status)
+        access_log.info(
+            "%s %d %s key=%s machine=%s %.0fms",
+            record.endpoint,
+            status,
+            record.model or "-",
+            record.key_name or "-",
+            record.machine or "-",
+            (time.monotonic() - record.started) * 1000,
+        )
 
 
 async def _rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -13,18 +13,42 @@ import typer
 
 from llmtunnel.cli.admin import admin_app
 from llmtunnel.cli.agent import agent_app
-from llmtunnel.cli.common import run_until_signal, setup_logging
+from llmtunnel.cli.common import address_in_use_is_a_usage_error, run_until_signal, setup_logging
 from llmtunnel.cli.edge import edge_app
 
 __all__ = ["app"]
 
 app = typer.Typer(no_args_is_help=True, help="Serve a private GPU box's models as an OpenAI API.")
+
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        typer.echo(f"llmtunnel {version('llmtunnel')}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Serve a private GPU box's models as an OpenAI API."""
+
+
 app.add_typer(edge_app, name="edge")
 app.add_typer(admin_app, name="admin")
 app.add_typer(agent_app, name="agent")
 
 
-@app.command()
+@app.command(
+    epilog="Example: llmtunnel demo --port 8443   (then use the base URL, key and CA it prints)"
+)
 def demo(
     port: Annotated[int, typer.Option(help="Edge port on 127.0.0.1.")] = 8443,
     tokens_per_second: Annotated[
@@ -33,6 +57,13 @@ def demo(
     simulate: Annotated[
         bool, typer.Option("--simulate", help="Use the simulator even if Ollama answers.")
     ] = False,
+    context_length: Annotated[
+        int,
+        typer.Option(
+            help="The simulator's context (as OLLAMA_CONTEXT_LENGTH; each model caps it at its "
+            "own, qwen3:8b at 40,960): large enough for Claude Code's first request."
+        ),
+    ] = 65536,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Edge + agent + (simulated) Ollama on loopback; prints a base URL, a key and a curl line."""
@@ -40,8 +71,14 @@ def demo(
 
     setup_logging(verbose)
     if not verbose:
+        # Quiet but for what a person trying it wants to see: each request, and a reconnect.
         logging.getLogger().setLevel(logging.WARNING)
-    run_until_signal(run_demo(port, tokens_per_second, force_simulator=simulate))
+        for wanted in ("edge.access", "agent.runner"):
+            logging.getLogger(wanted).setLevel(logging.INFO)
+    with address_in_use_is_a_usage_error(f"127.0.0.1:{port}", "--port"):
+        run_until_signal(
+            run_demo(port, tokens_per_second, context_length, force_simulator=simulate)
+        )
 
 
 @app.command("sim-ollama")
@@ -56,6 +93,10 @@ def sim_ollama(
     """A simulated Ollama server speaking Ollama's HTTP API (no GPU needed)."""
     from llmtunnel import sim_ollama as sim
 
-    sim.main(
-        host=host, port=port, tokens_per_second=tokens_per_second, context_length=context_length
-    )
+    with address_in_use_is_a_usage_error(f"{host}:{port}", "--port"):
+        sim.main(
+            host=host,
+            port=port,
+            tokens_per_second=tokens_per_second,
+            context_length=context_length,
+        )

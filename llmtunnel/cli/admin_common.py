@@ -34,9 +34,34 @@ class AdminConnection:
         try:
             return client.request(method, path, body)
         except AdminError as exc:
-            fail(str(exc))
+            fail(_with_flag(str(exc), exc.param))
         finally:
             client.close()
+
+
+# The admin API's field names, as the options the user typed.
+FLAGS = {
+    "budget_period": "--budget-period",
+    "budget_tokens": "--budget-tokens",
+    "expires_in_seconds": "--expires",
+    "grace_seconds": "--grace",
+    "machine": "--machine",
+    "models": "--models",
+    "name": "--name",
+    "rpm": "--rpm",
+    "store_responses": "--store-responses",
+    "tpm": "--tpm",
+    "ttl_seconds": "--ttl-minutes",
+}
+
+
+def _with_flag(message: str, param: str | None) -> str:
+    """The edge's message, speaking of the option the user typed rather than the field it
+    became (``--expires``, not ``expires_in_seconds``)."""
+    flag = FLAGS.get(param) if param is not None else None
+    if param is None or flag is None:
+        return message
+    return message.replace(param, flag, 1) if param in message else f"{flag}: {message}"
 
 
 @dataclass(frozen=True)

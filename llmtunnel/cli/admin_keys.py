@@ -6,14 +6,18 @@ from typing import Annotated, Any
 
 import typer
 
-from llmtunnel.cli.admin_common import JsonFlag, admin_connection, printed_json
+from llmtunnel.cli.admin_common import AdminConnection, JsonFlag, admin_connection, printed_json
 from llmtunnel.cli.common import parse_duration, table, when
 
 key_app = typer.Typer(no_args_is_help=True, help="API keys of a tenant.")
 admin_key_app = typer.Typer(no_args_is_help=True, help="Admin keys that manage one tenant.")
 
 
-@key_app.command("create")
+@key_app.command(
+    "create",
+    epilog="Example: llmtunnel admin key create acme --name ci --models qwen3:8b "
+    "--budget-tokens 200000 --rpm 60 --expires 30d",
+)
 def key_create(
     ctx: typer.Context,
     slug: str,
@@ -49,13 +53,31 @@ def key_create(
     if machine:
         body["machine"] = machine
     if expires:
-        body["expires_in_seconds"] = parse_duration(expires)
+        body["expires_in_seconds"] = parse_duration(expires, "--expires", at_most=100 * 365 * 86400)
     result = admin.call("POST", f"/tenants/{slug}/keys", body)
     if printed_json(result, json_):
         return
     typer.echo(f"API key {name} for {slug} (shown once, store it now):")
     typer.echo(f"  {result['secret']}")
     typer.echo(f"base URL: {result['api_base']}")
+    if "models" in body:
+        _warn_unserved(admin, slug, body["models"])
+
+
+def _warn_unserved(admin: AdminConnection, slug: str, models: list[str]) -> None:
+    """A scope that names no model the tenant serves now is most often a typo: say so (the key
+    is made anyway, since the machine may just be offline)."""
+    machines = admin.call("GET", f"/tenants/{slug}/machines")["machines"]
+    served = {model for machine in machines for model in machine.get("models", [])}
+    served |= set(admin.call("GET", f"/tenants/{slug}/aliases")["aliases"])
+    unserved = [model for model in models if model not in served]
+    if unserved:
+        typer.secho(
+            f"warning: no online machine of {slug} serves {', '.join(unserved)} now"
+            f" (served: {', '.join(sorted(served)) or 'nothing'}); check the names",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 def _limits_summary(key: dict[str, Any]) -> str:
@@ -104,7 +126,7 @@ def key_rotate(
 ) -> None:
     """A new secret for a key; the old one keeps working until the grace period ends."""
     admin = admin_connection(ctx)
-    body = {"grace_seconds": parse_duration(grace)}
+    body = {"grace_seconds": parse_duration(grace, "--grace", at_most=365 * 86400)}
     result = admin.call("POST", f"/tenants/{slug}/keys/{name}/rotate", body)
     if printed_json(result, json_):
         return

@@ -14,7 +14,11 @@ tenant_app = typer.Typer(no_args_is_help=True, help="Tenants: one public URL eac
 machine_app = typer.Typer(no_args_is_help=True, help="GPU machines of a tenant.")
 
 
-@tenant_app.command("create")
+@tenant_app.command(
+    "create",
+    epilog="Example: LLMTUNNEL_EDGE_URL=https://example.com "
+    "LLMTUNNEL_ADMIN_KEY=$(cat /var/lib/llmtunnel/admin.key) llmtunnel admin tenant create acme",
+)
 def tenant_create(ctx: typer.Context, slug: str, json_: JsonFlag = False) -> None:
     """Create a tenant; prints its public URL."""
     result = admin_connection(ctx).call("POST", "/tenants", {"slug": slug})
@@ -62,12 +66,21 @@ def tenant_update(
         typer.echo(f"{result['deleted_responses']} stored responses deleted")
 
 
-@machine_app.command("pair")
+@machine_app.command(
+    "pair",
+    epilog="Example: llmtunnel admin machine pair acme --name gpu-1   (prints the code and the "
+    "command to run on the GPU box)",
+)
 def machine_pair(
     ctx: typer.Context,
     slug: str,
     name: Annotated[str, typer.Option("--name", help="A name for the GPU machine.")],
-    ttl_minutes: Annotated[float, typer.Option(help="How long the code stays valid.")] = 15,
+    ttl_minutes: Annotated[
+        float,
+        typer.Option(
+            min=0.1, max=7 * 24 * 60, help="How long the code stays valid (7 days at most)."
+        ),
+    ] = 15,
     json_: JsonFlag = False,
 ) -> None:
     """A one-time pairing code for a new machine, and the command to run on it."""

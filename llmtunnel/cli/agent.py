@@ -19,13 +19,17 @@ ConfigPath = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="Agent config [default: $LLMTUNNEL_AGENT_CONFIG or ~/.config/llmtunnel/agent.json].",
+        help="The agent's identity file ($LLMTUNNEL_AGENT_CONFIG).",
+        show_default="~/.config/llmtunnel/agent.json",
     ),
 ]
 OllamaUrl = Annotated[str, typer.Option("--ollama", envvar="OLLAMA_HOST", help="Ollama's URL.")]
 
 
-@agent_app.command("pair")
+@agent_app.command(
+    "pair",
+    epilog="Example: llmtunnel agent pair ABCD-EFGH-JKLM-NPQR --edge https://acme.example.com",
+)
 def agent_pair(
     code: str,
     edge: Annotated[
@@ -52,7 +56,7 @@ def agent_pair(
     typer.echo(f"identity saved to {path} (0600). Next: llmtunnel agent run")
 
 
-@agent_app.command("run")
+@agent_app.command("run", epilog="Example: llmtunnel agent run --ollama http://127.0.0.1:11434")
 def agent_run(
     ollama: OllamaUrl = "http://127.0.0.1:11434",
     max_concurrency: Annotated[int, typer.Option(min=1, help="Requests served at once.")] = 16,

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import errno
 import logging
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -21,6 +22,18 @@ if TYPE_CHECKING:
 def fail(message: str, code: int = 1) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def address_in_use_is_a_usage_error(where: str, flag: str) -> Iterator[None]:
+    """A port already taken ends the command with one line naming it and the option that
+    chooses another, instead of a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        fail(f"{where} is already in use: stop what listens there, or choose another with {flag}")
 
 
 def setup_logging(verbose: bool) -> RepeatLimiter:
@@ -37,6 +50,9 @@ def setup_logging(verbose: bool) -> RepeatLimiter:
     limiter = RepeatLimiter()
     for handler in logging.getLogger().handlers:
         protect_handler(handler, limiter)
+    # Library chatter (httpx logs every request the agent makes to Ollama) is for debugging.
+    for library in ("httpx", "httpcore"):
+        logging.getLogger(library).setLevel(logging.DEBUG if verbose else logging.WARNING)
     return limiter
 
 
@@ -78,11 +94,15 @@ def table(rows: list[list[str]], header: list[str]) -> None:
         )
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, flag: str = "a duration", at_most: float | None = None) -> float:
+    """``30d``, ``12h``, ``15m`` or ``90s`` in seconds; ``flag`` names the option in errors."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
-        fail(f"durations look like 30d, 12h, 15m or 90s; got {text!r}")
-    return int(text[:-1]) * units[text[-1]]
+        fail(f"{flag} takes a duration such as 30d, 12h, 15m or 90s; got {text!r}")
+    seconds = int(text[:-1]) * units[text[-1]]
+    if at_most is not None and seconds > at_most:
+        fail(f"{flag} is at most {at_most / 86400:,.0f} days; got {text!r}")
+    return seconds
 
 
 def parse_since(text: str | None) -> float | None:
@@ -90,7 +110,7 @@ def parse_since(text: str | None) -> float | None:
     if text is None:
         return None
     if text[:1].isdigit() and text[-1:] in "smhd" and text[:-1].isdigit():
-        return datetime.datetime.now(datetime.UTC).timestamp() - parse_duration(text)
+        return datetime.datetime.now(datetime.UTC).timestamp() - parse_duration(text, "--since")
     try:
         day = datetime.date.fromisoformat(text)
     except ValueError:

@@ -9,7 +9,13 @@ from typing import Annotated
 
 import typer
 
-from llmtunnel.cli.common import fail, flush_log_summaries, run_until_signal, setup_logging
+from llmtunnel.cli.common import (
+    address_in_use_is_a_usage_error,
+    fail,
+    flush_log_summaries,
+    run_until_signal,
+    setup_logging,
+)
 
 edge_app = typer.Typer(no_args_is_help=True, help="Run the public edge server.")
 
@@ -29,17 +35,27 @@ def _default_data_dir() -> Path:
     return base / "llmtunnel" / "edge"
 
 
-@edge_app.command("serve")
+@edge_app.command(
+    "serve",
+    epilog="Example: llmtunnel edge serve --domain example.com --data-dir /var/lib/llmtunnel "
+    "--tls-cert /etc/llmtunnel/tls/fullchain.pem --tls-key /etc/llmtunnel/tls/privkey.pem\n\n"
+    "Trying it on one machine: llmtunnel edge serve --domain localhost --listen 127.0.0.1:8443 "
+    "--self-signed",
+)
 def edge_serve(
     domain: Annotated[str, typer.Option(help="Tenants are served at SLUG.DOMAIN.")],
     listen: Annotated[
         str | None,
-        typer.Option(help="HOST:PORT [default: 0.0.0.0:443, or 127.0.0.1:8080 with --plain-http]"),
+        typer.Option(
+            help="HOST:PORT to listen on.",
+            show_default="0.0.0.0:443, or 127.0.0.1:8080 with --plain-http",
+        ),
     ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Database, secrets and certificates [default: ~/.local/share/llmtunnel/edge]."
+            help="Database, secrets and certificates ($LLMTUNNEL_DATA_DIR).",
+            show_default="~/.local/share/llmtunnel/edge",
         ),
     ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="Certificate chain (PEM).")] = None,
@@ -68,8 +84,8 @@ def edge_serve(
         int | None,
         typer.Option(
             min=1,
-            help="Open client connections, agents included; past it a new one gets a 503 "
-            "[default: the open-file limit less 256, after raising it to the hard limit].",
+            help="Open client connections, agents included; past it a new one gets a 503.",
+            show_default="the open-file limit less 256, after raising it to the hard limit",
         ),
     ] = None,
     header_timeout: Annotated[
@@ -119,7 +135,8 @@ def edge_serve(
     )
 
     async def serve() -> None:
-        edge = await start_edge(config, host, port, reloader.context if reloader else None)
+        with address_in_use_is_a_usage_error(f"{host}:{port}", "--listen HOST:PORT"):
+            edge = await start_edge(config, host, port, reloader.context if reloader else None)
         watcher = asyncio.create_task(reloader.watch()) if reloader else None
         summaries = asyncio.create_task(flush_log_summaries(limiter))
         scheme = config.public_scheme
