@@ -48,7 +48,7 @@ def explain(exc: BaseException, url: str) -> str:
     causes = list(_chain(exc))
     for cause in causes:
         if isinstance(cause, ssl.SSLCertVerificationError):
-            detail = cause.verify_message or str(cause)
+            detail = getattr(cause, "verify_message", None) or str(cause)
             return f"the edge's certificate at {url} is not trusted ({detail}): {CA_HINT}"
     for cause in causes:
         if isinstance(cause, ssl.SSLError) and "WRONG_VERSION_NUMBER" in str(cause):

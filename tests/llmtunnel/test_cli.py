@@ -4,6 +4,7 @@ options, the shared helpers, and that starting it imports neither edge nor agent
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -218,3 +219,57 @@ def test_starting_the_cli_imports_neither_edge_nor_agent() -> None:
     assert "cryptography" not in loaded
     for lazy in ("llmtunnel.admin_client", "llmtunnel.demo", "llmtunnel.sim_ollama"):
         assert lazy not in loaded
+
+
+def test_the_edge_s_field_names_become_the_options_typed(fake: FakeEdge) -> None:
+    env = dict(zip(ADMIN_ENV[:2], ["http://edge", "sk-lt-admin-y"], strict=True))
+    error = admin_client.AdminError(
+        "rpm must be a whole number from 1 to 1,000,000 (HTTP 400)", "rpm"
+    )
+    fake.replies["POST", "/tenants/acme/keys"] = error
+    result = invoke("admin", "key", "create", "acme", "--name", "ci", "--rpm", "0", env=env)
+    assert result.exit_code == 1
+    assert "error: --rpm must be a whole number from 1 to 1,000,000 (HTTP 400)" in result.output
+    # Durations are checked before they leave, in the unit the option takes.
+    result = invoke(
+        "admin", "key", "create", "acme", "--name", "ci", "--expires", "40000d", env=env
+    )
+    assert result.exit_code == 1
+    assert "error: --expires is at most 36,500 days; got '40000d'" in result.output
+    result = invoke(
+        "admin", "machine", "pair", "acme", "--name", "m", "--ttl-minutes", "20000", env=env
+    )
+    assert result.exit_code == 2 and "--ttl-minutes" in result.output
+
+
+def test_a_scope_no_machine_serves_is_warned_about(fake: FakeEdge) -> None:
+    env = dict(zip(ADMIN_ENV[:2], ["http://edge", "sk-lt-admin-y"], strict=True))
+    fake.replies["POST", "/tenants/acme/keys"] = {"secret": "sk-lt-s", "api_base": "https://a/v1"}
+    fake.replies["GET", "/tenants/acme/machines"] = {"machines": [{"models": ["qwen3:8b"]}]}
+    fake.replies["GET", "/tenants/acme/aliases"] = {"aliases": {"gpt-4o": "qwen3:8b"}}
+    args = ("admin", "key", "create", "acme", "--name", "ci", "--models")
+    result = invoke(*args, "qwen3:8b,gpt-4o", env=env)
+    assert result.exit_code == 0 and "warning" not in result.output
+    result = invoke(*args, "qwen3:8,gpt-4o", env=env)
+    assert result.exit_code == 0  # the key is made: its machine may just be offline
+    assert "warning: no online machine of acme serves qwen3:8 now" in result.output
+
+
+def test_a_port_in_use_is_one_line_naming_the_option() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke("sim-ollama", "--port", str(port))
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: 127.0.0.1:{port} is already in use: stop what listens there, or choose another"
+        " with --port"
+    )
+
+
+def test_the_version_is_the_package_s() -> None:
+    from importlib.metadata import version
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"llmtunnel {version('llmtunnel')}"

@@ -1,4 +1,5 @@
-"""The simulated Ollama behaves like the real one (docs/ARCHITECTURE.md "Ollama as the agent sees it"), through the real client."""
+"""The simulated Ollama behaves like the real one (docs/ARCHITECTURE.md "Ollama as the agent
+sees it"), through the real client."""
 
 from __future__ import annotations
 
