@@ -22,6 +22,7 @@ from edge.tls import ensure_self_signed, server_ssl_context
 async def servers(tmp_path: Path) -> AsyncIterator[tuple[int, int]]:
     """A TLS server with a certificate from a private CA, and a plain-HTTP one."""
     bundle = ensure_self_signed(tmp_path, "example.test")
+
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
