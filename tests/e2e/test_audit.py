@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 from pathlib import Path
 
 import httpx
@@ -212,3 +213,17 @@ async def test_a_tenant_admin_manages_only_its_own_tenant(stack: Stack) -> None:
         verify=stack.tls(),
     ) as revoked:
         assert (await revoked.get("/tenants/acme/keys")).status_code == 401
+
+
+async def test_each_api_request_logs_one_access_line_without_content_or_secret(
+    acme: tuple[Stack, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    stack, key = acme
+    caplog.set_level(logging.INFO, logger="edge.access")
+    await stack.openai(key).chat.completions.create(
+        model="llama3.2:3b", messages=[user("secret plans tokens=3")]
+    )
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "edge.access"]
+    assert line.startswith("POST /v1/chat/completions 200 llama3.2:3b key=test machine=gpu-1 ")
+    assert line.endswith("ms")
+    assert "secret plans" not in line and key not in line
