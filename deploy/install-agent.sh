@@ -2,12 +2,12 @@
 # Install the llmtunnel agent on a GPU box as a systemd service and pair it with the edge.
 #
 #   sudo ./install-agent.sh --edge https://acme.example.com --code ABCD-EFGH-JKMN-PQRS \
-#        [--ca-file /path/ca.pem] [--source llmtunnel | /path/to/checkout]
+#        [--ca-file /path/ca.pem] [--source /path/to/checkout]   (default: this checkout)
 #
 # Idempotent: re-running upgrades the package; an already paired machine is not paired again.
 set -euo pipefail
 
-EDGE="" CODE="" CA_FILE="" SOURCE="llmtunnel"
+EDGE="" CODE="" CA_FILE="" SOURCE="$(cd "$(dirname "$0")/.." && pwd)"
 PREFIX=/opt/llmtunnel CONFIG_DIR=/etc/llmtunnel USER_NAME=llmtunnel
 UNIT_SRC="$(cd "$(dirname "$0")" && pwd)/systemd/llmtunnel-agent.service"
 
@@ -40,7 +40,8 @@ fi
 install -d -m 0755 "$PREFIX"
 [[ -x "$PREFIX/venv/bin/python" ]] || "$PYTHON" -m venv "$PREFIX/venv"
 "$PREFIX/venv/bin/pip" install --quiet --upgrade pip
-"$PREFIX/venv/bin/pip" install --quiet --upgrade "$SOURCE"
+# The runtime dependencies at the versions the checkout's lock pins (not its test tools).
+"$PREFIX/venv/bin/pip" install --quiet --upgrade -c "$SOURCE/requirements.lock" "$SOURCE"
 
 install -d -m 0750 -o root -g "$USER_NAME" "$CONFIG_DIR"
 CONFIG="$CONFIG_DIR/agent.json"
