@@ -27,6 +27,7 @@ from edge.tls import CertificateReloader, ensure_self_signed
 from llmtunnel import sim_ollama
 
 REAL_OLLAMA = "http://127.0.0.1:11434"
+TOOLS_MODEL = "qwen3:8b"  # the simulator's model with tools and thinking, as Claude Code needs
 TENANT = "demo"
 
 
@@ -160,6 +161,12 @@ Or with the OpenAI Python SDK:
   for chunk in stream:
       if chunk.choices:
           print(chunk.choices[0].delta.content or "", end="", flush=True)
+
+Or Claude Code (a Node program: it trusts the CA through NODE_EXTRA_CA_CERTS):
+
+  NODE_EXTRA_CA_CERTS={shlex.quote(ca)} ANTHROPIC_BASE_URL={edge_url} \\
+    ANTHROPIC_AUTH_TOKEN={key} ANTHROPIC_MODEL={TOOLS_MODEL} \\
+    ANTHROPIC_DEFAULT_HAIKU_MODEL={TOOLS_MODEL} claude
 
 Press Ctrl-C to stop.""",
         flush=True,

@@ -163,11 +163,13 @@ async def running_stack(
     *,
     tokens_per_second: float = 0.0,
     limits: TunnelLimits | None = None,
+    context_length: int = sim_ollama.SimConfig.context_length,
     **edge_options: Any,
 ) -> AsyncIterator[Stack]:
-    sim = await sim_ollama.serve(
-        "127.0.0.1", 0, sim_ollama.SimConfig(tokens_per_second=tokens_per_second)
+    sim_config = sim_ollama.SimConfig(
+        tokens_per_second=tokens_per_second, context_length=context_length
     )
+    sim = await sim_ollama.serve("127.0.0.1", 0, sim_config)
     bundle = ensure_self_signed(tmp_path / "tls", "example.test")
     config = EdgeConfig(
         domain="example.test",

@@ -3,11 +3,15 @@ silent cut (the simulated Ollama's context is 8,192 tokens, its real default beh
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
+
 import anthropic
 import openai
 import pytest
 
-from tests.e2e.stack import Stack, user
+from llmtunnel.demo import run_demo
+from tests.e2e.stack import Stack, running_stack, user
 
 pytestmark = pytest.mark.e2e
 
@@ -61,3 +65,33 @@ async def test_a_prompt_that_fits_is_served_whole(acme: tuple[Stack, str]) -> No
     )
     assert reply.usage is not None
     assert reply.usage.prompt_tokens == 8005  # all of it: nothing was cut
+
+
+async def test_claude_code_s_first_request_fits_the_demo_s_simulator(tmp_path: Path) -> None:
+    """The demo runs the simulator as README's Claude Code section says to run Ollama (a 65,536
+    context, which qwen3:8b caps at its own 40,960): Claude Code's first request, ~20k tokens
+    with 25 tools, is served whole, tools included."""
+    context = inspect.signature(run_demo).parameters["context_length"].default
+    async with running_stack(tmp_path, context_length=context) as stack:
+        await stack.tenant("acme")
+        key = await stack.key("acme")
+        await stack.agent("acme")
+        client = anthropic.AsyncAnthropic(
+            base_url=stack.edge_url,
+            api_key=key,
+            max_retries=0,
+            http_client=anthropic.DefaultAsyncHttpxClient(verify=stack.tls()),
+        )
+        tools: list[anthropic.types.ToolParam] = [
+            {"name": f"tool_{n}", "description": "a tool " * 40, "input_schema": {"type": "object"}}
+            for n in range(25)
+        ]
+        reply = await client.messages.create(
+            model="qwen3:8b",
+            max_tokens=64,
+            system="You are Claude Code. " + "rules " * 2000,
+            tools=tools,
+            messages=[{"role": "user", "content": "word " * 18000 + "tokens=4"}],
+        )
+    assert reply.stop_reason == "end_turn"
+    assert reply.usage.input_tokens > 20000
