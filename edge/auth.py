@@ -102,7 +102,7 @@ async def authenticate(request: web.Request) -> Caller:
             "Missing API key: send it as `Authorization: Bearer sk-lt-…` or `x-api-key`"
         )
     now = ctx.clock()
-    # No cache in front of this lookup: a revoked key is refused on its very next request.
+    # Cached, but never past a revocation, a rotation's grace or an expiry (edge/store/cache.py).
     key = await ctx.store.keys.by_hash(ctx.hasher.digest(token), now)
     if key is None or key.revoked_at is not None:
         raise _invalid_key()

@@ -16,6 +16,7 @@ from edge.data_dir import create_private_file, secure_data_dir
 from edge.limits import Limits
 from edge.registry import Registry
 from edge.store import SqliteStore, Store
+from edge.store.cache import CachedStore
 
 Clock = Callable[[], float]
 
@@ -41,7 +42,7 @@ def open_context(config: EdgeConfig, clock: Clock = time.time) -> EdgeContext:
     secret = credentials.load_or_create_server_secret(config.data_dir / "server.secret")
     database = config.data_dir / "edge.db"
     create_private_file(database)
-    store = SqliteStore(database, clock)
+    store = CachedStore(SqliteStore(database, clock))
     registry = Registry(max_waiters=config.max_queued)
     recorder = Recorder(store, config.audit_flush_interval, config.audit_retention_days)
     hasher = KeyHasher(secret)

@@ -80,6 +80,10 @@ class Keys(Protocol):
         until its grace ends). Revoked keys are returned too: the caller tells the client
         why."""
 
+    async def secret(self, secret_hash: str) -> tuple[ApiKey, float | None] | None:
+        """The key of this secret digest, live or not, and when the secret stops being valid
+        (the end of a rotation's grace; ``None``: while the key lives)."""
+
     async def by_name(self, tenant_id: str, name: str) -> ApiKey | None:
         """The live key of that name."""
 

@@ -9,11 +9,11 @@ from typing import Any
 from edge.store.records import AdminKey, ApiKey, Conflict, KeyLimits
 from edge.store.sqlite.db import Db
 
-_KEY = (
-    "SELECT k.id, k.tenant_id, k.name, k.prefix, k.created_at, k.expires_at, k.revoked_at,"
+_KEY_COLUMNS = (
+    "k.id, k.tenant_id, k.name, k.prefix, k.created_at, k.expires_at, k.revoked_at,"
     " k.last_used_at, k.models, k.budget_tokens, k.budget_period, k.rpm, k.tpm, k.machine_id"
-    " FROM api_keys AS k"
 )
+_KEY = f"SELECT {_KEY_COLUMNS} FROM api_keys AS k"  # noqa: S608  # constant columns
 _ADMIN = "SELECT id, tenant_id, name, created_at FROM admin_keys"
 
 
@@ -63,13 +63,20 @@ class SqliteKeys:
         return ApiKey(key_id, tenant_id, name, prefix, now, expires_at, None, None, limits)
 
     async def by_hash(self, secret_hash: str, now: float | None = None) -> ApiKey | None:
+        found = await self.secret(secret_hash)
+        if found is None:
+            return None
+        key, secret_expires_at = found
         now = self._db.clock() if now is None else now
+        return key if secret_expires_at is None or secret_expires_at > now else None
+
+    async def secret(self, secret_hash: str) -> tuple[ApiKey, float | None] | None:
         row = self._db.conn.execute(
-            f"{_KEY} JOIN api_key_secrets AS s ON s.key_id = k.id"
-            " WHERE s.secret_hash = ? AND (s.expires_at IS NULL OR s.expires_at > ?)",
-            (secret_hash, now),
+            f"SELECT {_KEY_COLUMNS}, s.expires_at FROM api_keys AS k"  # noqa: S608
+            " JOIN api_key_secrets AS s ON s.key_id = k.id WHERE s.secret_hash = ?",
+            (secret_hash,),
         ).fetchone()
-        return _api_key(row) if row else None
+        return (_api_key(row[:-1]), row[-1]) if row else None
 
     async def by_name(self, tenant_id: str, name: str) -> ApiKey | None:
         row = self._db.conn.execute(
