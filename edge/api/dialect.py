@@ -48,6 +48,7 @@ class Call(Generic[P]):
     req: P
     models: dict[str, ModelInfo]  # what this key may use now, aliases included
     state: dict[str, Any] = field(default_factory=dict)  # a dialect's own, between its steps
+    headers: dict[str, str] = field(default_factory=dict)  # a dialect's own, on its reply
 
     @property
     def capabilities(self) -> list[str] | None:

@@ -48,11 +48,13 @@ async def serve_text(request: web.Request, dialect: TextDialect[P]) -> web.Strea
             await dialect.finished(call, renderer)
 
         if call.req.stream:
-            return await replies.stream_text(request, stream, first, renderer, config, finished)
+            return await replies.stream_text(
+                request, stream, first, renderer, config, finished, call.headers
+            )
         deltas, end = await replies.collect_text(stream, first, config)
         body = renderer.body(deltas, end)
         await finished()
-        return web.json_response(body)
+        return web.json_response(body, headers=call.headers)
 
 
 async def serve_embeddings(request: web.Request, dialect: EmbeddingsDialect[P]) -> web.Response:

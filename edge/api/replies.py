@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -48,10 +48,11 @@ async def stream_text(
     renderer: TextRenderer,
     config: EdgeConfig,
     finished: Callable[[], Awaitable[None]],
+    headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
     """The reply as server-sent events, written as the tunnel delivers them; ``finished`` runs
-    once the reply is complete, before the client hears so."""
-    response = web.StreamResponse(headers=sse.HEADERS)
+    once the reply is complete, before the client hears so. ``headers`` are the dialect's own."""
+    response = web.StreamResponse(headers={**sse.HEADERS, **(headers or {})})
     await response.prepare(request)
     await response.write(renderer.head())
     async for event in text_events(stream, first, config.request_timeout):

@@ -214,7 +214,10 @@ async def test_reasoning_with_a_thinking_model(acme: tuple[Stack, str]) -> None:
             },
             "input.0.content.1",
         ),
-        ({"model": "qwen3:8b", "input": "hi", "tools": [{"type": "web_search"}]}, "tools.0.type"),
+        (
+            {"model": "qwen3:8b", "input": "hi", "tools": [{"type": "custom", "name": "patch"}]},
+            "tools.0.type",
+        ),
         ({"model": "tinyllama:1.1b", "input": "call get_weather", "tools": TOOLS}, "tools"),
     ],
 )

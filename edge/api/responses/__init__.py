@@ -4,7 +4,11 @@
 Storage is off unless an admin turns it on for the tenant (README "Security": no content at rest is
 the rule, this the opt-in exception). With it on, a response is saved once it completed (or stopped
 at ``max_output_tokens``) unless the request said ``store: false``; any key of the tenant can then
-read, delete or continue it (``previous_response_id``), and no key of another tenant can."""
+read, delete or continue it (``previous_response_id``), and no key of another tenant can.
+
+What the edge does with each kind of tool (``namespace`` tools flattened, hosted tools dropped
+and named in the ``x-llmtunnel-dropped-tools`` header) is ``tools.py``'s docstring; how
+``item_reference`` input items are resolved, ``references.py``'s."""
 
 from __future__ import annotations
 
@@ -13,8 +17,15 @@ from typing import Any
 from aiohttp import web
 
 from edge.api.dialect import Call, TextDialect, TextRenderer
+from edge.api.responses.references import resolve_references
 from edge.api.responses.render import ResponseRenderer, output_to_items
-from edge.api.responses.request import ResponsesRequest, input_items, parse_request, to_neutral
+from edge.api.responses.request import (
+    ResponsesRequest,
+    input_items,
+    parse_request,
+    request_tools,
+    to_neutral,
+)
 from edge.api.sse import NamedEvents
 from edge.auth import Caller, authenticate
 from edge.context import CONTEXT
@@ -29,19 +40,33 @@ STORAGE_OFF = (
 
 class ResponsesDialect(TextDialect[ResponsesRequest]):
     async def prepare(self, call: Call[ResponsesRequest]) -> None:
-        """Whether this response is kept, and the conversation it continues, if any."""
-        storing = await call.ctx.store.tenants.stores_responses(call.caller.tenant.id)
+        """The tools the model gets, whether this response is kept, and the conversation: the
+        one it continues, if any, then its input with its item references resolved."""
+        tools = call.state["tools"] = request_tools(call.req)
+        call.headers.update(tools.headers)  # the hosted tools dropped, if any
+        tenant_id = call.caller.tenant.id
+        storing = await call.ctx.store.tenants.stores_responses(tenant_id)
         call.state["store"] = storing and call.req.store is not False
-        call.state["items"] = await _previous_items(call, storing) + input_items(call.req)
+        earlier = await _previous_items(call, storing)
+
+        async def load(response_id: str) -> dict[str, Any] | None:
+            stored = await call.ctx.store.responses.get(tenant_id, response_id)
+            return None if stored is None else stored[0]
+
+        items = await resolve_references(input_items(call.req), earlier, storing, load)
+        call.state["items"] = earlier + items
 
     def parse(self, body: dict[str, Any]) -> ResponsesRequest:
         return parse_request(body)
 
     def neutral(self, call: Call[ResponsesRequest]) -> TextRequest:
-        return to_neutral(call.req, call.state["items"], call.capabilities or [])
+        return to_neutral(
+            call.req, call.state["items"], call.capabilities or [], call.state["tools"]
+        )
 
     def renderer(self, call: Call[ResponsesRequest], request: TextRequest) -> TextRenderer:
-        return NamedEvents(ResponseRenderer(call.req, store=call.state["store"]))
+        response = ResponseRenderer(call.req, store=call.state["store"], tools=call.state["tools"])
+        return NamedEvents(response)
 
     async def finished(self, call: Call[ResponsesRequest], renderer: TextRenderer) -> None:
         assert isinstance(renderer, NamedEvents)

@@ -1,5 +1,9 @@
 """Rendering the OpenAI Responses dialect: neutral events as Responses SSE events (each with a
-``sequence_number``) or one response object."""
+``sequence_number``) or one response object.
+
+An output item's id carries its response's: ``{rs_|msg_|fc_}{the response id's hex}{the item's
+index in hex}``. An ``item_reference`` to it then names the stored response to look in
+(``references.py``), and the store needs no index of items."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from edge.api.responses.request import ResponsesRequest
+from edge.api.responses.tools import Tools, resolve_tools
 from edge.errors import ApiError
 from protocol import Delta, End
 from protocol.frames import ToolCall
@@ -64,8 +69,25 @@ _KINDS: dict[str, _Kind] = {
 }
 
 
-def _new_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(12)
+RESPONSE_PREFIX = "resp_"
+RESPONSE_HEX = 24  # the hex digits of a response id after its prefix
+ITEM_PREFIXES = ("rs_", "msg_", "fc_")
+
+
+def response_of(item_id: str) -> str | None:
+    """The id of the response an output item of this edge belongs to, read from the item's id;
+    ``None`` for an id this edge did not make."""
+    for prefix in ITEM_PREFIXES:
+        if item_id.startswith(prefix):
+            rest = item_id[len(prefix) :]
+            head, index = rest[:RESPONSE_HEX], rest[RESPONSE_HEX:]
+            if len(head) == RESPONSE_HEX and index and _is_hex(head + index):
+                return RESPONSE_PREFIX + head
+    return None
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 def usage(end: End) -> dict[str, Any]:
@@ -86,10 +108,11 @@ class ResponseRenderer:
     whole), its arguments in one delta. ``response()`` is the object as it stands: the
     non-streaming reply is the streaming one with the events thrown away."""
 
-    def __init__(self, req: ResponsesRequest, *, store: bool) -> None:
+    def __init__(self, req: ResponsesRequest, *, store: bool, tools: Tools | None = None) -> None:
         self.req = req
         self.store = store
-        self.id = _new_id("resp_")
+        self.tools = tools if tools is not None else resolve_tools(req.tools, req.tool_choice)
+        self.id = RESPONSE_PREFIX + secrets.token_hex(RESPONSE_HEX // 2)
         self.created_at = int(time.time())
         self.status = "in_progress"
         self.output: list[dict[str, Any]] = []
@@ -133,16 +156,7 @@ class ResponseRenderer:
             "temperature": req.temperature,
             "text": text,
             "tool_choice": req.tool_choice if req.tool_choice is not None else "auto",
-            "tools": [
-                {
-                    "type": "function",
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": t.parameters,
-                    "strict": t.strict,
-                }
-                for t in req.tools or []
-            ],
+            "tools": _copy(self.tools.echo),  # what the model was given (tools.py)
             "top_p": req.top_p,
             "truncation": "disabled",
             "usage": usage(self._end) if self._end is not None else None,
@@ -151,6 +165,10 @@ class ResponseRenderer:
         }
 
     # -- events
+
+    def _item_id(self, prefix: str) -> str:
+        """The id of the next output item (see the module's docstring)."""
+        return f"{prefix}{self.id.removeprefix(RESPONSE_PREFIX)}{len(self.output):x}"
 
     def _event(self, kind: str, **data: Any) -> Event:
         event = (kind, {"type": kind, "sequence_number": self._sequence, **data})
@@ -214,7 +232,7 @@ class ResponseRenderer:
     def _open_item(self, kind: ItemKind) -> list[Event]:
         self._open = kind
         spec = _KINDS[kind]
-        item = {"type": kind, "id": _new_id(spec.id_prefix), **spec.item}
+        item = {"type": kind, "id": self._item_id(spec.id_prefix), **spec.item}
         index = len(self.output)
         added = self._event("response.output_item.added", output_index=index, item=_copy(item))
         item[spec.parts] = [dict(spec.part)]
@@ -246,9 +264,9 @@ class ResponseRenderer:
         arguments = call["arguments"]  # JSON text already (PROTOCOL.md §2): passed as it came
         item = {
             "type": "function_call",
-            "id": "fc_" + call["id"].removeprefix("call_"),
+            "id": self._item_id("fc_"),
             "call_id": call["id"],
-            "name": call["name"],
+            **self.tools.call_name(call["name"]),  # a namespaced tool's call as declared
             "arguments": "",
             "status": "in_progress",
         }
@@ -267,7 +285,7 @@ class ResponseRenderer:
                 "response.function_call_arguments.done",
                 item_id=item["id"],
                 output_index=index,
-                name=call["name"],
+                name=item["name"],
                 arguments=arguments,
             ),
             self._event("response.output_item.done", output_index=index, item=dict(item)),
@@ -281,8 +299,8 @@ class ResponseRenderer:
         return self.response()
 
 
-def _copy(item: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(item))  # type: ignore[no-any-return]
+def _copy(item: Any) -> Any:
+    return json.loads(json.dumps(item))
 
 
 def output_to_items(response: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,13 +8,14 @@ the same thing through the tunnel. ``render.ResponseRenderer`` turns the neutral
 Responses SSE events (with a ``sequence_number`` on each) or one response object.
 
 Where Ollama cannot do what the Responses API promises, the mapping is documented here:
-- ``tool_choice``: ``none`` drops the tools; ``{"type": "function", "name"}`` and
-  ``allowed_tools`` send only the named tools; ``auto`` and ``required`` send all. Ollama cannot
-  force a call, so ``required`` makes a call possible, not certain.
-- Only ``function`` tools: the built-in tools (``web_search``, ``file_search``, …) are refused.
+- Tools: ``function`` tools are sent, ``namespace`` tools flattened into their functions, hosted
+  tools (``web_search``, ``file_search``, ``mcp``, …) dropped and said so in a header;
+  ``tool_choice`` narrows what is sent. ``tools.py`` has the whole mapping.
 - ``reasoning.effort``: ``none``/``minimal`` → ``think: false``, ``xhigh`` → ``high``, others as
   they are. The model's thinking comes back as a ``reasoning`` item whose one ``summary_text`` is
   the whole thinking (Ollama has no summaries); reasoning items sent back as input are skipped.
+- ``item_reference`` input items are resolved before this module sees the input
+  (``references.py``); one that reaches ``chat_messages`` unresolved is a 400.
 - ``instructions`` becomes the first (system) message and, as on OpenAI, is not carried over to a
   response that continues this one through ``previous_response_id``.
 - Images only as ``data:`` URLs; ``file_id`` images, remote URLs and ``input_file`` are refused.
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge import json_input
 from edge.api import chat as openai_chat
+from edge.api.responses.tools import Tools, flat_name, resolve_tools
 from edge.errors import ApiError, bad_request
 from protocol.requests import ChatRequest
 
@@ -35,15 +37,6 @@ from protocol.requests import ChatRequest
 class _Lenient(BaseModel):
     # Unknown fields (include, truncation, user, prompt_cache_key, …) are ignored.
     model_config = ConfigDict(extra="ignore")
-
-
-class ToolParam(_Lenient):
-    # Any type parses, so that a built-in tool gets a clear 400 rather than a union error.
-    type: str
-    name: str | None = None
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-    strict: bool | None = None
 
 
 class TextFormat(_Lenient):
@@ -68,7 +61,8 @@ class ResponsesRequest(_Lenient):
     model: str = Field(min_length=1)
     input: str | list[dict[str, Any]] = Field(default_factory=list)
     instructions: str | None = None
-    tools: list[ToolParam] | None = None
+    # Kept as sent: tools.py reads each type its own way (a namespace holds tools of its own).
+    tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -108,18 +102,24 @@ def input_items(req: ResponsesRequest) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------- request → neutral
 
 
+def request_tools(req: ResponsesRequest) -> Tools:
+    """``req``'s tools as the model gets them (``tools.py``)."""
+    return resolve_tools(req.tools, req.tool_choice)
+
+
 def to_chat_request(
-    req: ResponsesRequest, items: list[dict[str, Any]]
+    req: ResponsesRequest, items: list[dict[str, Any]], tools: Tools | None = None
 ) -> openai_chat.ChatCompletionRequest:
     """The chat-completions request equivalent to ``req`` whose conversation is ``items`` (the
-    stored conversation it continues, if any, then its own input)."""
+    stored conversation it continues, if any, then its own input, references resolved);
+    ``tools`` is ``request_tools(req)`` when the caller already has it."""
     messages: list[dict[str, Any]] = []
     if req.instructions:
         messages.append({"role": "system", "content": req.instructions})
     messages += chat_messages(items)
     if not messages:
         raise bad_request("input must hold at least one message", param="input")
-    tools = _tools(req)
+    chat_tools = (tools if tools is not None else request_tools(req)).chat
     body: dict[str, Any] = {
         "model": req.model,
         "messages": messages,
@@ -127,8 +127,8 @@ def to_chat_request(
         "temperature": req.temperature,
         "top_p": req.top_p,
     }
-    if tools:
-        body["tools"] = tools
+    if chat_tools:
+        body["tools"] = chat_tools
     fmt = req.text.format if req.text is not None else None
     if fmt is not None and fmt.type == "json_object":
         body["response_format"] = {"type": "json_object"}
@@ -145,10 +145,13 @@ def to_chat_request(
 
 
 def to_neutral(
-    req: ResponsesRequest, items: list[dict[str, Any]], capabilities: list[str]
+    req: ResponsesRequest,
+    items: list[dict[str, Any]],
+    capabilities: list[str],
+    tools: Tools | None = None,
 ) -> ChatRequest:
     """The neutral ``chat`` request, built by the chat dialect from ``to_chat_request``."""
-    chat = to_chat_request(req, items)
+    chat = to_chat_request(req, items, tools)
     try:
         return openai_chat.to_neutral(chat, capabilities)
     except ApiError as exc:
@@ -158,59 +161,6 @@ def to_neutral(
         elif exc.param == "response_format":
             exc.param = "text.format"
         raise
-
-
-def _tools(req: ResponsesRequest) -> list[dict[str, Any]]:
-    """The chat tools to send: the function tools that ``tool_choice`` leaves callable."""
-    if not req.tools:
-        return []
-    tools: list[dict[str, Any]] = []
-    for index, tool in enumerate(req.tools):
-        if tool.type != "function":
-            raise bad_request(
-                f"tools of type {tool.type!r} are not supported: only `function` tools, which "
-                "your code runs, work with these models",
-                param=f"tools.{index}.type",
-            )
-        if not tool.name:
-            raise bad_request("a function tool needs a name", param=f"tools.{index}.name")
-        function: dict[str, Any] = {"name": tool.name}
-        if tool.description is not None:
-            function["description"] = tool.description
-        if tool.parameters is not None:
-            function["parameters"] = tool.parameters
-        tools.append({"type": "function", "function": function})
-    choice = req.tool_choice
-    if choice == "none":
-        return []
-    if isinstance(choice, dict):
-        names = _chosen_names(choice)
-        chosen = [t for t in tools if t["function"]["name"] in names]
-        if not chosen:
-            raise bad_request(
-                "tool_choice names no function tool given in `tools`", param="tool_choice"
-            )
-        return chosen
-    return tools
-
-
-def _chosen_names(choice: dict[str, Any]) -> set[str]:
-    kind = choice.get("type")
-    if kind == "function" and isinstance(choice.get("name"), str):
-        return {choice["name"]}
-    if kind == "allowed_tools" and isinstance(choice.get("tools"), list):
-        return {
-            t["name"]
-            for t in choice["tools"]
-            if isinstance(t, dict)
-            and t.get("type") == "function"
-            and isinstance(t.get("name"), str)
-        }
-    raise bad_request(
-        "tool_choice must be none, auto, required, {type: function, name} or allowed_tools "
-        "listing function tools",
-        param="tool_choice",
-    )
 
 
 def chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -238,6 +188,10 @@ def chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({"role": "tool", "tool_call_id": call_id, "content": text})
         elif kind == "reasoning":
             continue  # Ollama takes no past thinking in a turn of this shape; nothing is lost
+        elif kind == "item_reference":
+            raise bad_request(
+                f"item_reference {item.get('id')!r} could not be resolved", param=where
+            )
         else:
             raise bad_request(f"input items of type {kind!r} are not supported", param=where)
     return out
@@ -282,6 +236,9 @@ def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
     call_id, name, arguments = item.get("call_id"), item.get("name"), item.get("arguments", "{}")
     if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
         raise bad_request("a function_call item needs call_id and name", param=where)
+    namespace = item.get("namespace")
+    if isinstance(namespace, str) and namespace:
+        name = flat_name(namespace, name)  # the name the model was given (tools.py)
     try:
         parsed = json_input.loads(arguments) if isinstance(arguments, str) else None
     except json_input.JsonInputError:

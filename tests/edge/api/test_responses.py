@@ -152,7 +152,7 @@ def test_data_images_reach_a_vision_model() -> None:
         ),
         ({"input": [{"type": "function_call_output", "output": "x"}]}, "input.0"),
         ({"input": []}, "input"),
-        ({"tools": [{"type": "web_search"}]}, "tools.0.type"),
+        ({"tools": [{"type": "custom", "name": "apply_patch"}]}, "tools.0.type"),
         ({"tools": [{"type": "function"}]}, "tools.0.name"),
         ({"tools": [TOOL], "tool_choice": {"type": "function", "name": "other"}}, "tool_choice"),
         ({"tools": [TOOL], "tool_choice": {"type": "mcp"}}, "tool_choice"),
@@ -267,7 +267,12 @@ def test_stream_events_are_valid_and_numbered_in_order() -> None:
     assert final.output_text == "Hello world"
     call = final.output[2]
     assert call.type == "function_call" and call.call_id == "call_ab12"
-    assert call.id == "fc_ab12" and call.arguments == '{"city":"Paris"}'  # as the machine sent it
+    assert call.arguments == '{"city":"Paris"}'  # as the machine sent it
+    # each item's id carries its response's, and its index there
+    hex_id = renderer.id.removeprefix("resp_")
+    ids = [item.id for item in final.output]
+    assert ids == [f"rs_{hex_id}0", f"msg_{hex_id}1", f"fc_{hex_id}2"]
+    assert all(responses_render.response_of(item.id or "") == renderer.id for item in final.output)
     deltas = [d for name, d in events if name == "response.function_call_arguments.delta"]
     assert [d["delta"] for d in deltas] == ['{"city":"Paris"}']
     assert final.usage is not None and final.usage.total_tokens == 17
