@@ -1,5 +1,7 @@
-"""The official OpenAI Node SDK, unmodified, through the whole path: tests/node/client.mjs runs
-against the in-process edge and its observations are checked against the Python SDK's."""
+"""Node clients, unmodified, through the whole path: tests/node/client.mjs (the official OpenAI
+Node SDK) runs against the in-process edge and its observations are checked against the Python
+SDK's; tests/node/ai_sdk.mjs (Vercel's AI SDK on its defaults, the Responses API) runs a
+two-step tool call on a thinking model."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import ollama
 import openai
 import pytest
 from openai.types.chat import ChatCompletionFunctionToolParam
@@ -19,6 +22,7 @@ from tests.e2e.stack import Stack, user
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 SCRIPT = NODE_DIR / "client.mjs"
+AI_SDK_SCRIPT = NODE_DIR / "ai_sdk.mjs"
 
 pytestmark = [
     pytest.mark.e2e,
@@ -45,9 +49,11 @@ WEATHER_TOOL: ChatCompletionFunctionToolParam = {
 }
 
 
-async def _run_node(stack: Stack, key: str) -> dict[str, Any]:
-    """Run client.mjs without blocking the loop: the edge it talks to runs in this process."""
-    if not (NODE_DIR / "node_modules" / "openai").is_dir():
+async def _run_node(stack: Stack, key: str, script: Path = SCRIPT) -> dict[str, Any]:
+    """Run a script of tests/node without blocking the loop: the edge it talks to runs in this
+    process."""
+    packages = ("openai", "ai", "@ai-sdk/openai")
+    if not all((NODE_DIR / "node_modules" / package).is_dir() for package in packages):
         pytest.fail(
             "tests/node/node_modules is missing: run ./dev test, which installs it, "
             "or npm ci --prefix tests/node"
@@ -62,7 +68,7 @@ async def _run_node(stack: Stack, key: str) -> dict[str, Any]:
     assert node is not None
     process = await asyncio.create_subprocess_exec(
         node,
-        str(SCRIPT),
+        str(script),
         cwd=NODE_DIR,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -75,9 +81,9 @@ async def _run_node(stack: Stack, key: str) -> dict[str, Any]:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()
-        pytest.fail("node tests/node/client.mjs did not finish within 60 s")
+        pytest.fail(f"node tests/node/{script.name} did not finish within 60 s")
     stderr = err.decode(errors="replace")
-    assert process.returncode == 0, f"client.mjs exited {process.returncode}:\n{stderr}"
+    assert process.returncode == 0, f"{script.name} exited {process.returncode}:\n{stderr}"
     lines = out.decode().strip().splitlines()
     assert len(lines) == 1, f"expected one JSON line, got:\n{out.decode()}\n{stderr}"
     observed: dict[str, Any] = json.loads(lines[0])
@@ -145,3 +151,35 @@ async def test_the_openai_node_sdk_works_unmodified(acme: tuple[Stack, str]) -> 
     assert node["error"]["status"] == caught.value.status_code == 404
     assert node["error"]["code"] == caught.value.code == "model_not_found"
     assert node["error"]["param"] == caught.value.param == "model"
+
+
+async def test_the_ai_sdk_runs_a_two_step_tool_call_on_a_thinking_model(
+    acme: tuple[Stack, str],
+) -> None:
+    """generateText and streamText with one tool on qwen3:8b, the provider's defaults: step one
+    thinks and calls the tool, step two sends the reasoning back as an item_reference with the
+    call and its output (tests/e2e/fixtures/ai_sdk_second_step_request.json), and the model
+    answers from the tool's output."""
+    stack, key = acme
+    observed = await _run_node(stack, key, AI_SDK_SCRIPT)
+    direct = await ollama.AsyncClient(host=stack.ollama_url).chat(
+        model=TOOL_MODEL, messages=[user("hi")], stream=False
+    )
+    for run in (observed["generate"], observed["stream"]):
+        assert run["text"] == "The tool said: sunny, 21 C"
+        assert run["finish_reason"] == "stop"
+        assert run["calls"] == [{"city": "example"}]  # the tool ran once, with the model's input
+        first, second = run["steps"]
+        assert first["finish_reason"] == "tool-calls"
+        assert first["reasoning"] == direct.message.thinking
+        assert first["tool_calls"] == [{"name": "get_weather", "input": {"city": "example"}}]
+        assert first["tool_results"] == ["sunny, 21 C"]
+        assert second["text"] == "The tool said: sunny, 21 C"
+        assert second["tool_calls"] == []
+        assert first["warnings"] == second["warnings"] == []
+    assert observed["stream"]["deltas"] == "The tool said: sunny, 21 C"
+    assert observed["stream"]["errors"] == []
+    # a hosted tool beside a function tool: dropped, and the SDK hands back the header saying so
+    assert observed["hosted"]["dropped"] == "web_search"
+    assert observed["hosted"]["tools"] == ["get_weather"]
+    assert observed["hosted"]["text"]

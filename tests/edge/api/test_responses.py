@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -8,8 +10,10 @@ from pydantic import TypeAdapter
 
 from edge.api import chat as openai_chat
 from edge.api.dispatch import check_capabilities
+from edge.api.responses import references
 from edge.api.responses import render as responses_render
 from edge.api.responses import request as openai_responses
+from edge.api.responses import tools as tools_module
 from edge.errors import ApiError
 from protocol import Delta, End
 from protocol.requests import to_wire
@@ -348,3 +352,264 @@ def test_output_items_go_back_as_input() -> None:
             ],
         },
     ]
+
+
+# ---------------------------------------------------------------------- tools: namespaces, drops
+
+FIXTURES = Path(__file__).resolve().parents[2] / "e2e" / "fixtures"
+NAMESPACE = {
+    "type": "namespace",
+    "name": "crm_",
+    "description": "Customer records.",
+    "tools": [
+        {"type": "function", "name": "_find", "description": "find one", "parameters": {}},
+        {"type": "function", "name": "delete", "strict": True},
+    ],
+}
+
+
+def _fixture(name: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads((FIXTURES / name).read_text())["body"]
+    return body
+
+
+def test_a_namespace_is_flattened_into_its_functions() -> None:
+    tools = openai_responses.request_tools(_req(tools=[TOOL, NAMESPACE]))
+    assert [t["function"]["name"] for t in tools.chat] == [
+        "get_weather",
+        "crm__find",
+        "crm__delete",
+    ]
+    assert tools.chat[1]["function"] == {
+        "name": "crm__find",
+        "description": "Customer records.\n\nfind one",
+        "parameters": {},
+    }
+    assert tools.chat[2]["function"] == {"name": "crm__delete", "description": "Customer records."}
+    assert tools.names == {"crm__find": ("crm_", "_find"), "crm__delete": ("crm_", "delete")}
+    assert tools.call_name("crm__find") == {"name": "_find", "namespace": "crm_"}
+    assert tools.call_name("get_weather") == {"name": "get_weather"}
+    assert tools.dropped == [] and tools.headers == {}
+    # the response lists the tools as the client declared them
+    assert [t["type"] for t in tools.echo] == ["function", "namespace"]
+    assert [t["name"] for t in tools.echo[1]["tools"]] == ["_find", "delete"]
+
+
+def test_a_namespaced_call_comes_back_as_declared_and_goes_back_flat() -> None:
+    req = _req(tools=[NAMESPACE])
+    call = {"id": "call_1", "name": "crm__delete", "arguments": '{"id":7}'}
+    renderer = responses_render.ResponseRenderer(req, store=False)
+    events = _run(renderer, [Delta(1, "", "", [call])], End(1, "stop", 1, 1, {}))
+    for _, data in events:
+        STREAM_EVENT.validate_python(data)
+    done = next(d for n, d in events if n == "response.function_call_arguments.done")
+    assert done["name"] == "delete"
+    final = Response.model_validate(events[-1][1]["response"])
+    item = final.output[0]
+    assert item.type == "function_call"
+    assert (item.name, item.namespace, item.call_id) == ("delete", "crm_", "call_1")
+    assert final.tools[0].type == "namespace"
+    # the item sent back as input reaches the model under the name it was given
+    items = [{"role": "user", "content": "hi"}, *responses_render.output_to_items(final.to_dict())]
+    neutral = _neutral(input=items, tools=[NAMESPACE])
+    assert neutral["messages"][1]["tool_calls"] == [
+        {"id": "call_1", "function": {"name": "crm__delete", "arguments": {"id": 7}}}
+    ]
+
+
+@pytest.mark.parametrize("kind", sorted(tools_module.DROPPED))
+def test_hosted_tools_are_dropped_and_named(kind: str) -> None:
+    tools = openai_responses.request_tools(_req(tools=[{"type": kind}, TOOL, {"type": kind}]))
+    assert tools.dropped == [kind]
+    assert tools.headers == {"x-llmtunnel-dropped-tools": kind}
+    assert [t["function"]["name"] for t in tools.chat] == ["get_weather"]
+    assert [t["name"] for t in tools.echo] == ["get_weather"]
+
+
+def test_only_dropped_tools_send_none() -> None:
+    hosted = [{"type": "web_search"}, {"type": "mcp", "server_label": "x"}]
+    neutral = _neutral(tools=hosted)
+    assert "tools" not in neutral
+    tools = openai_responses.request_tools(_req(tools=hosted))
+    assert tools.headers == {"x-llmtunnel-dropped-tools": "web_search, mcp"}
+    renderer = responses_render.ResponseRenderer(_req(tools=hosted), store=False)
+    assert renderer.response()["tools"] == []
+
+
+@pytest.mark.parametrize(
+    "choice",
+    [
+        {"type": "web_search_preview"},
+        {"type": "image_generation"},
+        {"type": "mcp", "server_label": "deepwiki"},
+        {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "web_search"}]},
+    ],
+)
+def test_tool_choice_naming_a_dropped_tool_is_a_400(choice: dict[str, Any]) -> None:
+    with pytest.raises(ApiError) as caught:
+        openai_responses.request_tools(
+            _req(tools=[TOOL, {"type": "web_search"}], tool_choice=choice)
+        )
+    assert caught.value.status == 400 and caught.value.param == "tool_choice"
+    assert "hosted tool" in caught.value.message
+
+
+def test_tool_choice_finds_namespaced_functions() -> None:
+    def chosen(choice: dict[str, Any]) -> list[str]:
+        tools = openai_responses.request_tools(_req(tools=[TOOL, NAMESPACE], tool_choice=choice))
+        return [t["function"]["name"] for t in tools.chat]
+
+    assert chosen({"type": "function", "name": "delete"}) == ["crm__delete"]
+    assert chosen({"type": "function", "name": "crm__find"}) == ["crm__find"]
+    allowed = [
+        {"type": "function", "name": "get_weather"},
+        {"type": "web_search"},  # dropped anyway: the others stand
+        {"type": "function", "name": "_find", "namespace": "crm_"},
+    ]
+    assert chosen({"type": "allowed_tools", "mode": "auto", "tools": allowed}) == [
+        "get_weather",
+        "crm__find",
+    ]
+    whole = {
+        "type": "allowed_tools",
+        "mode": "auto",
+        "tools": [{"type": "namespace", "name": "crm_"}],
+    }
+    assert chosen(whole) == ["crm__find", "crm__delete"]
+
+
+@pytest.mark.parametrize(
+    ("tools", "param"),
+    [
+        ([{"type": "custom", "name": "apply_patch"}], "tools.0.type"),
+        ([{"type": "something_new"}], "tools.0.type"),
+        ([{**NAMESPACE, "tools": [{"type": "custom", "name": "x"}]}], "tools.0.tools.0.type"),
+        ([{**NAMESPACE, "tools": [{"type": "function"}]}], "tools.0.tools.0.name"),
+        ([{"type": "namespace", "tools": []}], "tools.0.name"),
+        ([{"type": "namespace", "name": "crm"}], "tools.0.tools"),
+        ([NAMESPACE, {**TOOL, "name": "crm__find"}], "tools"),  # the same name twice
+    ],
+)
+def test_tools_that_cannot_be_sent_are_400s(tools: list[dict[str, Any]], param: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        openai_responses.request_tools(_req(tools=tools))
+    assert caught.value.status == 400 and caught.value.param == param
+
+
+def test_codexs_real_request_reaches_the_model_flat_and_without_web_search() -> None:
+    body = _fixture("codex_first_request.json")
+    req = openai_responses.parse_request(body)
+    tools = openai_responses.request_tools(req)
+    names = [t["function"]["name"] for t in tools.chat]
+    assert "multi_agent_v1__close_agent" in names and "exec_command" in names
+    assert tools.dropped == ["web_search"]
+    assert {t["type"] for t in req.tools or []} == {"function", "namespace", "web_search"}
+    neutral = to_wire(openai_responses.to_neutral(req, openai_responses.input_items(req), []))
+    assert len(neutral["tools"]) == len(names)
+    # its second request: the namespaced call it ran goes back under the model's name
+    second = openai_responses.parse_request(_fixture("codex_tool_result_request.json"))
+    messages = to_wire(
+        openai_responses.to_neutral(second, openai_responses.input_items(second), [])
+    )["messages"]
+    assert messages[-2]["tool_calls"][0]["function"]["name"] == "multi_agent_v1__close_agent"
+    assert messages[-1]["role"] == "tool"
+    assert messages[-1]["tool_name"] == "multi_agent_v1__close_agent"
+
+
+# ---------------------------------------------------------------------- item_reference
+
+
+class FakeStore:
+    """Stored responses of one tenant, by id; counts the lookups."""
+
+    def __init__(self, *responses: dict[str, Any]) -> None:
+        self.responses = {r["id"]: r for r in responses}
+        self.lookups: list[str] = []
+
+    async def load(self, response_id: str) -> dict[str, Any] | None:
+        self.lookups.append(response_id)
+        return self.responses.get(response_id)
+
+
+def _stored() -> dict[str, Any]:
+    renderer = responses_render.ResponseRenderer(_req(tools=[TOOL]), store=True)
+    return renderer.body(FRAMES, End(1, "stop", 1, 1, {}))
+
+
+async def test_references_resolve_from_a_stored_response() -> None:
+    stored = _stored()
+    reasoning, message, call = stored["output"]
+    store = FakeStore(stored)
+    items = [
+        {"role": "user", "content": "hi"},
+        {"type": "item_reference", "id": reasoning["id"]},
+        {"type": "item_reference", "id": message["id"]},
+        {"type": "item_reference", "id": call["id"]},
+        {"type": "function_call_output", "call_id": call["call_id"], "output": "sunny"},
+    ]
+    resolved = await references.resolve_references(items, [], True, store.load)
+    assert resolved == [items[0], reasoning, message, call, items[4]]
+    assert store.lookups == [stored["id"]]  # one lookup per response
+    messages = openai_responses.chat_messages(resolved)
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
+    assert messages[1]["content"] == "Hello world"
+    assert messages[1]["tool_calls"][0]["function"]["name"] == "get_weather"
+
+
+async def test_references_to_items_sent_in_full_add_nothing() -> None:
+    store = FakeStore()
+    call = {"type": "function_call", "id": "fc_x", "call_id": "c1", "name": "f", "arguments": "{}"}
+    earlier = [{"type": "message", "id": "msg_e", "role": "assistant", "content": "before"}]
+    items: list[dict[str, Any]] = [
+        {"type": "reasoning", "id": "rs_x", "summary": []},
+        call,
+        {"type": "item_reference", "id": "rs_x"},
+        {"type": "item_reference", "id": "fc_x"},
+        {"type": "item_reference", "id": "msg_e"},  # in the conversation continued
+    ]
+    for storing in (False, True):
+        resolved = await references.resolve_references(items, earlier, storing, store.load)
+        assert resolved == items[:2]
+    assert store.lookups == []
+
+
+async def test_an_unresolvable_reasoning_reference_is_skipped() -> None:
+    store = FakeStore()
+    items = [{"role": "user", "content": "hi"}, {"type": "item_reference", "id": "rs_gone"}]
+    assert await references.resolve_references(items, [], False, store.load) == items[:1]
+    gone = "rs_" + "ab" * 12 + "0"  # an id of this edge whose response is not stored
+    items[1]["id"] = gone
+    assert await references.resolve_references(items, [], True, store.load) == items[:1]
+    assert store.lookups == ["resp_" + "ab" * 12]
+
+
+@pytest.mark.parametrize("storing", [False, True])
+async def test_any_other_unresolvable_reference_is_a_400_naming_it(storing: bool) -> None:
+    missing = "msg_" + "cd" * 12 + "1"
+    items = [{"role": "user", "content": "hi"}, {"type": "item_reference", "id": missing}]
+    with pytest.raises(ApiError) as caught:
+        await references.resolve_references(items, [], storing, FakeStore(_stored()).load)
+    assert caught.value.status == 400 and caught.value.param == "input.1"
+    assert missing in caught.value.message
+    assert ("storage is off" in caught.value.message) is not storing
+    with pytest.raises(ApiError) as empty:
+        await references.resolve_references(
+            [{"type": "item_reference"}], [], storing, FakeStore().load
+        )
+    assert empty.value.param == "input.0.id"
+
+
+async def test_the_ai_sdks_second_step_resolves_with_storage_off() -> None:
+    body = _fixture("ai_sdk_second_step_request.json")
+    req = openai_responses.parse_request(body)
+    items = await references.resolve_references(
+        openai_responses.input_items(req), [], False, FakeStore().load
+    )
+    assert [i.get("type", "message") for i in items] == [
+        "message",
+        "function_call",
+        "function_call_output",
+    ]
+    messages = to_wire(openai_responses.to_neutral(req, items, []))["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
+    assert messages[-1]["content"] == "sunny, 21 C"
