@@ -215,7 +215,7 @@ async def test_reasoning_with_a_thinking_model(acme: tuple[Stack, str]) -> None:
             "input.0.content.1",
         ),
         (
-            {"model": "qwen3:8b", "input": "hi", "tools": [{"type": "custom", "name": "patch"}]},
+            {"model": "qwen3:8b", "input": "hi", "tools": [{"type": "hologram"}]},
             "tools.0.type",
         ),
         ({"model": "tinyllama:1.1b", "input": "call get_weather", "tools": TOOLS}, "tools"),

@@ -110,6 +110,31 @@ async def test_codexs_tool_result_request_reaches_the_model(acme: tuple[Stack, s
     assert [item.type for item in final.output] == ["reasoning", "message"]
 
 
+async def test_codex_with_an_aliased_model_gets_its_custom_apply_patch_call(
+    acme: tuple[Stack, str],
+) -> None:
+    """With a model name Codex knows (here an alias), Codex sends a custom apply_patch tool,
+    tool_search and web_search."""
+    stack, key = acme
+    async with stack.admin() as admin:
+        answer = await admin.put("/tenants/acme/aliases/gpt-5.5", json={"model": "qwen3:8b"})
+        answer.raise_for_status()
+    reply = await _post(stack, key, _fixture("codex_alias_first_request.json"))
+    assert reply.status_code == 200, reply.text
+    assert reply.headers[DROPPED] == "tool_search, web_search"
+    events = _events(reply)
+    final = _final(events)
+    calls = [item for item in final.output if item.type == "custom_tool_call"]
+    assert [(c.name, c.input) for c in calls] == [("apply_patch", "example")]
+    assert [e["input"] for e in events if e["type"] == "response.custom_tool_call_input.done"] == [
+        "example"
+    ]
+    reply = await _post(stack, key, _fixture("codex_alias_tool_result_request.json"))
+    assert reply.status_code == 200, reply.text
+    answer_text = _final(_events(reply)).output_text
+    assert answer_text.startswith("The tool said: apply_patch verification failed")
+
+
 @pytest.mark.parametrize("storing", [False, True])
 @pytest.mark.parametrize(
     "fixture", ["ai_sdk_second_step_request.json", "ai_sdk_second_step_stream_request.json"]

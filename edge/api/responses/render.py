@@ -1,8 +1,8 @@
 """Rendering the OpenAI Responses dialect: neutral events as Responses SSE events (each with a
 ``sequence_number``) or one response object.
 
-An output item's id carries its response's: ``{rs_|msg_|fc_}{the response id's hex}{the item's
-index in hex}``. An ``item_reference`` to it then names the stored response to look in
+An output item's id carries its response's: ``{rs_|msg_|fc_|ctc_}{the response id's hex}{the
+item's index in hex}``. An ``item_reference`` to it then names the stored response to look in
 (``references.py``), and the store needs no index of items."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from edge.api.responses.request import ResponsesRequest
-from edge.api.responses.tools import Tools, resolve_tools
+from edge.api.responses.tools import CUSTOM_INPUT, Tools, resolve_tools
 from edge.errors import ApiError
 from protocol import Delta, End
 from protocol.frames import ToolCall
@@ -71,7 +71,7 @@ _KINDS: dict[str, _Kind] = {
 
 RESPONSE_PREFIX = "resp_"
 RESPONSE_HEX = 24  # the hex digits of a response id after its prefix
-ITEM_PREFIXES = ("rs_", "msg_", "fc_")
+ITEM_PREFIXES = ("rs_", "msg_", "fc_", "ctc_")
 
 
 def response_of(item_id: str) -> str | None:
@@ -260,6 +260,8 @@ class ResponseRenderer:
         return {"item_id": item["id"], "output_index": len(self.output) - 1, spec.index: 0}
 
     def _function_call(self, call: ToolCall) -> list[Event]:
+        if call["name"] in self.tools.custom:
+            return self._custom_tool_call(call)
         index = len(self.output)
         arguments = call["arguments"]  # JSON text already (PROTOCOL.md §2): passed as it came
         item = {
@@ -287,6 +289,44 @@ class ResponseRenderer:
                 output_index=index,
                 name=item["name"],
                 arguments=arguments,
+            ),
+            self._event("response.output_item.done", output_index=index, item=dict(item)),
+        ]
+
+    def _custom_tool_call(self, call: ToolCall) -> list[Event]:
+        """A call of a custom tool (tools.py): its ``input`` is the one string argument the
+        model was asked for; arguments of another shape are passed as their JSON text."""
+        index = len(self.output)
+        try:
+            arguments = json.loads(call["arguments"])
+        except ValueError:
+            arguments = None
+        text = arguments.get(CUSTOM_INPUT) if isinstance(arguments, dict) else None
+        if not isinstance(text, str):
+            text = call["arguments"]
+        item = {
+            "type": "custom_tool_call",
+            "id": self._item_id("ctc_"),
+            "call_id": call["id"],
+            **self.tools.call_name(call["name"]),
+            "input": "",
+        }
+        added = self._event("response.output_item.added", output_index=index, item=dict(item))
+        item["input"] = text
+        self.output.append(item)
+        return [
+            added,
+            self._event(
+                "response.custom_tool_call_input.delta",
+                item_id=item["id"],
+                output_index=index,
+                delta=text,
+            ),
+            self._event(
+                "response.custom_tool_call_input.done",
+                item_id=item["id"],
+                output_index=index,
+                input=text,
             ),
             self._event("response.output_item.done", output_index=index, item=dict(item)),
         ]

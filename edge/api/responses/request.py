@@ -23,13 +23,14 @@ Where Ollama cannot do what the Responses API promises, the mapping is documente
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge import json_input
 from edge.api import chat as openai_chat
-from edge.api.responses.tools import Tools, flat_name, resolve_tools
+from edge.api.responses.tools import CUSTOM_INPUT, Tools, flat_name, resolve_tools
 from edge.errors import ApiError, bad_request
 from protocol.requests import ChatRequest
 
@@ -174,13 +175,13 @@ def chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         kind = item.get("type") or ("message" if "role" in item else None)
         if kind == "message":
             out.append(_message(item, where))
-        elif kind == "function_call":
-            call = _function_call(item, where)
+        elif kind in ("function_call", "custom_tool_call"):
+            call = _function_call(item, where) if kind == "function_call" else _custom(item, where)
             if out and out[-1]["role"] == "assistant":
                 out[-1].setdefault("tool_calls", []).append(call)
             else:
                 out.append({"role": "assistant", "content": "", "tool_calls": [call]})
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             call_id, output = item.get("call_id"), item.get("output")
             if not isinstance(call_id, str) or not call_id:
                 raise bad_request("function_call_output needs its call_id", param=where)
@@ -248,6 +249,20 @@ def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
             "function_call arguments must be a JSON object encoded as a string",
             param=f"{where}.arguments",
         )
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _custom(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """A custom tool's call as the function call the model made (tools.py)."""
+    call_id, name, text = item.get("call_id"), item.get("name"), item.get("input")
+    if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
+        raise bad_request("a custom_tool_call item needs call_id and name", param=where)
+    if not isinstance(text, str):
+        raise bad_request("a custom_tool_call's input must be a string", param=f"{where}.input")
+    namespace = item.get("namespace")
+    if isinstance(namespace, str) and namespace:
+        name = flat_name(namespace, name)
+    arguments = json.dumps({CUSTOM_INPUT: text}, ensure_ascii=False)
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 

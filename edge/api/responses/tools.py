@@ -19,7 +19,12 @@ Per tool type (README "Responses API"):
   The model is not told of them; the reply says which were dropped in the
   ``x-llmtunnel-dropped-tools`` header, and the response object's ``tools`` lists only the
   tools the model was given. A request whose only tools are dropped runs with none.
-- Anything else (``custom`` freeform tools, types this edge does not know): a 400 naming it.
+- ``custom`` (a freeform tool, whose input is text, as Codex's ``apply_patch``, at the top or in
+  a namespace): sent as a function with one string parameter, ``input`` (its grammar, if any, in
+  that parameter's description); the model's call comes back as a ``custom_tool_call`` whose
+  ``input`` is that string, and such an item sent back as input reaches the model as the same
+  function call again.
+- Anything else (types this edge does not know): a 400 naming it.
 
 ``tool_choice`` then narrows what is sent: ``none`` sends nothing, a function (by its name, its
 flat name, or ``name`` and ``namespace``) or ``allowed_tools`` only those, ``auto`` and
@@ -73,6 +78,7 @@ class Tools:
     chat: list[dict[str, Any]] = field(default_factory=list)  # chat tools sent to the model
     dropped: list[str] = field(default_factory=list)  # dropped tool types, each once, in order
     names: dict[str, tuple[str, str]] = field(default_factory=dict)  # flat → (namespace, name)
+    custom: set[str] = field(default_factory=set)  # the model-side names of custom tools
     echo: list[dict[str, Any]] = field(default_factory=list)  # the response object's `tools`
 
     def call_name(self, name: str) -> dict[str, str]:
@@ -94,6 +100,26 @@ class _Function:
     member: str  # the name the client declared
     chat: dict[str, Any]
     echo: dict[str, Any]
+    custom: bool = False
+
+
+CUSTOM_INPUT = "input"  # the one parameter a custom tool is sent with
+
+
+def _custom_parameters(tool: dict[str, Any]) -> dict[str, Any]:
+    """A custom tool's input as a function's parameters: one string, described by the tool's
+    format (a grammar is given to the model as text: Ollama cannot constrain a call to it)."""
+    about = "The tool's whole input, as plain text (not JSON)."
+    fmt = tool.get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "grammar":
+        syntax, definition = fmt.get("syntax"), fmt.get("definition")
+        if isinstance(definition, str):
+            about += f" It must follow this {syntax or ''} grammar:\n{definition}"
+    return {
+        "type": "object",
+        "properties": {CUSTOM_INPUT: {"type": "string", "description": about}},
+        "required": [CUSTOM_INPUT],
+    }
 
 
 def resolve_tools(tools: list[dict[str, Any]] | None, tool_choice: object) -> Tools:
@@ -104,7 +130,7 @@ def resolve_tools(tools: list[dict[str, Any]] | None, tool_choice: object) -> To
     for index, tool in enumerate(tools or []):
         where = f"tools.{index}"
         kind = tool.get("type")
-        if kind == "function":
+        if kind in ("function", "custom"):
             function = _function(tool, where, None)
             functions.append(function)
             echo_order.append(("function", function))
@@ -117,8 +143,8 @@ def resolve_tools(tools: list[dict[str, Any]] | None, tool_choice: object) -> To
                 resolved.dropped.append(kind)
         else:
             raise bad_request(
-                f"tools of type {kind!r} are not supported: `function` and `namespace` tools, "
-                "which your code runs, are sent to the model; hosted tools ("
+                f"tools of type {kind!r} are not supported: `function`, `custom` and `namespace` "
+                "tools, which your code runs, are sent to the model; hosted tools ("
                 + ", ".join(sorted(DROPPED))
                 + ") are dropped",
                 param=f"{where}.type",
@@ -133,6 +159,8 @@ def resolve_tools(tools: list[dict[str, Any]] | None, tool_choice: object) -> To
         seen.add(function.name)
         if function.namespace is not None:
             resolved.names[function.name] = (function.namespace, function.member)
+        if function.custom:
+            resolved.custom.add(function.name)
     chosen = _chosen(functions, tool_choice, resolved.dropped)
     resolved.chat = [f.chat for f in functions if f.name in chosen]
     for kind, entry in echo_order:
@@ -160,9 +188,12 @@ def _function(tool: dict[str, Any], where: str, namespace: dict[str, Any] | None
     description = tool.get("description")
     if description is not None and not isinstance(description, str):
         raise bad_request("description must be a string", param=f"{where}.description")
+    custom = tool.get("type") == "custom"
     parameters = tool.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
         raise bad_request("parameters must be a JSON schema object", param=f"{where}.parameters")
+    if custom:
+        parameters = _custom_parameters(tool)
     function: dict[str, Any] = {"name": name}
     sent_description = description
     if namespace is not None:
@@ -174,19 +205,26 @@ def _function(tool: dict[str, Any], where: str, namespace: dict[str, Any] | None
         function["description"] = sent_description
     if parameters is not None:
         function["parameters"] = parameters
-    echo = {
-        "type": "function",
-        "name": name,
-        "description": description,
-        "parameters": parameters,
-        "strict": tool.get("strict") if isinstance(tool.get("strict"), bool) else None,
-    }
+    echo: dict[str, Any]
+    if custom:
+        echo = {"type": "custom", "name": name, "description": description}
+        if isinstance(tool.get("format"), dict):
+            echo["format"] = tool["format"]
+    else:
+        echo = {
+            "type": "function",
+            "name": name,
+            "description": description,
+            "parameters": parameters,
+            "strict": tool.get("strict") if isinstance(tool.get("strict"), bool) else None,
+        }
     return _Function(
         function["name"],
         namespace["name"] if namespace is not None else None,
         name,
         {"type": "function", "function": function},
         echo,
+        custom,
     )
 
 
@@ -201,10 +239,10 @@ def _namespace(tool: dict[str, Any], where: str) -> list[_Function]:
     for number, member in enumerate(members):
         at = f"{where}.tools.{number}"
         kind = member.get("type") if isinstance(member, dict) else None
-        if kind != "function" or not isinstance(member, dict):
+        if kind not in ("function", "custom") or not isinstance(member, dict):
             raise bad_request(
                 f"tools of type {kind!r} in a namespace are not supported: only `function` "
-                "tools are",
+                "and `custom` tools are",
                 param=f"{at}.type",
             )
         functions.append(_function(member, at, tool))
@@ -225,7 +263,7 @@ def _chosen(functions: list[_Function], choice: object, dropped: list[str]) -> s
     kind = choice.get("type")
     if isinstance(kind, str) and kind in DROPPED:
         raise _names_dropped([kind])
-    if kind == "function":
+    if kind in ("function", "custom"):
         chosen = _matching(functions, choice)
     elif kind == "allowed_tools" and isinstance(choice.get("tools"), list):
         entries = [t for t in choice["tools"] if isinstance(t, dict)]
@@ -233,7 +271,7 @@ def _chosen(functions: list[_Function], choice: object, dropped: list[str]) -> s
         unavailable = []
         for entry in entries:
             entry_kind = entry.get("type")
-            if entry_kind == "function":
+            if entry_kind in ("function", "custom"):
                 chosen |= _matching(functions, entry)
             elif entry_kind == "namespace":
                 chosen |= {f.name for f in functions if f.namespace == entry.get("name")}

@@ -156,7 +156,7 @@ def test_data_images_reach_a_vision_model() -> None:
         ),
         ({"input": [{"type": "function_call_output", "output": "x"}]}, "input.0"),
         ({"input": []}, "input"),
-        ({"tools": [{"type": "custom", "name": "apply_patch"}]}, "tools.0.type"),
+        ({"tools": [{"type": "hologram"}]}, "tools.0.type"),
         ({"tools": [{"type": "function"}]}, "tools.0.name"),
         ({"tools": [TOOL], "tool_choice": {"type": "function", "name": "other"}}, "tool_choice"),
         ({"tools": [TOOL], "tool_choice": {"type": "mcp"}}, "tool_choice"),
@@ -481,9 +481,8 @@ def test_tool_choice_finds_namespaced_functions() -> None:
 @pytest.mark.parametrize(
     ("tools", "param"),
     [
-        ([{"type": "custom", "name": "apply_patch"}], "tools.0.type"),
         ([{"type": "something_new"}], "tools.0.type"),
-        ([{**NAMESPACE, "tools": [{"type": "custom", "name": "x"}]}], "tools.0.tools.0.type"),
+        ([{**NAMESPACE, "tools": [{"type": "web_search"}]}], "tools.0.tools.0.type"),
         ([{**NAMESPACE, "tools": [{"type": "function"}]}], "tools.0.tools.0.name"),
         ([{"type": "namespace", "tools": []}], "tools.0.name"),
         ([{"type": "namespace", "name": "crm"}], "tools.0.tools"),
@@ -514,6 +513,80 @@ def test_codexs_real_request_reaches_the_model_flat_and_without_web_search() -> 
     assert messages[-2]["tool_calls"][0]["function"]["name"] == "multi_agent_v1__close_agent"
     assert messages[-1]["role"] == "tool"
     assert messages[-1]["tool_name"] == "multi_agent_v1__close_agent"
+
+
+def test_a_custom_tool_is_a_function_of_one_string_and_its_call_a_custom_tool_call() -> None:
+    grammar = {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}
+    patch = {"type": "custom", "name": "apply_patch", "description": "edit", "format": grammar}
+    req = _req(tools=[patch, {**NAMESPACE, "tools": [{"type": "custom", "name": "note"}]}])
+    tools = openai_responses.request_tools(req)
+    sent = tools.chat[0]["function"]
+    assert sent["name"] == "apply_patch" and sent["description"] == "edit"
+    assert sent["parameters"]["required"] == ["input"]
+    assert "start: /.+/" in sent["parameters"]["properties"]["input"]["description"]
+    assert tools.custom == {"apply_patch", "crm__note"}
+    assert [t["type"] for t in tools.echo] == ["custom", "namespace"]
+    calls = [
+        {"id": "call_1", "name": "apply_patch", "arguments": '{"input":"*** Begin Patch"}'},
+        {"id": "call_2", "name": "crm__note", "arguments": '{"text":"not as asked"}'},
+    ]
+    renderer = responses_render.ResponseRenderer(req, store=False)
+    events = _run(renderer, [Delta(1, "", "", calls)], End(1, "stop", 1, 1, {}))
+    for _, data in events:
+        STREAM_EVENT.validate_python(data)
+    names = [name for name, _ in events]
+    assert names.count("response.custom_tool_call_input.delta") == 2
+    final = Response.model_validate(events[-1][1]["response"])
+    first, second = final.output
+    assert first.type == "custom_tool_call" and second.type == "custom_tool_call"
+    assert (first.name, first.namespace, first.input) == ("apply_patch", None, "*** Begin Patch")
+    # arguments not of the shape asked for are passed on as their JSON text
+    assert (second.name, second.namespace, second.input) == (
+        "note",
+        "crm_",
+        '{"text":"not as asked"}',
+    )
+    assert first.id and first.id.startswith("ctc_")
+    assert responses_render.response_of(first.id) == renderer.id
+    # sent back with their outputs, they reach the model as the calls it made
+    items = [
+        {"role": "user", "content": "hi"},
+        *responses_render.output_to_items(final.to_dict()),
+        {"type": "custom_tool_call_output", "call_id": "call_1", "output": "done"},
+    ]
+    messages = _neutral(input=items, tools=req.tools)["messages"]
+    assert messages[1]["tool_calls"] == [
+        {
+            "id": "call_1",
+            "function": {"name": "apply_patch", "arguments": {"input": "*** Begin Patch"}},
+        },
+        {
+            "id": "call_2",
+            "function": {"name": "crm__note", "arguments": {"input": '{"text":"not as asked"}'}},
+        },
+    ]
+    assert messages[2] == {
+        "role": "tool",
+        "content": "done",
+        "tool_name": "apply_patch",
+        "tool_call_id": "call_1",
+    }
+
+
+def test_codex_with_a_model_name_it_knows_sends_a_custom_tool() -> None:
+    first = openai_responses.parse_request(_fixture("codex_alias_first_request.json"))
+    tools = openai_responses.request_tools(first)
+    assert "apply_patch" in tools.custom
+    assert tools.dropped == ["tool_search", "web_search"]
+    second = openai_responses.parse_request(_fixture("codex_alias_tool_result_request.json"))
+    messages = to_wire(
+        openai_responses.to_neutral(second, openai_responses.input_items(second), [])
+    )["messages"]
+    assert messages[-2]["tool_calls"][0]["function"] == {
+        "name": "apply_patch",
+        "arguments": {"input": "example"},
+    }
+    assert messages[-1]["role"] == "tool" and messages[-1]["tool_name"] == "apply_patch"
 
 
 # ---------------------------------------------------------------------- item_reference
