@@ -8,9 +8,10 @@ the same thing through the tunnel. ``render.ResponseRenderer`` turns the neutral
 Responses SSE events (with a ``sequence_number`` on each) or one response object.
 
 Where Ollama cannot do what the Responses API promises, the mapping is documented here:
-- Tools: ``function`` tools are sent, ``namespace`` tools flattened into their functions, hosted
-  tools (``web_search``, ``file_search``, ``mcp``, …) dropped and said so in a header;
-  ``tool_choice`` narrows what is sent. ``tools.py`` has the whole mapping.
+- Tools: ``function`` tools are sent, ``namespace`` tools flattened into their functions,
+  ``custom`` tools sent as functions of one string, hosted tools (``web_search``,
+  ``file_search``, ``mcp``, …) dropped and said so in a header; ``tool_choice`` narrows what is
+  sent. ``tools.py`` has the whole mapping, both ways.
 - ``reasoning.effort``: ``none``/``minimal`` → ``think: false``, ``xhigh`` → ``high``, others as
   they are. The model's thinking comes back as a ``reasoning`` item whose one ``summary_text`` is
   the whole thinking (Ollama has no summaries); reasoning items sent back as input are skipped.

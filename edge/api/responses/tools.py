@@ -18,7 +18,9 @@ Per tool type (README "Responses API"):
   format OpenAI's models are trained on (``local_shell``, ``shell``, ``apply_patch``): dropped.
   The model is not told of them; the reply says which were dropped in the
   ``x-llmtunnel-dropped-tools`` header, and the response object's ``tools`` lists only the
-  tools the model was given. A request whose only tools are dropped runs with none.
+  tools the model was given. A request whose only tools are dropped runs with none. Nothing
+  else is added to the body (``metadata`` is the client's, and the Responses API has no field
+  for warnings); the SDKs show the header through their raw-response accessors and debug logs.
 - ``custom`` (a freeform tool, whose input is text, as Codex's ``apply_patch``, at the top or in
   a namespace): sent as a function with one string parameter, ``input`` (its grammar, if any, in
   that parameter's description); the model's call comes back as a ``custom_tool_call`` whose
