@@ -10,7 +10,16 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from edge.api import anthropic, chat, completions, dispatch, embeddings, models, responses
+from edge.api import (
+    anthropic,
+    chat,
+    completions,
+    dispatch,
+    embeddings,
+    models,
+    realtime,
+    responses,
+)
 from edge.api.dialect import EmbeddingsDialect, P, TextDialect
 from edge.audit import RequestRecord
 from edge.auth import RECORD
@@ -50,6 +59,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/responses", _text(responses.DIALECT)),
     ("GET", "/responses/{response_id}", responses.retrieve_response),
     ("DELETE", "/responses/{response_id}", responses.delete_response),
+    ("GET", "/realtime", realtime.serve),  # a WebSocket: one pipeline request per response
 ]
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -30,7 +30,7 @@ from edge.context import CONTEXT
 from edge.errors import ApiError, from_stream_error
 from edge.limits import Admission, estimate_prompt_tokens
 from edge.tunnel import StreamEvent, TunnelStream
-from protocol import Error
+from protocol import Delta, End, Error
 from protocol.requests import ChatRequest, EmbedRequest, Request, with_model, with_num_predict
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,17 @@ async def _prepare(request: web.Request, dialect: Dialect[P, R]) -> tuple[Call[P
         await pause()
         await dialect.prepare(call)
         neutral: Request = dialect.neutral(call)
-        check_capabilities(call.models, req.model, neutral)
-        neutral = with_model(neutral, caller.real_model(req.model))  # as the machines know it
         await pause()
-        return call, Prepared(neutral, estimate_prompt_tokens(neutral))
+        return call, ready(call, neutral)
+
+
+def ready(call: Call[P], neutral: Request) -> Prepared:
+    """What the pipeline checks and does to every dialect's neutral request before its limits:
+    the capabilities every dialect shares, the alias resolved to the model the machines serve,
+    the prompt estimated."""
+    check_capabilities(call.models, call.req.model, neutral)
+    neutral = with_model(neutral, call.caller.real_model(call.req.model))  # as machines know it
+    return Prepared(neutral, estimate_prompt_tokens(neutral))
 
 
 def check_capabilities(models: dict[str, ModelInfo], model: str, request: Request) -> None:
@@ -147,6 +154,27 @@ async def _dispatched(
             stream.close()
         prompt, completion = record.tokens_used()
         admission.settle(prompt + completion)
+
+
+@contextlib.asynccontextmanager
+async def text_reply(
+    call: Call[P], prepared: Prepared
+) -> AsyncIterator[AsyncIterator[Delta | End | ApiError]]:
+    """The pipeline from admission on, for a dialect that is not one HTTP request per reply (the
+    Realtime API: one WebSocket, a reply per ``response.create``). Admits ``prepared`` against
+    the key's limits, leases a machine, opens the stream and waits for its first event, failing
+    over as ``serve_text`` does (an ``ApiError`` until then); then yields the reply's events up
+    to its END, or the ``ApiError`` it ended with. On leaving, however it is left (cancelled
+    included), the stream is closed (CANCEL if it still runs) and the admission settled with
+    what was really used."""
+    async with _dispatched(call, prepared) as (sent, stream, first):
+        assert not isinstance(sent, EmbedRequest)  # a text dialect makes a text request
+        events = replies.text_events(stream, first, call.ctx.config.request_timeout)
+        try:
+            yield events
+        finally:
+            if isinstance(events, AsyncGenerator):  # closed now, not when collected
+                await events.aclose()
 
 
 async def _open(
