@@ -114,4 +114,5 @@ def create_api_app(client_max_size: int) -> web.Application:
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     app.on_response_prepare.append(_rate_limit_headers)
+    realtime.install(app)  # its sockets are closed (1001) on shutdown
     return app

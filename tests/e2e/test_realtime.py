@@ -375,6 +375,18 @@ async def test_a_dropped_connection_cancels_its_response(tmp_path: Path) -> None
         assert (socket["status"], socket["error_code"]) == (499, "client_closed")
 
 
+async def test_a_shutdown_closes_open_sessions_with_1001(acme: tuple[Stack, str]) -> None:
+    stack, key = acme
+    async with _connect(stack, key) as conn:
+        await _started(conn)
+        async with asyncio.timeout(3):  # not aiohttp's shutdown timeout: closed at once
+            await stack.restart_edge()
+        with pytest.raises(ConnectionClosed) as closed:
+            await conn.recv_bytes()
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1001, "server shutting down")
+
+
 async def test_each_response_is_audited_as_one_request(acme: tuple[Stack, str]) -> None:
     stack, key = acme
     async with _connect(stack, key) as conn:

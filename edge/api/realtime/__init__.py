@@ -8,6 +8,6 @@ events, and ``handler`` serves the socket: each ``response.create`` goes through
 pipeline (``edge.api.dispatch``) as an HTTP request would. Audio is refused, never dropped: an
 ``error`` event with the code ``audio_not_supported`` names what was sent."""
 
-from edge.api.realtime.handler import serve
+from edge.api.realtime.handler import install, serve
 
-__all__ = ["serve"]
+__all__ = ["install", "serve"]

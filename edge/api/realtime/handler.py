@@ -45,8 +45,28 @@ from protocol import Delta, End
 log = logging.getLogger(__name__)
 
 HEARTBEAT = 20.0  # seconds between pings; a peer that answers none within half of it is dropped
+CLOSE_TIMEOUT = 2.0  # how long a closing socket waits for the client's close frame
 CLIENT_CANCELLED = "client_cancelled"  # response.cancel
 CLIENT_CLOSED = "client_closed"  # the socket closed under a response
+
+
+SOCKETS = web.AppKey("llmtunnel_realtime_sockets", set[web.WebSocketResponse])
+
+
+def install(app: web.Application) -> None:
+    """Ready ``app`` (the one whose routes serve ``serve``) for realtime sockets: on shutdown,
+    after the agents drained (responses in flight had their time), each socket still open is
+    closed with 1001, rather than left to aiohttp's shutdown timeout and cut without a word."""
+    app[SOCKETS] = set()
+    app.on_shutdown.append(_close_sockets)
+
+
+async def _close_sockets(app: web.Application) -> None:
+    sockets = app[SOCKETS]
+    closing = [
+        ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down") for ws in sockets
+    ]
+    await asyncio.gather(*closing, return_exceptions=True)
 
 
 async def serve(request: web.Request) -> web.StreamResponse:
@@ -60,7 +80,10 @@ async def serve(request: web.Request) -> web.StreamResponse:
         caller.ensure_model_allowed(model)
         caller.record.model = model
     ws = web.WebSocketResponse(
-        max_msg_size=events.SOCKET_MAX_MESSAGE, compress=False, heartbeat=HEARTBEAT
+        max_msg_size=events.SOCKET_MAX_MESSAGE,
+        compress=False,
+        heartbeat=HEARTBEAT,
+        timeout=CLOSE_TIMEOUT,
     )
     if not ws.can_prepare(request).ok:
         raise ApiError(
@@ -70,7 +93,12 @@ async def serve(request: web.Request) -> web.StreamResponse:
             "the OpenAI SDK's client.realtime.connect(model=…)",
         )
     await ws.prepare(request)
-    await RealtimeSession(request, ws, caller, Settings(model=model)).run()
+    sockets = request.app[SOCKETS]
+    sockets.add(ws)
+    try:
+        await RealtimeSession(request, ws, caller, Settings(model=model)).run()
+    finally:
+        sockets.discard(ws)
     return ws
 
 
@@ -297,7 +325,8 @@ class RealtimeSession:
             except (ApiError, EventError) as exc:
                 error = EventError.from_api(exc) if isinstance(exc, ApiError) else exc
                 error.event_id = ready.event_id
-                status, record.error_code = getattr(exc, "status", 400), error.code
+                status = exc.status if isinstance(exc, ApiError) else 400
+                record.error_code = error.code
                 final = [render.error_event(error), *renderer.failed(error)]
             except asyncio.CancelledError:
                 status, record.error_code = 499, running.cancel_reason or CLIENT_CLOSED
