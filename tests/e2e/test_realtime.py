@@ -261,6 +261,21 @@ async def test_a_wrong_key_is_refused_before_the_socket_opens(acme: tuple[Stack,
     assert json.loads(response.body or b"{}")["error"]["code"] == "invalid_api_key"
 
 
+async def test_the_beta_interface_is_refused_with_a_clear_error(acme: tuple[Stack, str]) -> None:
+    stack, key = acme
+    options = cast(WebSocketConnectionOptions, {"ssl": stack.tls()})
+    beta = stack.openai(key).beta.realtime.connect(
+        model=MODEL, websocket_connection_options=options
+    )
+    with pytest.raises(InvalidStatus) as caught:
+        async with beta:
+            pass
+    assert caught.value.response.status_code == 400
+    body = json.loads(caught.value.response.body or b"{}")
+    assert body["error"]["code"] == "realtime_beta_not_supported"
+    assert "client.realtime.connect" in body["error"]["message"]
+
+
 async def test_a_key_scoped_to_other_models_is_refused(acme: tuple[Stack, str]) -> None:
     stack, _ = acme
     scoped = await stack.key("acme", "scoped", models=["qwen3:8b"])
@@ -464,6 +479,16 @@ async def test_bad_input_gets_error_events_and_the_session_goes_on(
         await _say(conn, "after all that tokens=2")
         _, done = await _turn(conn)
         assert done.response.status == "completed"
+
+
+async def test_a_message_past_the_sockets_limit_closes_it(acme: tuple[Stack, str]) -> None:
+    stack, key = acme
+    async with _connect(stack, key) as conn:
+        await _started(conn)
+        await conn.send_raw("x" * (4 * 1024 * 1024 + 1))
+        with pytest.raises(ConnectionClosed) as closed:
+            await conn.recv_bytes()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
 async def test_the_conversation_is_bounded(acme: tuple[Stack, str]) -> None:

@@ -71,6 +71,16 @@ async def _close_sockets(app: web.Application) -> None:
 
 async def serve(request: web.Request) -> web.StreamResponse:
     caller = await authenticate(request)
+    if "realtime=v1" in request.headers.get("OpenAI-Beta", ""):
+        # The beta's events have other names (response.text.delta, conversation.item.created…):
+        # served as they are, its client would wait for events that never come.
+        raise ApiError(
+            400,
+            "realtime_beta_not_supported",
+            "this server speaks the Realtime API as released (response.output_text.delta, "
+            "conversation.item.added…), not its beta: connect without `OpenAI-Beta: "
+            "realtime=v1` (the OpenAI SDK's client.realtime.connect, not client.beta.realtime)",
+        )
     model = request.query.get("model") or None
     if model is not None:
         try:
