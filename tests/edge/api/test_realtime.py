@@ -3,10 +3,14 @@ the neutral request, and the server events (validated against the ``openai`` SDK
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
@@ -607,3 +611,134 @@ def test_the_session_and_error_events_have_the_sdks_shape() -> None:
         "param": "type",
         "event_id": "e1",
     }
+
+
+# ---------------------------------------------------------------------- arbitrary input
+
+
+_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=12)
+_words = st.sampled_from(
+    [
+        "type",
+        "role",
+        "content",
+        "text",
+        "id",
+        "call_id",
+        "name",
+        "arguments",
+        "output",
+        "image_url",
+        "tools",
+        "tool_choice",
+        "output_modalities",
+        "max_output_tokens",
+        "model",
+        "instructions",
+        "reasoning",
+        "effort",
+        "input",
+        "conversation",
+        "metadata",
+        "item",
+        "session",
+        "response",
+        "item_id",
+        "previous_item_id",
+        "response_id",
+        "event_id",
+        "message",
+        "function_call",
+        "function_call_output",
+        "user",
+        "assistant",
+        "system",
+        "input_text",
+        "output_text",
+        "input_image",
+        "input_audio",
+        "function",
+        "item_reference",
+        "realtime",
+        "transcription",
+        "text",
+        "audio",
+        "auto",
+        "none",
+        "inf",
+        DATA_URL,
+        "{}",
+    ]
+)
+_values = st.recursive(
+    _scalars | _words,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_words, inner, max_size=5),
+    max_leaves=25,
+)
+_parts = st.fixed_dictionaries(
+    {"type": st.sampled_from(["input_text", "output_text", "text", "input_image", "input_audio"])},
+    optional={"text": st.text(max_size=8) | _scalars, "image_url": _words, "detail": _words},
+)
+_items = st.fixed_dictionaries(
+    {"type": st.sampled_from(["message", "function_call", "function_call_output", "other"])},
+    optional={
+        "role": st.sampled_from(["user", "assistant", "system", "tool"]),
+        "content": st.lists(_parts, max_size=3) | st.lists(_parts, max_size=3) | _values,
+        "id": st.none() | _words | _scalars,
+        "call_id": _scalars | _words,
+        "name": _words | _scalars,
+        "arguments": st.sampled_from(["{}", '{"a": 1}', "[]", "{"]) | _scalars,
+        "output": _scalars | _words,
+    },
+)
+_response = st.fixed_dictionaries(
+    {},
+    optional={
+        "input": st.lists(_items | _values, max_size=3),
+        "instructions": _scalars | _words,
+        "tools": st.lists(_values, max_size=2),
+        "tool_choice": _values,
+        "max_output_tokens": _scalars,
+        "conversation": st.sampled_from(["auto", "none", "x"]),
+        "metadata": _values,
+    },
+)
+_any_event = st.fixed_dictionaries(
+    {"type": st.sampled_from([*events.SERVED, *events.AUDIO_EVENTS, "other"])},
+    optional={
+        "event_id": st.text(max_size=8) | _values,
+        "session": _response | _values,
+        "item": _items | _values,
+        "item_id": _words | _scalars,
+        "previous_item_id": st.none() | st.just("root") | _values,
+        "response": _response | _values,
+        "response_id": st.none() | _words,
+    },
+)
+_events = (
+    _any_event
+    | st.fixed_dictionaries({"type": st.just("conversation.item.create"), "item": _items})
+    | st.fixed_dictionaries({"type": st.just("response.create"), "response": _response})
+    | st.fixed_dictionaries({"type": st.just("session.update"), "session": _response})
+)
+
+
+@given(_events)
+@examples(max_examples=1000, deadline=None)
+def test_any_event_is_served_or_refused_with_an_event_error(body: dict[str, Any]) -> None:
+    """Whatever a client sends, parsing it and making a response of it either works or raises
+    ``EventError``: never another exception, which the socket would only log."""
+    try:
+        event = events.parse(json.dumps(body).encode())
+    except EventError:
+        return
+    if isinstance(event, events.ResponseCreate):
+        items = [item for item in event.input or [] if not isinstance(item, events.Reference)]
+        with contextlib.suppress(EventError):
+            turn.to_neutral(Settings(model="m").updated(event.changes), items, ["vision", "tools"])
+    if isinstance(event, events.ItemCreate):
+        talk = Conversation()
+        talk.add(event.item, None)
+        with contextlib.suppress(EventError):
+            turn.to_neutral(Settings(model="m"), talk.items, [])
+        render.event("conversation.item.added", item=event.item)
