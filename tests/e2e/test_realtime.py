@@ -261,6 +261,18 @@ async def test_a_wrong_key_is_refused_before_the_socket_opens(acme: tuple[Stack,
     assert json.loads(response.body or b"{}")["error"]["code"] == "invalid_api_key"
 
 
+async def test_plain_http_is_told_to_use_a_websocket(acme: tuple[Stack, str]) -> None:
+    stack, key = acme
+    async with stack.http() as http:
+        plain = await http.get(
+            f"/v1/realtime?model={MODEL}", headers={"Authorization": f"Bearer {key}"}
+        )
+        anonymous = await http.get("/v1/realtime")
+    assert plain.status_code == 400
+    assert plain.json()["error"]["code"] == "websocket_required"
+    assert anonymous.status_code == 401  # the key first: nothing else is said without one
+
+
 async def test_the_beta_interface_is_refused_with_a_clear_error(acme: tuple[Stack, str]) -> None:
     stack, key = acme
     options = cast(WebSocketConnectionOptions, {"ssl": stack.tls()})
