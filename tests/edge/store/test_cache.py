@@ -34,7 +34,7 @@ async def stores(tmp_path: Path) -> tuple[Counting, CachedStore]:
     inner = Counting(tmp_path / "edge.db")
     store = CachedStore(inner)
     await store.tenants.create("t1", "acme")
-    await store.machines.add_pairing_code("c", "t1", "gpu-1", NOW + 60)
+    await store.machines.add_pairing_code("c", "t1", "gpu-1", time.time() + 600)
     await store.machines.redeem_pairing_code("c", "m1", b"k" * 32)
     await store.keys.add("k1", "t1", "free", "p", "h1", None)
     await store.keys.add("k2", "t1", "bound", "p", "h2", None, KeyLimits(machine_id="m1"))
