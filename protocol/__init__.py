@@ -2,10 +2,13 @@
 
 Sans-I/O: nothing here touches a socket or an event loop, so edge and agent share it unchanged and
 its tests run synchronously. The specification is ``docs/PROTOCOL.md``; comments cite its sections.
+The one asyncio adapter both ends run it in is the subpackage ``protocol.aio``, which this package
+does not import.
 """
 
 from protocol.codec import DEFAULT_MAX_FRAME, decode, encode
 from protocol.errors import (
+    ClosedByPeer,
     ErrorCode,
     FlowControlError,
     FrameTooLarge,
@@ -36,17 +39,22 @@ from protocol.frames import (
     Window,
 )
 from protocol.handshake import SUPPORTED_VERSIONS, auth_message, choose_version
+from protocol.login import AgentLogin, Claim, EdgeLogin, TunnelLimits
 from protocol.mux import Connection, Role, State, connection_error
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
     "NO_STREAM",
     "SUPPORTED_VERSIONS",
+    "AgentLogin",
     "Auth",
     "Cancel",
     "Challenge",
+    "Claim",
+    "ClosedByPeer",
     "Connection",
     "Delta",
+    "EdgeLogin",
     "Embeddings",
     "End",
     "Error",
@@ -69,6 +77,7 @@ __all__ = [
     "State",
     "StreamClosed",
     "StreamFrame",
+    "TunnelLimits",
     "Window",
     "auth_message",
     "choose_version",

@@ -3,9 +3,10 @@
     ProtocolError               root; ``code`` is the ERROR code that goes on the wire
     ├── LocalProtocolError      this side asked for something the protocol forbids (a caller bug)
     │   └── StreamClosed        sending on a stream that has ended or was cancelled
-    └── RemoteProtocolError     the peer broke the protocol: answer ERROR(0) and close
-        ├── FrameTooLarge       a frame over the negotiated size limit
-        └── FlowControlError    the peer sent more than the credit it was given
+    ├── RemoteProtocolError     the peer broke the protocol: answer ERROR(0) and close
+    │   ├── FrameTooLarge       a frame over the negotiated size limit
+    │   └── FlowControlError    the peer sent more than the credit it was given
+    └── ClosedByPeer            the peer ended the connection with ERROR on stream 0 (its code)
 
 Nothing else leaves ``protocol/``: the decoder turns every malformed input into one of these.
 """
@@ -40,9 +41,15 @@ class ErrorCode(StrEnum):
 
 
 class ProtocolError(Exception):
-    """Root of every exception raised by ``protocol``."""
+    """Root of every exception raised by ``protocol``. ``code`` is the class's unless one is
+    given (an ``unsupported_version`` or ``auth_failed`` is a protocol error with its own code)."""
 
     code: ErrorCode = ErrorCode.PROTOCOL_ERROR
+
+    def __init__(self, message: str = "", *, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class LocalProtocolError(ProtocolError):
@@ -63,3 +70,13 @@ class FrameTooLarge(RemoteProtocolError):
 
 class FlowControlError(RemoteProtocolError):
     code = ErrorCode.FLOW_CONTROL
+
+
+class ClosedByPeer(ProtocolError):
+    """The peer closed the connection with ERROR on stream 0 (§6): ``error_code`` and
+    ``error_message`` are what it sent. Nothing more may be sent; there is nobody to answer."""
+
+    def __init__(self, error_code: str, error_message: str) -> None:
+        super().__init__(f"{error_code}: {error_message}")
+        self.error_code = error_code
+        self.error_message = error_message

@@ -20,12 +20,11 @@ def choose_version(offered: Iterable[int]) -> int:
     offered = list(offered)
     common = set(offered) & set(SUPPORTED_VERSIONS)
     if not common:
-        error = RemoteProtocolError(
+        raise RemoteProtocolError(
             f"no common protocol version: edge offers {sorted(offered)}, "
-            f"agent speaks {list(SUPPORTED_VERSIONS)}"
+            f"agent speaks {list(SUPPORTED_VERSIONS)}",
+            code=ErrorCode.UNSUPPORTED_VERSION,
         )
-        error.code = ErrorCode.UNSUPPORTED_VERSION
-        raise error
     return max(common)
 
 

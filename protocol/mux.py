@@ -27,7 +27,10 @@ that ended and is dropped silently (it was in flight when the stream ended); a f
 above the last one is a protocol error.
 
 Errors: ``receive()`` raises ``RemoteProtocolError`` (answer with ERROR on stream 0 and close);
-``send()`` and ``consumed()`` raise ``LocalProtocolError``. Both carry the wire ``code``.
+``send()`` and ``consumed()`` raise ``LocalProtocolError``. Both carry the wire ``code``. Either
+end answers a failure the same way, with ``fail(error)``: ERROR on stream 0 with the error's code
+and message, then CLOSED. ``close(code, message)`` ends a connection on purpose (revocation,
+shutdown, a dead link) the same way.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from __future__ import annotations
 from enum import Enum
 
 from protocol import codec
-from protocol.errors import LocalProtocolError, RemoteProtocolError, StreamClosed
+from protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError, StreamClosed
 from protocol.frames import (
     NO_STREAM,
     Cancel,
@@ -121,6 +124,7 @@ FLOW_CONTROLLED = (Delta, Embeddings)  # the frames charged against the windows 
 # Automatic PONGs the I/O layer has not collected yet; past this a PING is refused (§9). An
 # honest peer pings once per heartbeat interval, so only a peer that stops reading gets here.
 MAX_UNSENT_PONGS = 16
+MAX_ERROR_MESSAGE = 1000  # characters of a connection ERROR's message: it must fit any frame
 
 
 class _Stream:
@@ -261,6 +265,18 @@ class Connection:
         elif isinstance(frame, (End, Error, Cancel)):
             del self._streams[sid]
 
+    def close(self, code: str, message: str) -> None:
+        """End the connection from this side: queue ERROR on stream 0 with ``code`` and
+        ``message`` (§6) and enter CLOSED; nothing is sent or received after it. A no-op once
+        CLOSED (the peer's ERROR, or ours, already ended it)."""
+        if self.state is not State.CLOSED:
+            self.send(Error(NO_STREAM, str(code), message[:MAX_ERROR_MESSAGE], False))
+
+    def fail(self, error: ProtocolError) -> None:
+        """The connection failed with ``error`` (either side's fault): tell the peer why, with
+        the error's code and message, and close (§4)."""
+        self.close(error.code, str(error))
+
     # ------------------------------------------------------------------ receiving
 
     def receive(self, data: bytes) -> Frame | None:
@@ -377,6 +393,6 @@ class Connection:
         self._connection_receive = ReceiveWindow(ready.connection_window)
 
 
-def connection_error(error: LocalProtocolError | RemoteProtocolError) -> Error:
-    """The ERROR frame that reports ``error`` to the peer before closing."""
-    return Error(NO_STREAM, str(error.code), str(error)[:1000], False)
+def connection_error(error: ProtocolError) -> Error:
+    """The ERROR frame that reports ``error`` to the peer before closing (what ``fail`` sends)."""
+    return Error(NO_STREAM, str(error.code), str(error)[:MAX_ERROR_MESSAGE], False)

@@ -1,0 +1,16 @@
+"""The asyncio adapter both ends of the tunnel run the sans-I/O core in (websockets' ``asyncio/``
+beside its ``protocol.py``): the only part of ``protocol`` that imports asyncio, and it imports no
+WebSocket library either. Each end gives it a ``Transport`` over its own library.
+
+    transport.py  Transport: send / recv / close / abort of whole binary messages
+    login.py      edge_login, agent_login: drive a §3 login machine over a transport, in bounded
+                  time, answering any failure with ``Connection.fail`` and closing
+    link.py       Link: a logged-in connection: the read loop, the single writer, the heartbeat
+                  and watchdog (§9), bounded writes, closing; edge and agent sessions subclass it
+"""
+
+from protocol.aio.link import Link
+from protocol.aio.login import agent_login, edge_login
+from protocol.aio.transport import Transport
+
+__all__ = ["Link", "Transport", "agent_login", "edge_login"]
