@@ -14,8 +14,10 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from agent.backend import BackendError, OllamaBackend
 from agent.config import AgentConfig
 from agent.diagnose import explain
-from agent.session import EdgeRefused, TunnelSession, login
-from protocol import ProtocolError
+from agent.login import login
+from agent.session import TunnelSession
+from agent.transport import WebsocketsTransport
+from protocol import ClosedByPeer, ErrorCode, ProtocolError
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,17 @@ class RunOptions:
     model_refresh: float = 30.0
     connect_timeout: float = 15.0
     drain_timeout: float = 30.0  # on stop, how long running requests may take to finish
+
+
+class EdgeRefused(Exception):
+    """The edge closed the tunnel with an ERROR frame; ``fatal`` when retrying cannot help."""
+
+    FATAL = frozenset({ErrorCode.AUTH_FAILED, ErrorCode.MACHINE_REVOKED})
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.fatal = code in self.FATAL
 
 
 class AgentStopped(Exception):
@@ -87,7 +100,8 @@ async def connect_once(
     options: RunOptions,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """One connection: dial, log in, serve until the link ends."""
+    """One connection: dial, log in, serve until the link ends. ``EdgeRefused`` when the edge
+    ends it with ERROR on stream 0."""
     try:
         models = await backend.discover()
     except BackendError as exc:
@@ -102,19 +116,28 @@ async def connect_once(
         max_size=AGENT_MAX_RECEIVE_FRAME,
         user_agent_header="llmtunnel-agent",
     ) as ws:
-        conn, ready = await login(ws, config, options.max_concurrency, models)
-        log.info(
-            "connected to %s as %s (%d models)", config.edge_url, config.machine_name, len(models)
-        )
-        session = TunnelSession(
-            ws,
-            conn,
-            backend,
-            options.max_concurrency,
-            ready.heartbeat_interval,
-            models,
-            options.model_refresh,
-            stop,
-            options.drain_timeout,
-        )
-        await session.run()
+        transport = WebsocketsTransport(ws)
+        try:
+            conn, ready = await login(
+                transport, config, options.max_concurrency, models, options.connect_timeout
+            )
+            log.info(
+                "connected to %s as %s (%d models)",
+                config.edge_url,
+                config.machine_name,
+                len(models),
+            )
+            session = TunnelSession(
+                transport,
+                conn,
+                backend,
+                options.max_concurrency,
+                ready.heartbeat_interval,
+                models,
+                options.model_refresh,
+                stop,
+                options.drain_timeout,
+            )
+            await session.run()
+        except ClosedByPeer as exc:
+            raise EdgeRefused(exc.error_code, exc.error_message) from None

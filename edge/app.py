@@ -22,7 +22,9 @@ from aiohttp import web
 
 from edge.admin import PREFIX as ADMIN_PREFIX
 from edge.admin import create_admin_app
-from edge.agents import create_agents_app
+from edge.agents.app import create_agents_app
+from edge.agents.registry import Registry
+from edge.agents.session import AgentSession
 from edge.api import create_api_app
 from edge.api.openapi import openapi
 from edge.bodies import LANE
@@ -30,7 +32,6 @@ from edge.config import EdgeConfig
 from edge.context import CONTEXT, Clock, open_context
 from edge.fair_lane import FairLane
 from edge.middleware import json_errors, openai_shape
-from edge.registry import Registry
 from protocol import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ async def _recorder(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-async def drain_agents(registry: Registry, timeout: float) -> None:
+async def drain_agents(registry: Registry[AgentSession], timeout: float) -> None:
     """Shutdown (PROTOCOL.md §10): GOAWAY to every agent, let running streams finish within the
     drain timeout, then close the tunnels. Call it after the listening sockets are closed and
     before aiohttp's own shutdown, which stops reading from open connections."""

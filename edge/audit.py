@@ -20,9 +20,9 @@ from edge.store import AUDIT_COLUMNS, RejectedRow, StoreError, StoreUnavailable
 from protocol import Delta, End, Error
 
 if TYPE_CHECKING:
+    from edge.agents.stream import StreamEvent
     from edge.limits import Admission
     from edge.store import Store
-    from edge.tunnel import StreamEvent
 
 log = logging.getLogger(__name__)
 

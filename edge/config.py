@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.tunnel import TunnelLimits
+from protocol import TunnelLimits
 
 MIB = 1024 * 1024
 

@@ -5,27 +5,31 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from edge import credentials
+from edge.agents.registry import Registry
 from edge.audit import Recorder
 from edge.config import EdgeConfig
 from edge.credentials import KeyHasher
 from edge.data_dir import create_private_file, secure_data_dir
 from edge.limits import Limits
-from edge.registry import Registry
 from edge.store import SqliteStore, Store
 from edge.store.cache import CachedStore
 
 Clock = Callable[[], float]
+
+if TYPE_CHECKING:
+    from edge.agents.session import AgentSession
 
 
 @dataclass(slots=True)
 class EdgeContext:
     config: EdgeConfig
     store: Store
-    registry: Registry
+    registry: Registry[AgentSession]
     hasher: KeyHasher
     limits: Limits
     recorder: Recorder
@@ -43,7 +47,7 @@ def open_context(config: EdgeConfig, clock: Clock = time.time) -> EdgeContext:
     database = config.data_dir / "edge.db"
     create_private_file(database)
     store = CachedStore(SqliteStore(database, clock))
-    registry = Registry(max_waiters=config.max_queued)
+    registry: Registry[AgentSession] = Registry(max_waiters=config.max_queued)
     recorder = Recorder(store, config.audit_flush_interval, config.audit_retention_days)
     hasher = KeyHasher(secret)
     return EdgeContext(config, store, registry, hasher, Limits(store), recorder, clock)

@@ -1,27 +1,13 @@
-"""Where machines come in (``/agent``): pairing a new one (``POST /agent/pair``) and the
-tunnel each agent holds open (``GET /agent/connect``, docs/PROTOCOL.md)."""
+"""Where machines come in, and where the edge keeps track of them.
 
-from __future__ import annotations
+    app.py        the ``/agent`` sub-application: pairing and the tunnel endpoint
+    pairing.py    ``POST /agent/pair``: a one-time code and a public key make a machine
+    endpoint.py   ``GET /agent/connect``: the WebSocket, the login, then the session
+    transport.py  the tunnel's transport over aiohttp's WebSocket
+    session.py    ``AgentSession``: one logged-in machine, on the shared ``protocol.aio.Link``
+    stream.py     ``TunnelStream``: one request's stream, buffered as bytes within its credit
+    registry.py   which machines are online; routing, the fair queue and slot leases
 
-from aiohttp import web
-
-from edge.agents import pairing
-from edge.context import CONTEXT
-from edge.middleware import json_errors, openai_shape
-from edge.tunnel import accept_agent
-
-PREFIX = "/agent"
-
-
-async def _connect(request: web.Request) -> web.StreamResponse:
-    ctx = request.config_dict[CONTEXT]
-    return await accept_agent(request, ctx.store, ctx.registry, ctx.config.tunnel)
-
-
-def create_agents_app(pairing_attempts_per_minute: int) -> web.Application:
-    """The ``/agent`` sub-application."""
-    app = web.Application(middlewares=[json_errors(openai_shape)])
-    app[pairing.LIMITER] = pairing.AttemptLimiter(pairing_attempts_per_minute)
-    app.router.add_post("/pair", pairing.pair)
-    app.router.add_get("/connect", _connect)
-    return app
+This package's ``__init__`` imports nothing: the registry is part of the edge's context, which
+the sub-application's handlers themselves import.
+"""

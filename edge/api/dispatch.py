@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from edge.agents.stream import StreamEvent, TunnelStream
 from edge.api import replies
 from edge.api.dialect import Call, Dialect, EmbeddingsDialect, P, R, TextDialect, TextRenderer
 from edge.api.models import ModelInfo, visible_models
@@ -29,7 +30,6 @@ from edge.bodies import heavy_work, parse_object, read_raw
 from edge.context import CONTEXT
 from edge.errors import ApiError, from_stream_error
 from edge.limits import Admission, estimate_prompt_tokens
-from edge.tunnel import StreamEvent, TunnelStream
 from protocol import Delta, End, Error
 from protocol.requests import ChatRequest, EmbedRequest, Request, with_model, with_num_predict
 

@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
+from edge.agents.stream import StreamEvent, TextEvent, TunnelStream, as_text
 from edge.api import sse
 from edge.api.dialect import TextRenderer
 from edge.config import EdgeConfig
 from edge.errors import ApiError, from_stream_error
-from edge.tunnel import StreamEvent, TextEvent, TunnelStream, as_text
 from protocol import Delta, Embeddings, End, Error
 
 

@@ -1,6 +1,6 @@
 """A rogue agent for tests: a really paired machine that speaks the tunnel protocol by hand.
 
-It logs in with its machine key exactly as ``agent.session.login`` does, through its own
+It logs in with its machine key exactly as ``agent.login.login`` does, through its own
 ``protocol.Connection`` (so what it sends through ``send`` is checked and counted like a real
 agent's), and can also put any bytes on the wire (``send_raw``): frames out of state, beyond
 credit, malformed. Built on the project's ``protocol`` package and the ``websockets`` client.
@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from agent.config import AgentConfig
-from agent.session import _host_of
+from agent.login import dialed_host
 from protocol import (
     Auth,
     Challenge,
@@ -101,7 +101,7 @@ class RogueAgent:
             conn = Connection(Role.AGENT, max_receive_frame=AGENT_MAX_RECEIVE_FRAME)
             challenge = conn.receive(await _recv(ws))
             assert isinstance(challenge, Challenge)
-            host = _host_of(config.edge_url)
+            host = dialed_host(config.edge_url)
             version = choose_version(challenge.versions)
             signature = config.signing_key().sign(auth_message(challenge.nonce, host, version))
             conn.send(Auth(config.machine_id, version, signature))

@@ -24,8 +24,8 @@ from agent.runner import RunOptions, run_agent
 from edge.config import EdgeConfig
 from edge.server import RunningEdge, start_edge
 from edge.tls import ensure_self_signed, server_ssl_context
-from edge.tunnel import TunnelLimits
 from llmtunnel import sim_ollama
+from protocol import TunnelLimits
 
 
 def user(text: str) -> ChatCompletionUserMessageParam:

@@ -11,7 +11,7 @@ import pydantic
 import pytest
 from openai.types.chat import ChatCompletionFunctionToolParam
 
-from edge.tunnel import TunnelLimits
+from protocol import TunnelLimits
 from tests.e2e.stack import Stack, running_stack, user
 
 pytestmark = pytest.mark.e2e

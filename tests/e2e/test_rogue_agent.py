@@ -25,10 +25,11 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from websockets.exceptions import ConnectionClosed
 
-import edge.tunnel
+import edge.agents.endpoint
+import edge.agents.session
 from agent.config import AgentConfig, new_key
 from agent.pairing import pair
-from edge.tunnel import AgentSession, TunnelLimits
+from edge.agents.session import AgentSession
 from protocol import (
     Delta,
     End,
@@ -39,6 +40,7 @@ from protocol import (
     Open,
     Ping,
     Pong,
+    TunnelLimits,
     encode,
 )
 from tests.e2e.rogue import Refused, RogueAgent
@@ -208,7 +210,10 @@ async def test_a_machine_that_stops_reading_is_dropped_after_two_heartbeats(
             with pytest.raises(openai.APIStatusError) as caught:
                 await client
             assert caught.value.status_code == 502
-    assert "a write did not finish in 1 s; dropping the link" in caplog.text
+    assert (
+        f"a write to machine {session.machine_id} did not finish in 1 s; dropping the link"
+        in caplog.text
+    )
     assert elapsed < 5  # two heartbeats of 0.5 s, once the socket buffers are full
     await rogue.close()
     await _bystander_is_served(stack)
@@ -234,7 +239,7 @@ async def _session(stack: Stack) -> AgentSession:
 async def test_a_models_flood_is_cut_off_at_the_rate_limit(stack: Stack) -> None:
     rogue = await RogueAgent.login(await _paired(stack))
     session = await _session(stack)
-    for n in range(edge.tunnel.MODELS_BURST):  # a burst of five is fine …
+    for n in range(edge.agents.session.MODELS_BURST):  # a burst of five is fine …
         await rogue.send(Models([{"name": f"m{n}", "capabilities": ["completion"]}]))
     async with asyncio.timeout(5):
         while "m4" not in session.models:
@@ -251,10 +256,10 @@ async def test_a_models_flood_is_cut_off_at_the_rate_limit(stack: Stack) -> None
 async def test_models_come_back_one_per_refill(stack: Stack) -> None:
     rogue = await RogueAgent.login(await _paired(stack))
     session = await _session(stack)
-    for n in range(edge.tunnel.MODELS_BURST):
+    for n in range(edge.agents.session.MODELS_BURST):
         await rogue.send(Models([{"name": f"m{n}", "capabilities": []}]))
     async with rogue.answering_pings():
-        await asyncio.sleep(edge.tunnel.MODELS_REFILL + 0.1)
+        await asyncio.sleep(edge.agents.session.MODELS_REFILL + 0.1)
     await rogue.send(Models([{"name": "later", "capabilities": []}]))  # a token came back
     await rogue.send(Ping(7))
     assert await rogue.expect(Pong) == Pong(7)  # still connected
@@ -354,13 +359,13 @@ async def test_unknown_revoked_and_forged_logins_get_one_answer_for_the_same_wor
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     verified: list[bytes] = []
-    real_verify = edge.tunnel.verify_signature
+    real_verify = edge.agents.endpoint.verify_signature
 
     def counting(public_key: bytes, signature: bytes, message: bytes) -> bool:
         verified.append(public_key)
         return real_verify(public_key, signature, message)
 
-    monkeypatch.setattr(edge.tunnel, "verify_signature", counting)
+    monkeypatch.setattr(edge.agents.endpoint, "verify_signature", counting)
     known = await _paired(stack, "rogue-known")
     revoked = await _paired(stack, "rogue-revoked")
     async with stack.admin() as admin:

@@ -12,8 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from agent.backend import OllamaBackend
 from agent.config import new_key
 from agent.pairing import PairingFailed, pair
-from agent.runner import AgentStopped, RunOptions, connect_once
-from agent.session import EdgeRefused
+from agent.runner import AgentStopped, EdgeRefused, RunOptions, connect_once
 from tests.e2e.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -102,7 +101,7 @@ async def test_an_agent_reconnects_after_the_edge_drops_it(acme: tuple[Stack, st
     registry = stack.edge.context.registry
     (tenant,) = registry.tenants()
     (first,) = registry.sessions(tenant)
-    await first.ws.close()
+    await first.transport.close(1000)
     async with asyncio.timeout(10):
         while [s for s in registry.sessions(tenant) if s is not first and s.models] == []:
             await asyncio.sleep(0.02)

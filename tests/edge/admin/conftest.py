@@ -15,13 +15,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from edge import credentials
 from edge.admin import PREFIX, create_admin_app
+from edge.agents.registry import Registry
 from edge.audit import Recorder
 from edge.bodies import LANE
 from edge.config import EdgeConfig
 from edge.context import CONTEXT, EdgeContext
 from edge.fair_lane import FairLane
 from edge.limits import Limits
-from edge.registry import Registry
 from edge.store import Machine, SqliteStore
 
 MAX_BODY = 64 * 1024

@@ -1,15 +1,17 @@
+"""A stream's output waiting for credit: what each frame may carry (PROTOCOL.md §8)."""
+
 from __future__ import annotations
 
 from agent.backend import Piece, Vectors
-from agent.session import Outgoing, _host_of, _split
+from agent.outgoing import Outgoing, split_utf8
 from protocol import Delta, Embeddings
 
 
 def test_split_never_cuts_a_character() -> None:
-    assert _split("héllo", 2) == ("h", "éllo", 1)
-    assert _split("héllo", 3) == ("hé", "llo", 0)
-    assert _split("abc", 10) == ("abc", "", 7)
-    assert _split("€", 2) == ("", "€", 2)
+    assert split_utf8("héllo", 2) == ("h", "éllo", 1)
+    assert split_utf8("héllo", 3) == ("hé", "llo", 0)
+    assert split_utf8("abc", 10) == ("abc", "", 7)
+    assert split_utf8("€", 2) == ("", "€", 2)
 
 
 def test_outgoing_coalesces_and_respects_credit() -> None:
@@ -58,10 +60,3 @@ def test_vectors_leave_whole_as_credit_allows_with_their_input_index() -> None:
     assert not out.empty
     assert out.take(3, 8) == Embeddings(3, 2, [b"c" * 8])
     assert out.empty and out.pending_size == 0
-
-
-def test_host_of_matches_what_clients_send_as_host() -> None:
-    assert _host_of("https://Acme.Example.com") == "acme.example.com"
-    assert _host_of("https://acme.example.com:443") == "acme.example.com"
-    assert _host_of("https://localhost:8443") == "localhost:8443"
-    assert _host_of("http://[::1]:8080") == "[::1]:8080"

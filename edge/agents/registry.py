@@ -5,6 +5,10 @@ machines that serve the model and are not draining, the one with the fewest stre
 is under its advertised concurrency. When all are full a request waits, bounded in time and in the
 number of waiters, in its API key's queue; freed slots go to the keys in turn (round robin), so a
 burst from one key cannot starve the others on a shared GPU.
+
+A slot is leased before its stream opens (the request may still wait, or go away, in between),
+and only a ``Lease`` reserves or frees one, so a slot can be neither lost nor used twice. The
+registry knows a session only as a ``Routable``: what routing reads and the stream it opens.
 """
 
 from __future__ import annotations
@@ -12,67 +16,92 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict, defaultdict, deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
+from edge.agents.stream import TunnelStream
 from edge.errors import ApiError
-
-if TYPE_CHECKING:
-    from edge.tunnel import AgentSession, TunnelStream
-    from protocol.requests import Request
+from protocol.requests import Request
 
 DEFAULT_MAX_WAITERS = 256
 
 
-class Registry:
+class Routable(Protocol):
+    """What the registry needs from a machine's session."""
+
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def machine_id(self) -> str: ...
+    @property
+    def machine_name(self) -> str: ...
+    @property
+    def max_concurrency(self) -> int: ...
+    @property
+    def models(self) -> dict[str, dict[str, Any]]: ...
+    @property
+    def in_flight(self) -> int:
+        """Streams running now (a leased slot not opened yet is not one)."""
+
+    @property
+    def accepting(self) -> bool:
+        """Whether new streams may go to it (logged in, not draining)."""
+
+    def open_stream(self, request: Request, timeout: float) -> TunnelStream:
+        """Start a stream; called by ``Lease.open`` only."""
+
+
+S = TypeVar("S", bound=Routable)
+
+
+class Registry(Generic[S]):
     def __init__(self, max_waiters: int = DEFAULT_MAX_WAITERS) -> None:
-        self._by_tenant: dict[str, dict[str, AgentSession]] = defaultdict(dict)
+        self._by_tenant: dict[str, dict[str, S]] = defaultdict(dict)
         self._changed = asyncio.Event()
         # Per tenant, per API key, the requests waiting for a slot; key order is the rotation.
-        self._queues: dict[str, OrderedDict[str, deque[_Waiter]]] = {}
+        self._queues: dict[str, OrderedDict[str, deque[_Waiter[S]]]] = {}
         self._waiters = 0
         self._max_waiters = max_waiters
-        # Slots handed out by acquire() whose stream is not open yet; only a Lease gives one
-        # back, so nothing outside this module counts them.
-        self._reserved: dict[AgentSession, int] = defaultdict(int)
+        # Slots handed out by acquire() whose stream is not open yet. Only a Lease changes these
+        # counts: made, it takes a slot (_take_slot); opened or released, it frees it.
+        self._reserved: dict[S, int] = defaultdict(int)
 
-    def reserved(self, session: AgentSession) -> int:
+    def reserved(self, session: S) -> int:
         """Slots of ``session`` leased and not yet turned into streams."""
         return self._reserved.get(session, 0)
 
-    def _load(self, session: AgentSession) -> int:
+    def _load(self, session: S) -> int:
         return session.in_flight + self._reserved.get(session, 0)
 
-    def _reserve(self, session: AgentSession) -> Lease:
+    def _take_slot(self, session: S) -> None:
         self._reserved[session] += 1
-        return Lease(self, session)
 
-    def _unreserve(self, session: AgentSession) -> None:
+    def _free_slot(self, session: S) -> None:
         left = self._reserved[session] - 1
         if left:
             self._reserved[session] = left
         else:
             del self._reserved[session]
 
-    def add(self, session: AgentSession) -> AgentSession | None:
+    def add(self, session: S) -> S | None:
         """Register a session; returns the session it replaces for the same machine, if any."""
         old = self._by_tenant[session.tenant_id].get(session.machine_id)
         self._by_tenant[session.tenant_id][session.machine_id] = session
         self.notify(session.tenant_id)
         return old
 
-    def remove(self, session: AgentSession) -> None:
+    def remove(self, session: S) -> None:
         machines = self._by_tenant.get(session.tenant_id, {})
         if machines.get(session.machine_id) is session:
             del machines[session.machine_id]
         self.notify(session.tenant_id)
 
-    def session(self, tenant_id: str, machine_id: str) -> AgentSession | None:
+    def session(self, tenant_id: str, machine_id: str) -> S | None:
         return self._by_tenant.get(tenant_id, {}).get(machine_id)
 
     def tenants(self) -> list[str]:
         return [tenant for tenant, machines in self._by_tenant.items() if machines]
 
-    def sessions(self, tenant_id: str) -> list[AgentSession]:
+    def sessions(self, tenant_id: str) -> list[S]:
         return list(self._by_tenant.get(tenant_id, {}).values())
 
     def models(self, tenant_id: str) -> dict[str, dict[str, Any]]:
@@ -111,14 +140,12 @@ class Registry:
         model: str,
         exclude: frozenset[str] = frozenset(),
         only: str | None = None,
-    ) -> list[AgentSession]:
+    ) -> list[S]:
         """Sessions that could take ``model`` now or later: accepting, serving it, not excluded,
         and the ``only`` machine when the key is bound to one."""
         return [s for s in self._usable(tenant_id, exclude, only) if model in s.models]
 
-    def _usable(
-        self, tenant_id: str, exclude: frozenset[str], only: str | None
-    ) -> list[AgentSession]:
+    def _usable(self, tenant_id: str, exclude: frozenset[str], only: str | None) -> list[S]:
         return [
             s
             for s in self.sessions(tenant_id)
@@ -127,8 +154,8 @@ class Registry:
 
     def _pick(
         self, tenant_id: str, model: str, exclude: frozenset[str], only: str | None
-    ) -> AgentSession | None:
-        best: AgentSession | None = None
+    ) -> S | None:
+        best: S | None = None
         best_load = 0
         for session in self.candidates(tenant_id, model, exclude, only):
             load = self._load(session)
@@ -168,7 +195,7 @@ class Registry:
         exclude: frozenset[str] = frozenset(),
         key_id: str = "",
         only: str | None = None,
-    ) -> Lease:
+    ) -> Lease[S]:
         """A lease on a slot of a session that serves ``model``: ``Lease.open`` starts the
         caller's stream in it, ``Lease.release`` gives it back unused.
 
@@ -184,7 +211,7 @@ class Registry:
         if not queues:  # nobody is waiting: a free slot is ours
             session = self._pick(tenant_id, model, exclude, only)
             if session is not None:
-                return self._reserve(session)
+                return Lease(self, session)
         if self._waiters >= self._max_waiters:
             raise ApiError(503, "machines_busy", "all machines are busy and the queue is full")
         waiter = _Waiter(model, exclude, only, asyncio.get_running_loop().create_future())
@@ -207,7 +234,7 @@ class Registry:
             self._waiters -= 1
             self._leave(tenant_id, key_id, waiter, served)
 
-    def _leave(self, tenant_id: str, key_id: str, waiter: _Waiter, served: bool) -> None:
+    def _leave(self, tenant_id: str, key_id: str, waiter: _Waiter[S], served: bool) -> None:
         """A waiter leaves (served, timed out, cancelled): unqueue it, return an unused grant."""
         queues = self._queues.get(tenant_id)
         queue = queues.get(key_id) if queues else None
@@ -232,45 +259,46 @@ class Registry:
                 try:
                     self._check_servable(tenant_id, waiter.model, waiter.exclude, waiter.only)
                 except ApiError as exc:
-                    self._pop(queues, key_id).future.set_exception(exc)
+                    _pop(queues, key_id).future.set_exception(exc)
                     progress = True
                     break
                 session = self._pick(tenant_id, waiter.model, waiter.exclude, waiter.only)
                 if session is None:
                     continue  # this key waits for another model's machine; others may go
-                self._pop(queues, key_id).future.set_result(self._reserve(session))
+                _pop(queues, key_id).future.set_result(Lease(self, session))
                 if key_id in queues:
                     queues.move_to_end(key_id)  # served: to the back of the rotation
                 progress = True
                 break
 
-    @staticmethod
-    def _pop(queues: OrderedDict[str, deque[_Waiter]], key_id: str) -> _Waiter:
-        waiter = queues[key_id].popleft()
-        if not queues[key_id]:
-            del queues[key_id]
-        return waiter
-
 
 @dataclass(frozen=True, slots=True)
-class _Waiter:
+class _Waiter(Generic[S]):
     model: str
     exclude: frozenset[str]
     only: str | None
-    future: asyncio.Future[Lease]
+    future: asyncio.Future[Lease[S]]
 
 
-class Lease:
+def _pop(queues: OrderedDict[str, deque[_Waiter[S]]], key_id: str) -> _Waiter[S]:
+    waiter = queues[key_id].popleft()
+    if not queues[key_id]:
+        del queues[key_id]
+    return waiter
+
+
+class Lease(Generic[S]):
     """One slot on one machine, held from ``Registry.acquire`` until it becomes a stream
     (``open``) or is given back (``release``). It is the only way a slot is reserved or freed,
     so a slot can be neither lost nor used twice."""
 
     __slots__ = ("_done", "_registry", "session")
 
-    def __init__(self, registry: Registry, session: AgentSession) -> None:
+    def __init__(self, registry: Registry[S], session: S) -> None:
         self._registry = registry
         self.session = session
         self._done = False
+        registry._take_slot(session)
 
     @property
     def machine_id(self) -> str:
@@ -300,4 +328,4 @@ class Lease:
         if self._done:
             raise RuntimeError("a lease is used once")
         self._done = True
-        self._registry._unreserve(self.session)
+        self._registry._free_slot(self.session)

@@ -1,4 +1,5 @@
-"""A tunnel stream's buffer and a session's MODELS budget, without sockets (PROTOCOL.md §5, §8).
+"""A tunnel stream's buffer, without sockets (PROTOCOL.md §8): DELTAs waiting for their reader are
+held as bytes (``PendingDeltas``), and credit goes back as the reader takes them.
 
 The stream is driven by hand: ``deliver`` is what the session's read loop calls for each frame,
 ``next`` what a request handler awaits; a stand-in session records the credit handed back."""
@@ -6,14 +7,15 @@ The stream is driven by hand: ``deliver`` is what the session's read loop calls 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import tracemalloc
-from typing import Any, cast
+from typing import Any
 
-import pytest
+from edge.agents.stream import PendingDeltas, TunnelStream
+from protocol import Delta, Embeddings, End
 
-from edge.tunnel import MODELS_BURST, MODELS_REFILL, AgentSession, ModelsBudget, TunnelStream
-from protocol import Delta, Embeddings, End, RemoteProtocolError
+CALL = {"id": "call_é", "name": "get_wéather", "arguments": '{"city":"Zürich","days":[1,2]}'}
 
 
 class FakeSession:
@@ -30,7 +32,7 @@ class FakeSession:
 
 def _stream() -> tuple[TunnelStream, FakeSession]:
     session = FakeSession()
-    return TunnelStream(cast(AgentSession, session), 5), session
+    return TunnelStream(session, 5), session
 
 
 async def test_deltas_the_reader_has_not_taken_are_merged_into_one() -> None:
@@ -105,16 +107,40 @@ async def test_memory_follows_the_bytes_not_the_number_of_frames() -> None:
     assert await stream.next() == Delta(5, "x" * 200_000, "", [])
 
 
-def test_models_budget_allows_a_burst_then_one_per_refill() -> None:
-    budget = ModelsBudget(now=100.0)
-    for _ in range(MODELS_BURST):
-        budget.spend(100.0)
-    with pytest.raises(RemoteProtocolError, match="at most 5 at once, then one per 2 s"):
-        budget.spend(100.5)
-    budget.spend(100.0 + MODELS_REFILL)  # one token came back
-    with pytest.raises(RemoteProtocolError):
-        budget.spend(100.0 + MODELS_REFILL)
-    for n in range(MODELS_BURST):  # a long quiet time refills the burst, and no more
-        budget.spend(1000.0 + n * 0.001)
-    with pytest.raises(RemoteProtocolError):
-        budget.spend(1000.01)
+# ------------------------------------------------------------------ PendingDeltas
+
+
+def test_deltas_come_back_as_one_with_everything_in_order() -> None:
+    pending = PendingDeltas()
+    frames = [
+        Delta(3, "Hel", "hm", []),
+        Delta(3, "lo 😀", "", [CALL]),
+        Delta(3, "", " ok", [{**CALL, "id": "call_2"}]),
+        Delta(3, "!", "", []),
+    ]
+    sizes = [pending.add(frame) for frame in frames]
+    assert sizes == [frame.flow_size for frame in frames]
+    assert pending.size == sum(sizes)
+    merged = pending.take(3)
+    assert merged == Delta(3, "Hello 😀!", "hm ok", [CALL, {**CALL, "id": "call_2"}])
+    assert merged.flow_size == pending.size  # the credit handed back is what was charged
+
+
+def test_a_single_delta_comes_back_unchanged() -> None:
+    pending = PendingDeltas()
+    frame = Delta(1, "", "", [CALL])
+    pending.add(frame)
+    assert pending.take(1) == frame
+
+
+def test_what_waits_costs_about_its_bytes_not_a_frame_object_each() -> None:
+    pending = PendingDeltas()
+    for n in range(20_000):
+        pending.add(
+            Delta(1, "x", "", [] if n % 8 else [{"id": "c", "name": "", "arguments": "{}"}])
+        )
+    held = sum(sys.getsizeof(buffer) for buffer in (pending._content, pending._calls))
+    # 20,000 frames charged a byte of text each, and 3 bytes for every eighth one's tool call:
+    # 27,500 bytes, where the frame objects took about 5 MB.
+    assert pending.size == 20_000 + 2_500 * 3
+    assert held < 3 * pending.size

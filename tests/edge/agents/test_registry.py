@@ -6,13 +6,14 @@ from collections import OrderedDict
 
 import pytest
 
-from edge.registry import Registry
+from edge.agents.registry import Registry
+from edge.agents.session import AgentSession
 
 
 async def test_notify_with_a_tenant_dispatches_only_that_tenants_queues(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    registry = Registry()
+    registry: Registry[AgentSession] = Registry()
     for tenant in ("t1", "t2", "t3"):
         registry._queues[tenant] = OrderedDict()
     dispatched: list[str] = []

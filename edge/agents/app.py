@@ -1,0 +1,27 @@
+"""Where machines come in (``/agent``): pairing a new one (``POST /agent/pair``) and the
+tunnel each agent holds open (``GET /agent/connect``, docs/PROTOCOL.md)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from edge.agents import pairing
+from edge.agents.endpoint import accept_agent
+from edge.context import CONTEXT
+from edge.middleware import json_errors, openai_shape
+
+PREFIX = "/agent"
+
+
+async def _connect(request: web.Request) -> web.StreamResponse:
+    ctx = request.config_dict[CONTEXT]
+    return await accept_agent(request, ctx.store, ctx.registry, ctx.config.tunnel)
+
+
+def create_agents_app(pairing_attempts_per_minute: int) -> web.Application:
+    """The ``/agent`` sub-application."""
+    app = web.Application(middlewares=[json_errors(openai_shape)])
+    app[pairing.LIMITER] = pairing.AttemptLimiter(pairing_attempts_per_minute)
+    app.router.add_post("/pair", pairing.pair)
+    app.router.add_get("/connect", _connect)
+    return app

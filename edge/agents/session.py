@@ -1,0 +1,193 @@
+"""A logged-in machine's session on the edge: its streams, its models, its place in the registry.
+
+The session is a ``protocol.aio.Link`` (the read loop, the single writer, heartbeats, bounded
+writes and closing are shared with the agent); what is the edge's own is here. Stream frames go
+to the ``TunnelStream`` a request handler reads; a MODELS replaces the machine's model list; a
+GOAWAY takes it out of routing. When the link ends, the machine leaves the registry and every
+stream on it ends at once with ``backend_unavailable`` (retryable: the request may fail over).
+
+A machine is a tenant's, but the edge is everyone's, so nothing a machine sends may grow the edge
+without bound: what a stream buffers is bytes within its credit (``edge.agents.stream``), a write
+that the machine does not read within two heartbeat intervals drops its link (the ``Link``), and
+MODELS frames are rate-limited per connection (``ModelsBudget``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from edge.agents.registry import Registry
+from edge.agents.stream import TunnelStream
+from edge.errors import ApiError
+from edge.store import Machine
+from protocol import (
+    Cancel,
+    Connection,
+    Delta,
+    Embeddings,
+    End,
+    Error,
+    ErrorCode,
+    Frame,
+    GoAway,
+    Hello,
+    LocalProtocolError,
+    Models,
+    Open,
+    ProtocolError,
+    RemoteProtocolError,
+    State,
+    TunnelLimits,
+)
+from protocol.aio import Link, Transport
+from protocol.errors import ClosedByPeer
+from protocol.frames import MAX_TIMEOUT
+from protocol.mux import FLOW_CONTROLLED
+from protocol.requests import Request
+
+MODELS_BURST = 5  # MODELS frames a connection may send at once …
+MODELS_REFILL = 2.0  # … and then one per this many seconds
+_LIVE = (State.OPEN, State.DRAINING)
+
+
+class AgentSession(Link):
+    """A logged-in machine: routable through the registry until its connection ends."""
+
+    PEER = "the machine"
+
+    def __init__(
+        self,
+        transport: Transport,
+        conn: Connection,
+        machine: Machine,
+        hello: Hello,
+        registry: Registry[AgentSession],
+        limits: TunnelLimits,
+    ) -> None:
+        super().__init__(transport, conn, limits.heartbeat_interval)
+        self.machine_id = machine.id
+        self.machine_name = machine.name
+        self.tenant_id = machine.tenant_id
+        self.agent_version = hello.agent_version
+        self.max_concurrency = hello.max_concurrency
+        self.models = _index_models(hello.models)
+        self.connected_at = time.time()
+        self._registry = registry
+        self._streams: dict[int, TunnelStream] = {}
+        self._draining = False
+        self._models_budget = ModelsBudget(asyncio.get_running_loop().time())
+
+    @property
+    def log_name(self) -> str:
+        return f"machine {self.machine_id}"
+
+    # ------------------------------------------------------------------ routing surface
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._streams)
+
+    @property
+    def accepting(self) -> bool:
+        return not self._draining and self.conn.state is State.OPEN
+
+    def open_stream(self, request: Request, timeout: float) -> TunnelStream:
+        """Start a stream (in the slot a ``registry.Lease`` held for it). ``ApiError`` 400 when
+        the request holds what the tunnel cannot carry (PROTOCOL.md §2: JSON only)."""
+        stream_id = self.conn.next_stream_id()
+        # The agent's deadline; the edge keeps its own. A week is OPEN's bound (PROTOCOL.md §2).
+        frame = Open(stream_id, request, min(timeout, MAX_TIMEOUT))
+        try:
+            self.conn.send(frame)
+        except LocalProtocolError as exc:
+            raise ApiError(400, "invalid_request", f"the request cannot be sent: {exc}") from None
+        stream = TunnelStream(self, stream_id)
+        self._streams[stream_id] = stream
+        self.wake()
+        return stream
+
+    def consumed(self, stream_id: int, size: int) -> None:
+        if self.conn.state in _LIVE:
+            self.conn.consumed(stream_id, size)
+            self.wake()
+
+    def forget(self, stream: TunnelStream, cancel_reason: str | None) -> None:
+        if self._streams.pop(stream.stream_id, None) is None:
+            return
+        if cancel_reason and self.conn.state in _LIVE and self.conn.is_active(stream.stream_id):
+            self.conn.send(Cancel(stream.stream_id, cancel_reason))
+            self.wake()
+        self._registry.notify(self.tenant_id)
+
+    def goaway(self, reason: str) -> None:
+        if self.conn.state is State.OPEN:
+            self.conn.send(GoAway(reason))
+            self._draining = True
+            self.wake()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Serve the connection until it ends; every open stream then ends with an error."""
+        replaced = self._registry.add(self)
+        if replaced is not None:
+            await replaced.close(ErrorCode.PROTOCOL_ERROR, "replaced by a newer connection")
+        with contextlib.suppress(ClosedByPeer, RemoteProtocolError):  # logged by link_lost
+            await super().run()
+
+    def frame_received(self, frame: Frame) -> None:
+        if isinstance(frame, (Delta, Embeddings, End, Error)):
+            stream = self._streams.get(frame.stream_id)
+            if stream is not None:
+                stream.deliver(frame)
+                if not isinstance(frame, FLOW_CONTROLLED):
+                    del self._streams[frame.stream_id]
+                    self._registry.notify(self.tenant_id)
+        elif isinstance(frame, Models):
+            self._models_budget.spend(asyncio.get_running_loop().time())
+            self.models = _index_models(frame.models)
+            self._registry.notify(self.tenant_id)
+        elif isinstance(frame, GoAway):
+            self._draining = True
+            self._registry.notify(self.tenant_id)
+
+    def link_lost(self, reason: str, error: ProtocolError | None) -> None:
+        if isinstance(error, ClosedByPeer):
+            self.log.warning("machine %s closed the tunnel: %s", self.machine_id, error)
+        elif error is not None:
+            self.log.warning("machine %s broke the protocol: %s", self.machine_id, error)
+        self._registry.remove(self)
+        for stream_id, stream in list(self._streams.items()):
+            stream.deliver(Error(stream_id, str(ErrorCode.BACKEND_UNAVAILABLE), reason, True))
+        self._streams.clear()
+
+
+def _index_models(models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {model["name"]: model for model in models}
+
+
+class ModelsBudget:
+    """How many MODELS frames a connection may still send: a token bucket of ``MODELS_BURST``,
+    one token back every ``MODELS_REFILL`` seconds. Each MODELS replaces the machine's model
+    list and wakes the tenant's waiting requests; an agent sends one when Ollama's list changes
+    (it looks every 30 s), so a flood is a broken or hostile agent (PROTOCOL.md §5)."""
+
+    __slots__ = ("tokens", "updated")
+
+    def __init__(self, now: float) -> None:
+        self.tokens = float(MODELS_BURST)
+        self.updated = now
+
+    def spend(self, now: float) -> None:
+        """Take one token; ``RemoteProtocolError`` naming the limit when there is none."""
+        self.tokens = min(MODELS_BURST, self.tokens + (now - self.updated) / MODELS_REFILL)
+        self.updated = now
+        if self.tokens < 1:
+            raise RemoteProtocolError(
+                f"too many MODELS frames: at most {MODELS_BURST} at once, then one per"
+                f" {MODELS_REFILL:g} s"
+            )
+        self.tokens -= 1
