@@ -14,7 +14,8 @@ is the caller's business, and may be slow; the agent signs with a callable it is
 signed is ``handshake.auth_message``. Frames go out through the ``Connection``, which checks
 them like any other; the I/O layer flushes ``data_to_send()`` between steps.
 
-Every refusal raises: a ``RemoteProtocolError`` for a frame that does not belong (its ``code`` is
+Calling a machine out of turn is a ``LocalProtocolError``. Every refusal raises: a
+``RemoteProtocolError`` for a frame that does not belong (its ``code`` is
 ``unsupported_version`` or ``auth_failed`` where §3 says so), ``ClosedByPeer`` when the peer
 ended the login with ERROR on stream 0. The I/O layer answers the first with
 ``Connection.fail(error)`` and closes; the whole login is bounded in time by the I/O layer
@@ -29,7 +30,13 @@ from dataclasses import dataclass
 from enum import Enum
 
 from protocol.codec import DEFAULT_MAX_FRAME
-from protocol.errors import ClosedByPeer, ErrorCode, ProtocolError, RemoteProtocolError
+from protocol.errors import (
+    ClosedByPeer,
+    ErrorCode,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+)
 from protocol.frames import NO_STREAM, Auth, Challenge, Error, Frame, Hello, Ready
 from protocol.handshake import NONCE_SIZE, SUPPORTED_VERSIONS, auth_message, choose_version
 from protocol.mux import Connection
@@ -141,7 +148,7 @@ class EdgeLogin:
 
     def _expect(self, step: Step) -> None:
         if self.step is not step:
-            raise RuntimeError(f"the login is at {self.step.value}, not {step.value}")
+            raise LocalProtocolError(f"the login is at {self.step.value}, not {step.value}")
 
 
 class AgentLogin:
@@ -176,7 +183,7 @@ class AgentLogin:
             self.step = Step.READY
             return None
         if self.step is not Step.READY:
-            raise RuntimeError(f"the login is at {self.step.value}, not ready")
+            raise LocalProtocolError(f"the login is at {self.step.value}, not ready")
         if not isinstance(frame, Ready):
             raise _unexpected(frame, "READY")
         self.conn.send(self._hello)
