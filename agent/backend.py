@@ -11,7 +11,7 @@ import json
 import logging
 import secrets
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -143,8 +143,9 @@ class OllamaBackend:
 
     async def stream(
         self, request: Request | UnsupportedRequest
-    ) -> AsyncIterator[Piece | Vectors | Finish]:
-        """Run a neutral request; ``BackendError`` for every failure."""
+    ) -> AsyncGenerator[Piece | Vectors | Finish, None]:
+        """Run a neutral request; ``BackendError`` for every failure. Close it (``aclose``) to
+        stop the request early."""
         if isinstance(request, UnsupportedRequest):
             raise BackendError(ErrorCode.UNSUPPORTED, f"this agent cannot run {request.op!r}")
         if isinstance(request, EmbedRequest):

@@ -16,6 +16,7 @@ the drain timeout), then the WebSocket closes with 1001.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -162,33 +163,18 @@ class TunnelSession(Link):
         # agent may still hold only a little over half a window: anything bigger could wait for
         # credit that never comes.
         largest = min(window, self.conn.connection_window) // 2
-        async for item in self._backend.stream(request):
-            if isinstance(item, Finish):
-                out.final = End(
-                    sid,
-                    item.finish_reason,
-                    item.prompt_tokens,
-                    item.completion_tokens,
-                    item.timings,
-                )
-                return
-            if isinstance(item, Vectors) and any(len(v) > largest for v in item.vectors):
-                message = f"an embedding is larger than the tunnel carries whole ({largest} bytes)"
-                out.final = Error(sid, str(ErrorCode.BAD_REQUEST), message, False)
-                return
-            if isinstance(item, Piece) and any(
-                tool_call_size(call) > largest for call in item.tool_calls
-            ):
-                message = (
-                    "the model made a tool call larger than the tunnel carries whole"
-                    f" ({largest} bytes)"
-                )
-                out.final = Error(sid, str(ErrorCode.BACKEND_ERROR), message, False)
-                return
-            out.add(item)
-            self._mark(sid)
-            if out.pending_size >= window:
-                await out.drained.wait()  # back-pressure: stop reading from Ollama
+        # aclosing: cancelled while paused below, the backend call is closed at once (which
+        # stops generation on the GPU), not whenever its generator is collected.
+        async with contextlib.aclosing(self._backend.stream(request)) as items:
+            async for item in items:
+                out.final = _final_for(sid, item, largest)
+                if out.final is not None:
+                    return
+                assert not isinstance(item, Finish)
+                out.add(item)
+                self._mark(sid)
+                if out.pending_size >= window:
+                    await out.drained.wait()  # back-pressure: stop reading from Ollama
 
     def _mark(self, sid: int) -> None:
         self._dirty[sid] = None
@@ -249,3 +235,20 @@ class TunnelSession(Link):
                 log.info("models changed: %s", ", ".join(m["name"] for m in models) or "none")
                 self.conn.send(Models(models))
                 self.wake()
+
+
+def _final_for(sid: int, item: Piece | Vectors | Finish, largest: int) -> End | Error | None:
+    """The frame that ends the stream with ``item``, if it does: its END, or the ERROR for a
+    tool call or vector too large to be sent whole (PROTOCOL.md §8)."""
+    if isinstance(item, Finish):
+        tokens = (item.prompt_tokens, item.completion_tokens)
+        return End(sid, item.finish_reason, *tokens, item.timings)
+    if isinstance(item, Vectors) and any(len(v) > largest for v in item.vectors):
+        message = f"an embedding is larger than the tunnel carries whole ({largest} bytes)"
+        return Error(sid, str(ErrorCode.BAD_REQUEST), message, False)
+    if isinstance(item, Piece) and any(tool_call_size(c) > largest for c in item.tool_calls):
+        message = (
+            f"the model made a tool call larger than the tunnel carries whole ({largest} bytes)"
+        )
+        return Error(sid, str(ErrorCode.BACKEND_ERROR), message, False)
+    return None
