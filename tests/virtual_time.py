@@ -53,6 +53,20 @@ def virtual_time(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, No
         try:
             loop.run_until_complete(test(*args, **kwargs))
         finally:
-            loop.close()
+            _finish(loop)
 
     return run
+
+
+def _finish(loop: asyncio.AbstractEventLoop) -> None:
+    """What ``asyncio.run`` does on the way out: cancel what the test left running, let it
+    finish, close async generators, then the loop."""
+    try:
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
