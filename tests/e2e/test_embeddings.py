@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import ollama
@@ -102,7 +102,7 @@ class _NoEmbeddings(OllamaBackend):
 
     async def stream(
         self, request: Request | UnsupportedRequest
-    ) -> AsyncIterator[Piece | Vectors | Finish]:
+    ) -> AsyncGenerator[Piece | Vectors | Finish, None]:
         if isinstance(request, EmbedRequest):
             raise BackendError(ErrorCode.UNSUPPORTED, "this agent cannot run 'embed' requests")
         async for item in super().stream(request):
