@@ -18,7 +18,8 @@ or cut where a handshake would only wait for a peer that is not there. ``run()``
 the peer simply went away, raises ``ClosedByPeer`` if it sent ERROR on stream 0, and raises the
 ``RemoteProtocolError`` if it broke the protocol, after telling it why with ``Connection.fail``
 (WebSocket close 1002, or 1009 for a frame too large, §4). ``close()`` ends the link from this
-side, from any task, any number of times.
+side, from any task, any number of times, even before ``run()``: everything still goes out
+through the one writer.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ class Link:
 
     async def run(self) -> None:
         """Serve the link until it ends (see the module docstring for how it ends)."""
-        self._writer = asyncio.create_task(self._write_loop())
+        if self._writer is None:  # close() may have started it already
+            self._writer = asyncio.create_task(self._write_loop())
         helpers = [self._writer, asyncio.create_task(self._watchdog())]
         helpers += [asyncio.create_task(work) for work in self.background()]
         reason, ws_code = f"{self.PEER} disconnected", NORMAL
@@ -241,8 +243,9 @@ class Link:
     async def _close_transport(self, ws_code: int, handshake: bool) -> None:
         self._stopping = True
         self._wake.set()
-        if self._writer is not None:
-            await asyncio.wait([self._writer])
+        if self._writer is None:  # closed before run(): the writer flushes all the same
+            self._writer = asyncio.create_task(self._write_loop())
+        await asyncio.wait([self._writer])
         if self._aborted:
             return
         if handshake:

@@ -264,6 +264,18 @@ async def test_close_flushes_what_is_queued_then_its_error_then_closes() -> None
 
 
 @on_socket_pairs
+async def test_closed_before_it_runs_a_link_still_sends_its_error() -> None:
+    edge_side, agent_side, _ = await logged_in(LIMITS)
+    edge = Recorder(edge_side)
+    await edge.close(ErrorCode.MACHINE_REVOKED, "revoked while replacing another")
+    assert await agent_side.transport.frames() == [
+        Error(0, "machine_revoked", "revoked while replacing another", False)
+    ]
+    await edge.run()  # starting it after that only ends it
+    assert edge_side.transport.closed_with == 1008 and len(edge.lost) == 1
+
+
+@on_socket_pairs
 async def test_a_peer_that_hangs_up_ends_the_link_quietly() -> None:
     edge_side, agent_side, _ = await logged_in(LIMITS)
     edge = Recorder(edge_side)
