@@ -2,7 +2,8 @@
 beside its ``protocol.py``): the only part of ``protocol`` that imports asyncio, and it imports no
 WebSocket library either. Each end gives it a ``Transport`` over its own library.
 
-    transport.py  Transport: send / recv / close / abort of whole binary messages
+    transport.py  Transport: send / recv / close / abort of whole binary messages; send_all, the
+                  one loop that writes what a connection queued, each write bounded in time
     login.py      edge_login, agent_login: drive a §3 login machine over a transport, in bounded
                   time, answering any failure with ``Connection.fail`` and closing
     link.py       Link: a logged-in connection: the read loop, the single writer, the heartbeat

@@ -30,7 +30,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, ClassVar
 
-from protocol.aio.transport import Transport
+from protocol.aio.transport import Transport, send_all
 from protocol.errors import (
     ClosedByPeer,
     ErrorCode,
@@ -173,7 +173,7 @@ class Link:
                 stopping = self._stopping  # read first: all queued before the stop goes now
                 if not stopping and self.conn.state is not State.CLOSED:
                     self.prepare_frames()
-                await self._write(self.conn.data_to_send())
+                await send_all(self.transport, self.conn.data_to_send(), self.write_bound)
                 if stopping:
                     return
         except TimeoutError:
@@ -191,17 +191,6 @@ class Link:
             # Without a writer the link is mute: cut it, so that the read loop ends now.
             self.log.exception("the tunnel writer to %s failed", self.log_name)
             self._abort()
-
-    async def _write(self, batch: list[bytes]) -> None:
-        """Write ``batch`` in order; ``TimeoutError`` when one write takes longer than the bound."""
-        if not batch:
-            return
-        loop = asyncio.get_running_loop()
-        # One timer for the batch, moved on at each write: each write gets the whole bound.
-        async with asyncio.timeout(None) as deadline:
-            for data in batch:
-                deadline.reschedule(loop.time() + self.write_bound)
-                await self.transport.send(data)
 
     # ------------------------------------------------------------------ liveness (§9)
 

@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from protocol.aio.transport import Transport
+from protocol.aio.transport import Transport, send_all
 from protocol.errors import ProtocolError, RemoteProtocolError
 from protocol.frames import Frame, Hello, Ready
 from protocol.login import AgentLogin, Claim, EdgeLogin
@@ -58,7 +58,7 @@ async def agent_login(transport: Transport, login: AgentLogin, timeout: float) -
     async def steps() -> Ready:
         while (ready := login.receive(await _exchange(transport, login.conn))) is None:
             pass
-        await _flush(transport, login.conn)  # the HELLO
+        await send_all(transport, login.conn.data_to_send())  # the HELLO
         return ready
 
     return await _bounded(transport, login.conn, steps(), timeout)
@@ -75,14 +75,14 @@ async def _bounded(
         conn.fail(error)
         with contextlib.suppress(ConnectionError, TimeoutError):
             async with asyncio.timeout(timeout):
-                await _flush(transport, conn)
+                await send_all(transport, conn.data_to_send())
         await transport.close(LOGIN_REFUSED)
         raise error from None
 
 
 async def _exchange(transport: Transport, conn: Connection) -> Frame:
     """Flush what is queued, then the peer's next frame."""
-    await _flush(transport, conn)
+    await send_all(transport, conn.data_to_send())
     data = await transport.recv()
     if data is None:
         raise RemoteProtocolError("the connection closed during the login")
@@ -90,8 +90,3 @@ async def _exchange(transport: Transport, conn: Connection) -> Frame:
     if frame is None:  # only a late stream frame is dropped, and there are no streams yet
         raise RemoteProtocolError("a stream frame during the login")
     return frame
-
-
-async def _flush(transport: Transport, conn: Connection) -> None:
-    for data in conn.data_to_send():
-        await transport.send(data)

@@ -8,6 +8,7 @@ for a message that is not binary (PROTOCOL.md §1).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 
@@ -27,3 +28,18 @@ class Transport(Protocol):
     def abort(self) -> None:
         """Cut the connection now, without a handshake (a peer that does not read would only
         make one wait)."""
+
+
+async def send_all(transport: Transport, batch: list[bytes], bound: float | None = None) -> None:
+    """Write ``batch`` in order. With ``bound``, each write may take that many seconds, or
+    ``TimeoutError``: a peer that stops reading is found at the first write it does not take
+    (PROTOCOL.md §9), however long the batch."""
+    if not batch:
+        return
+    loop = asyncio.get_running_loop()
+    # One timer for the batch, moved on at each write: each write gets the whole bound.
+    async with asyncio.timeout(None) as deadline:
+        for data in batch:
+            if bound is not None:
+                deadline.reschedule(loop.time() + bound)
+            await transport.send(data)
