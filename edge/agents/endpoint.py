@@ -27,6 +27,8 @@ from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 
 log = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT = 2.0  # seconds a closing handshake may take before the socket is cut
+
 # Verified against when the machine id is unknown, so that refusing it costs what refusing a bad
 # signature costs. Nobody holds its private key: it is thrown away at once.
 _UNKNOWN_MACHINE_KEY = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
@@ -36,14 +38,15 @@ async def accept_agent(
     request: web.Request, store: Store, registry: Registry[AgentSession], limits: TunnelLimits
 ) -> web.WebSocketResponse:
     """Log the machine in (CHALLENGE/AUTH/READY/HELLO), then serve its session."""
-    # timeout: how long a close handshake may take before the socket is dropped.
     # max_msg_size: aiohttp refuses a message whose size *equals* its limit, and closes (1009)
     # before the edge can say why. +1 admits a frame of exactly max_frame, as PROTOCOL.md §4
     # promises; one more byte lets a message one byte over reach the codec, which refuses it
     # with ERROR frame_too_large. Anything larger is cut by aiohttp, unbuffered, with 1009.
-    ws = web.WebSocketResponse(max_msg_size=limits.max_frame + 2, compress=False, timeout=2.0)
+    ws = web.WebSocketResponse(
+        max_msg_size=limits.max_frame + 2, compress=False, timeout=CLOSE_TIMEOUT
+    )
     await ws.prepare(request)
-    transport = AiohttpTransport(ws, request.transport)
+    transport = AiohttpTransport(ws, request.transport, CLOSE_TIMEOUT)
     conn = Connection(
         Role.EDGE, max_receive_frame=limits.max_frame, max_send_frame=AGENT_MAX_RECEIVE_FRAME
     )

@@ -7,7 +7,6 @@ or ``None`` from ``recv``, anything but a binary message is a ``RemoteProtocolEr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from aiohttp import WSMsgType, web
 
@@ -17,9 +16,12 @@ _CLOSED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
 
 
 class AiohttpTransport:
-    def __init__(self, ws: web.WebSocketResponse, raw: asyncio.Transport | None) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, raw: asyncio.Transport | None, close_timeout: float
+    ) -> None:
         self._ws = ws
         self._raw = raw  # the TCP transport under it, to cut the link without a handshake
+        self._close_timeout = close_timeout
 
     async def send(self, data: bytes) -> None:
         await self._ws.send_bytes(data)  # ClientConnectionResetError is a ConnectionError
@@ -35,9 +37,15 @@ class AiohttpTransport:
         raise RemoteProtocolError(f"unexpected WebSocket {message.type.name} message")
 
     async def close(self, code: int, reason: str = "") -> None:
-        # Bounded by the WebSocketResponse's timeout: how long the peer may take to answer.
-        with contextlib.suppress(ConnectionError):
-            await self._ws.close(code=code, message=reason.encode())
+        # aiohttp bounds the wait for the peer's answer, not the write of the close frame to a
+        # peer that does not read: bound the whole handshake, then cut.
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                await self._ws.close(code=code, message=reason.encode())
+        except TimeoutError:
+            self.abort()
+        except ConnectionError:
+            pass
 
     def abort(self) -> None:
         if self._raw is not None:
