@@ -16,6 +16,7 @@ from aiohttp import web
 from edge.audit import RequestRecord
 from edge.context import CONTEXT
 from edge.errors import ApiError
+from edge.model_names import same_model
 from edge.store import AdminKey, ApiKey, Tenant
 
 LAST_USED_RESOLUTION = 60.0
@@ -45,9 +46,14 @@ class Caller:
             )
 
     def allows(self, model: str) -> bool:
-        """Scopes name served models; an alias is allowed when its model is (or it is named)."""
+        """Scopes name served models; an alias is allowed when its model is (or it is named).
+        Names compare as Ollama reads them: a scope of ``qwen3`` allows ``qwen3:latest``."""
         allowed = self.key.limits.models
-        return allowed is None or model in allowed or self.real_model(model) in allowed
+        return (
+            allowed is None
+            or same_model(model, allowed)
+            or same_model(self.real_model(model), allowed)
+        )
 
 
 RECORD = web.RequestKey("llmtunnel_record", RequestRecord)  # made by the audit middleware

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from edge.errors import ErrorShape
+from edge.model_names import resolve
 from protocol import Delta, End
 from protocol.requests import EmbedRequest, TextRequest
 
@@ -54,8 +55,14 @@ class Call(Generic[P]):
     def capabilities(self) -> list[str] | None:
         """The requested model's capabilities; ``None`` when no machine serves it to this key
         (the pipeline then answers 404 or 503, so a dialect checks nothing against them)."""
-        info = self.models.get(self.req.model)
+        info = self.models.get(self.model)
         return None if info is None else list(info.get("capabilities", ()))
+
+    @property
+    def model(self) -> str:
+        """The name of the requested model among those the key sees (``qwen3`` is
+        ``qwen3:latest`` there), or the name as requested when no machine serves it."""
+        return resolve(self.req.model, self.models) or self.req.model
 
 
 class TextRenderer(Protocol):

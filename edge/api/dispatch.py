@@ -30,6 +30,7 @@ from edge.bodies import heavy_work, parse_object, read_raw
 from edge.context import CONTEXT
 from edge.errors import ApiError, from_stream_error
 from edge.limits import Admission, estimate_prompt_tokens
+from edge.model_names import resolve
 from protocol import Delta, End, Error
 from protocol.requests import ChatRequest, EmbedRequest, Request, with_model, with_num_predict
 
@@ -100,8 +101,9 @@ def ready(call: Call[P], neutral: Request) -> Prepared:
     """What the pipeline checks and does to every dialect's neutral request before its limits:
     the capabilities every dialect shares, the alias resolved to the model the machines serve,
     the prompt estimated."""
-    check_capabilities(call.models, call.req.model, neutral)
-    neutral = with_model(neutral, call.caller.real_model(call.req.model))  # as machines know it
+    check_capabilities(call.models, call.model, neutral)
+    target = call.caller.real_model(call.model)  # an alias: the model it stands for
+    neutral = with_model(neutral, resolve(target, call.models) or target)  # as machines know it
     return Prepared(neutral, estimate_prompt_tokens(neutral))
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from edge.auth import Caller, authenticate
 from edge.context import CONTEXT, EdgeContext
 from edge.errors import ApiError
+from edge.model_names import resolve
 
 ModelInfo = dict[str, Any]  # as the machine described it (PROTOCOL.md §2 "model")
 
@@ -23,9 +24,16 @@ def visible_models(ctx: EdgeContext, caller: Caller) -> dict[str, ModelInfo]:
     else:
         models = ctx.registry.models(caller.tenant.id)
     for alias, target in caller.aliases.items():
-        if target in models:
-            models[alias] = models[target]
+        served = resolve(target, models)
+        if served is not None:
+            models[alias] = models[served]
     return {name: info for name, info in models.items() if caller.allows(name)}
+
+
+def find_model(models: dict[str, ModelInfo], name: str) -> str | None:
+    """The name in ``models`` (what a key sees) that ``name`` stands for, as Ollama resolves
+    names (``qwen3`` → ``qwen3:latest``); ``None`` when no machine serves it to this key."""
+    return resolve(name, models)
 
 
 def model_not_found(name: str) -> ApiError:
@@ -52,6 +60,6 @@ async def list_models(request: web.Request) -> web.Response:
 async def retrieve_model(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     name = request.match_info["model"]
-    if name not in visible_models(request.config_dict[CONTEXT], caller):  # as the list has it
+    if find_model(visible_models(request.config_dict[CONTEXT], caller), name) is None:
         raise model_not_found(name)
     return web.json_response(_model(name, caller))

@@ -67,10 +67,12 @@ def key_create(
 def _warn_unserved(admin: AdminConnection, slug: str, models: list[str]) -> None:
     """A scope that names no model the tenant serves now is most often a typo: say so (the key
     is made anyway, since the machine may just be offline)."""
+    from edge.model_names import same_model
+
     machines = admin.call("GET", f"/tenants/{slug}/machines")["machines"]
     served = {model for machine in machines for model in machine.get("models", [])}
     served |= set(admin.call("GET", f"/tenants/{slug}/aliases")["aliases"])
-    unserved = [model for model in models if model not in served]
+    unserved = [model for model in models if not same_model(model, served)]
     if unserved:
         typer.secho(
             f"warning: no online machine of {slug} serves {', '.join(unserved)} now"

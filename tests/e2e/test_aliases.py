@@ -88,3 +88,28 @@ async def test_removing_an_alias_and_bad_aliases(acme: tuple[Stack, str]) -> Non
         assert no_model.json()["error"]["param"] == "model"
     with pytest.raises(openai.NotFoundError):
         await stack.openai(key).chat.completions.create(model="gpt-4o", messages=[user("hi")])
+
+
+async def test_names_without_a_tag_are_resolved_as_ollama_resolves_them(
+    acme: tuple[Stack, str],
+) -> None:
+    """The README's own embeddings example names `nomic-embed-text`; the machine serves
+    `nomic-embed-text:latest`, as Ollama lists it. Ollama takes one for the other, so does the
+    edge: in routing, scopes, aliases and /v1/models/{model}."""
+    stack, key = acme
+    client = stack.openai(key)
+    vectors = await client.embeddings.create(model="nomic-embed-text", input=["first", "second"])
+    assert len(vectors.data) == 2
+    assert (await client.models.retrieve("nomic-embed-text")).id == "nomic-embed-text"
+    reply = await client.chat.completions.create(
+        model="library/llama3.2:3b", messages=[user("hi tokens=2")]
+    )
+    assert reply.choices[0].message.content
+    scoped = stack.openai(await stack.key("acme", "scoped", models=["nomic-embed-text"]))
+    assert [m.id async for m in scoped.models.list()] == ["nomic-embed-text:latest"]
+    await scoped.embeddings.create(model="nomic-embed-text:latest", input="x")
+    async with stack.admin() as admin:
+        await admin.put("/tenants/acme/aliases/embedder", json={"model": "nomic-embed-text"})
+    await client.embeddings.create(model="embedder", input="x")
+    with pytest.raises(openai.NotFoundError):
+        await client.chat.completions.create(model="qwen3", messages=[user("hi")])  # :latest

@@ -18,7 +18,7 @@ from edge.api.anthropic.request import (
     to_neutral,
 )
 from edge.api.dialect import Call, TextDialect, TextRenderer
-from edge.api.models import model_not_found, visible_models
+from edge.api.models import find_model, model_not_found, visible_models
 from edge.api.sse import NamedEvents
 from edge.auth import authenticate
 from edge.bodies import read_json_object
@@ -51,7 +51,8 @@ async def count_tokens(request: web.Request) -> web.Response:
     req = parse_count_request(await read_json_object(request))
     caller.ensure_model_allowed(req.model)
     models = visible_models(ctx, caller)
-    if req.model not in models:
+    served = find_model(models, req.model)
+    if served is None:
         raise model_not_found(req.model)
-    neutral = to_neutral(req, list(models[req.model].get("capabilities", [])))
+    neutral = to_neutral(req, list(models[served].get("capabilities", [])))
     return web.json_response({"input_tokens": estimate_input_tokens(neutral)})
