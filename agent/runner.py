@@ -8,17 +8,15 @@ import logging
 import random
 from dataclasses import dataclass
 
-from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from agent.backend import BackendError, OllamaBackend
 from agent.config import AgentConfig
 from agent.diagnose import explain
-from agent.login import login
+from agent.login import dial, login
 from agent.session import TunnelSession
 from agent.transport import WebsocketsTransport
 from protocol import ClosedByPeer, ErrorCode, ProtocolError
-from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 
 log = logging.getLogger(__name__)
 
@@ -102,20 +100,13 @@ async def connect_once(
 ) -> None:
     """One connection: dial, log in, serve until the link ends. ``EdgeRefused`` when the edge
     ends it with ERROR on stream 0."""
+    backend_down: str | None = None
     try:
         models = await backend.discover()
     except BackendError as exc:
-        log.warning("Ollama is not answering (%s); connecting with no models for now", exc)
-        models = []
-    async with connect(
-        config.connect_url,
-        ssl=config.ssl_context(),
-        open_timeout=options.connect_timeout,
-        ping_interval=None,  # liveness is the tunnel's own PING/PONG (PROTOCOL.md §9)
-        compression=None,  # tokens are short; deflate would cost more CPU than it saves
-        max_size=AGENT_MAX_RECEIVE_FRAME,
-        user_agent_header="llmtunnel-agent",
-    ) as ws:
+        log.warning("the backend is not answering (%s); connecting as degraded for now", exc)
+        models, backend_down = [], str(exc)
+    async with dial(config, options.connect_timeout) as ws:
         transport = WebsocketsTransport(ws)
         try:
             conn, ready = await login(
@@ -137,6 +128,7 @@ async def connect_once(
                 options.model_refresh,
                 stop,
                 options.drain_timeout,
+                backend_down,
             )
             await session.run()
         except ClosedByPeer as exc:

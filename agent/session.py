@@ -11,6 +11,11 @@ it has not heard from for three intervals, or that does not take a write within 
 
 On ``stop`` the session drains (§10): GOAWAY, no new streams, the running ones finish (within
 the drain timeout), then the WebSocket closes with 1001.
+
+The session also watches the backend (§5): it lists the models every ``model_refresh`` seconds
+(every ``UNHEALTHY_POLL`` while the backend does not answer, and at once after a request finds it
+unreachable), sends MODELS when the list changes and HEALTH when the backend stops or starts
+answering, so the edge stops routing to a machine whose runtime is down.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from protocol import (
     ErrorCode,
     Frame,
     GoAway,
+    Health,
     Models,
     Open,
     ProtocolError,
@@ -39,12 +45,15 @@ from protocol import (
     Window,
 )
 from protocol.aio import Link, Transport
-from protocol.frames import tool_call_size
+from protocol.frames import MAX_HEALTH_REASON, tool_call_size
 from protocol.requests import Request, UnsupportedRequest
 
 log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001  # the WebSocket close code of an agent shutting down (§10)
+# Seconds between backend checks while it is down, and at least between any two checks: a check
+# sends at most one MODELS and one HEALTH, and the edge takes one of each per 2 s (§5).
+UNHEALTHY_POLL = 2.0
 
 
 class TunnelSession(Link):
@@ -63,12 +72,17 @@ class TunnelSession(Link):
         model_refresh: float,
         stop: asyncio.Event | None = None,
         drain_timeout: float = 30.0,
+        backend_down: str | None = None,
     ) -> None:
+        """``backend_down`` is why the backend did not answer before the login, if it did not:
+        the edge hears it first thing."""
         super().__init__(transport, conn, heartbeat_interval)
         self._backend = backend
         self._max_concurrency = max_concurrency
         self._models = models
         self._model_refresh = model_refresh
+        self._backend_down = backend_down[:MAX_HEALTH_REASON] if backend_down else None
+        self._check_backend = asyncio.Event()  # a request found the backend unreachable
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._outgoing: dict[int, Outgoing] = {}
         self._dirty: dict[int, None] = {}  # streams with output to send, in order
@@ -89,7 +103,7 @@ class TunnelSession(Link):
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def background(self) -> list[Coroutine[Any, Any, None]]:
-        work = [self._watch_models()]
+        work = [self._watch_backend()]
         if self._stop_event is not None:
             work.append(self._drain_on(self._stop_event))
         return work
@@ -145,6 +159,8 @@ class TunnelSession(Link):
                 await self._relay(sid, out, request)
         except BackendError as exc:
             out.final = Error(sid, str(exc.code), str(exc), exc.retryable)
+            if exc.code is ErrorCode.BACKEND_UNAVAILABLE:
+                self._check_backend.set()
         except TimeoutError:
             message = f"the request exceeded its {timeout:g} s deadline"
             out.final = Error(sid, str(ErrorCode.BACKEND_TIMEOUT), message, False)
@@ -220,21 +236,49 @@ class TunnelSession(Link):
             log.warning("drain timeout: closing with %d requests running", len(self._tasks))
         await self.close(ws_code=GOING_AWAY)
 
-    # ------------------------------------------------------------------ models (§5)
+    # ------------------------------------------------------------------ the backend (§5)
 
-    async def _watch_models(self) -> None:
+    async def _watch_backend(self) -> None:
+        if self._backend_down is not None:
+            self._send_live(Health(False, self._backend_down))
         while True:
-            await asyncio.sleep(self._model_refresh if self._models else 2.0)
-            try:
-                models = await self._backend.discover()
-            except BackendError as exc:
-                log.warning("cannot list Ollama's models: %s", exc)
-                continue
-            if models != self._models and self.conn.state in (State.OPEN, State.DRAINING):
-                self._models = models
-                log.info("models changed: %s", ", ".join(m["name"] for m in models) or "none")
-                self.conn.send(Models(models))
-                self.wake()
+            healthy = self._backend_down is None
+            # (A test may refresh faster than the edge's budget allows; it sends few changes.)
+            floor = min(UNHEALTHY_POLL, self._model_refresh)
+            asked = False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._model_refresh if healthy else floor):
+                    await self._check_backend.wait()
+                    asked = True
+            self._check_backend.clear()
+            await self._check()
+            if asked:
+                await asyncio.sleep(floor)  # requests failing in a burst ask once
+
+    async def _check(self) -> None:
+        """List the backend's models: HEALTH when it stops or starts answering, MODELS when the
+        list changed."""
+        try:
+            models = await self._backend.discover()
+        except BackendError as exc:
+            if self._backend_down is None:
+                log.warning("the backend stopped answering: %s", exc)
+                self._backend_down = str(exc)[:MAX_HEALTH_REASON]
+                self._send_live(Health(False, self._backend_down))
+            return
+        if self._backend_down is not None:
+            log.info("the backend answers again")
+            self._backend_down = None
+            self._send_live(Health(True, ""))
+        if models != self._models:
+            self._models = models
+            log.info("models changed: %s", ", ".join(m["name"] for m in models) or "none")
+            self._send_live(Models(models))
+
+    def _send_live(self, frame: Frame) -> None:
+        if self.conn.state in (State.OPEN, State.DRAINING):
+            self.conn.send(frame)
+            self.wake()
 
 
 def _final_for(sid: int, item: Piece | Vectors | Finish, largest: int) -> End | Error | None:

@@ -31,6 +31,7 @@ MAX_TOKENS = 2**32 - 1
 MAX_TIMINGS = 16
 MAX_TIMING_NAME = 64
 MAX_TIMEOUT = 7 * 24 * 3600.0  # OPEN's deadline: a week is already far beyond any request
+MAX_HEALTH_REASON = 500  # HEALTH's reason, shown to clients and admins (§5)
 
 JSONMap = dict[str, Any]
 
@@ -53,6 +54,7 @@ class FrameType(IntEnum):
     PONG = 13
     GOAWAY = 14
     EMBEDDINGS = 15
+    HEALTH = 16
 
 
 class Frame:
@@ -212,6 +214,23 @@ class Models(Frame):
 
     def check(self) -> None:
         _check_models(self.models)
+
+
+@dataclass(frozen=True, slots=True)
+class Health(Frame):
+    """Agent → edge: whether its backend answers; ``reason`` says why not (§5)."""
+
+    TYPE = FrameType.HEALTH
+    SCHEMA = (bool, str)
+    healthy: bool
+    reason: str
+
+    def check(self) -> None:
+        _require(
+            len(self.reason) <= MAX_HEALTH_REASON,
+            f"health reason longer than {MAX_HEALTH_REASON} characters",
+        )
+        _require(not (self.healthy and self.reason), "a healthy HEALTH has no reason")
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,5 +462,6 @@ FRAME_CLASSES: dict[int, type[Frame]] = {
         Pong,
         GoAway,
         Embeddings,
+        Health,
     )
 }

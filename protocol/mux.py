@@ -82,6 +82,7 @@ _AGENT_FRAMES = frozenset(
         FrameType.AUTH,
         FrameType.HELLO,
         FrameType.MODELS,
+        FrameType.HEALTH,
         FrameType.DELTA,
         FrameType.EMBEDDINGS,
         FrameType.END,
@@ -99,6 +100,7 @@ SENDERS: dict[FrameType, frozenset[Role]] = {
 # closes. HELLO is not a session frame: it is allowed once, in GREETING, and never again.
 _SESSION = {
     FrameType.MODELS,
+    FrameType.HEALTH,
     FrameType.DELTA,
     FrameType.EMBEDDINGS,
     FrameType.END,

@@ -58,6 +58,7 @@ def _machine_view(ctx: EdgeContext, machine: Machine) -> dict[str, Any]:
         "id": machine.id,
         "created_at": machine.created_at,
         "online": session is not None,
+        "degraded": session.backend_down if session is not None else None,
     }
     if session is not None:
         view.update(

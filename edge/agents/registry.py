@@ -1,10 +1,10 @@
 """Which machines are online, what they serve, and which one takes the next request.
 
 The registry holds only live sessions (nothing persistent). Routing picks, among a tenant's
-machines that serve the model and are not draining, the one with the fewest streams in flight that
-is under its advertised concurrency. When all are full a request waits, bounded in time and in the
-number of waiters, in its API key's queue; freed slots go to the keys in turn (round robin), so a
-burst from one key cannot starve the others on a shared GPU.
+machines that serve the model, are not draining and whose backend answers, the one with the
+fewest streams in flight that is under its advertised concurrency. When all are full a request
+waits, bounded in time and in the number of waiters, in its API key's queue; freed slots go to
+the keys in turn (round robin), so a burst from one key cannot starve the others on a shared GPU.
 
 A slot is leased before its stream opens (the request may still wait, or go away, in between),
 and only a ``Lease`` reserves or frees one, so a slot can be neither lost nor used twice. The
@@ -45,6 +45,10 @@ class Routable(Protocol):
     @property
     def accepting(self) -> bool:
         """Whether new streams may go to it (logged in, not draining)."""
+
+    @property
+    def backend_down(self) -> str | None:
+        """Why its backend does not answer, or ``None`` while it does (PROTOCOL.md §5)."""
 
     def open_stream(self, request: Request, timeout: float) -> TunnelStream:
         """Start a stream; called by ``Lease.open`` only."""
@@ -105,9 +109,12 @@ class Registry(Generic[S]):
         return list(self._by_tenant.get(tenant_id, {}).values())
 
     def models(self, tenant_id: str) -> dict[str, dict[str, Any]]:
-        """Every model any online machine of the tenant serves (first machine's details win)."""
+        """Every model a healthy online machine of the tenant serves (first machine's details
+        win): a degraded machine's models are not served now."""
         merged: dict[str, dict[str, Any]] = {}
         for session in self.sessions(tenant_id):
+            if session.backend_down is not None:
+                continue
             for name, info in session.models.items():
                 merged.setdefault(name, info)
         return merged
@@ -141,11 +148,15 @@ class Registry(Generic[S]):
         exclude: frozenset[str] = frozenset(),
         only: str | None = None,
     ) -> list[S]:
-        """Sessions that could take ``model`` now or later: accepting, serving it, not excluded,
-        and the ``only`` machine when the key is bound to one."""
-        return [s for s in self._usable(tenant_id, exclude, only) if model in s.models]
+        """Sessions that could take ``model`` now or later: accepting, healthy, serving it, not
+        excluded, and the ``only`` machine when the key is bound to one."""
+        return [
+            s
+            for s in self._online(tenant_id, exclude, only)
+            if s.backend_down is None and model in s.models
+        ]
 
-    def _usable(self, tenant_id: str, exclude: frozenset[str], only: str | None) -> list[S]:
+    def _online(self, tenant_id: str, exclude: frozenset[str], only: str | None) -> list[S]:
         return [
             s
             for s in self.sessions(tenant_id)
@@ -166,7 +177,7 @@ class Registry(Generic[S]):
     def _check_servable(
         self, tenant_id: str, model: str, exclude: frozenset[str], only: str | None
     ) -> None:
-        sessions = self._usable(tenant_id, exclude, only)
+        sessions = self._online(tenant_id, exclude, only)
         if not sessions and only is not None:
             raise ApiError(
                 503,
@@ -179,13 +190,24 @@ class Registry(Generic[S]):
                 "no_machine_online",
                 "no machine of this tenant is online; start `llmtunnel agent run` on a GPU box",
             )
-        if not any(model in s.models for s in sessions):
-            raise ApiError(
-                404,
-                "model_not_found",
-                f"The model `{model}` does not exist or is not served by any online machine",
-                param="model",
-            )
+        if any(s.backend_down is None and model in s.models for s in sessions):
+            return
+        # A degraded machine that lists the model, or that could not list any (its backend was
+        # down when it connected), may well be the one that serves it: say why it cannot.
+        for s in sessions:
+            if s.backend_down is not None and (model in s.models or not s.models):
+                raise ApiError(
+                    503,
+                    "machine_degraded",
+                    f"machine `{s.machine_name}` cannot serve `{model}` now: its backend is not"
+                    f" answering ({s.backend_down})",
+                )
+        raise ApiError(
+            404,
+            "model_not_found",
+            f"The model `{model}` does not exist or is not served by any online machine",
+            param="model",
+        )
 
     async def acquire(
         self,

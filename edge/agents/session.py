@@ -3,13 +3,14 @@
 The session is a ``protocol.aio.Link`` (the read loop, the single writer, heartbeats, bounded
 writes and closing are shared with the agent); what is the edge's own is here. Stream frames go
 to the ``TunnelStream`` a request handler reads; a MODELS replaces the machine's model list; a
-GOAWAY takes it out of routing. When the link ends, the machine leaves the registry and every
+HEALTH saying its backend is down takes it out of routing until one says it is back; a GOAWAY
+takes it out for good. When the link ends, the machine leaves the registry and every
 stream on it ends at once with ``backend_unavailable`` (retryable: the request may fail over).
 
 A machine is a tenant's, but the edge is everyone's, so nothing a machine sends may grow the edge
 without bound: what a stream buffers is bytes within its credit (``edge.agents.stream``), a write
 that the machine does not read within two heartbeat intervals drops its link (the ``Link``), and
-MODELS frames are rate-limited per connection (``ModelsBudget``).
+MODELS and HEALTH frames are rate-limited per connection (``ModelsBudget``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from protocol import (
     ErrorCode,
     Frame,
     GoAway,
+    Health,
     Hello,
     LocalProtocolError,
     Models,
@@ -74,11 +76,14 @@ class AgentSession(Link):
         self.agent_version = hello.agent_version
         self.max_concurrency = hello.max_concurrency
         self.models = _index_models(hello.models)
+        self.backend_down: str | None = None  # why its backend does not answer (HEALTH, §5)
         self.connected_at = time.time()
         self._registry = registry
         self._streams: dict[int, TunnelStream] = {}
         self._draining = False
-        self._models_budget = ModelsBudget(asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        self._models_budget = ModelsBudget(now, "MODELS")
+        self._health_budget = ModelsBudget(now, "HEALTH")
 
     @property
     def log_name(self) -> str:
@@ -150,6 +155,16 @@ class AgentSession(Link):
             self._models_budget.spend(asyncio.get_running_loop().time())
             self.models = _index_models(frame.models)
             self._registry.notify(self.tenant_id)
+        elif isinstance(frame, Health):
+            self._health_budget.spend(asyncio.get_running_loop().time())
+            if frame.healthy == (self.backend_down is None):
+                return
+            self.backend_down = None if frame.healthy else frame.reason
+            if frame.healthy:
+                self.log.info("machine %s: its backend answers again", self.machine_id)
+            else:
+                self.log.warning("machine %s is degraded: %s", self.machine_id, frame.reason)
+            self._registry.notify(self.tenant_id)
         elif isinstance(frame, GoAway):
             self._draining = True
             self._registry.notify(self.tenant_id)
@@ -170,14 +185,16 @@ def _index_models(models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 class ModelsBudget:
-    """How many MODELS frames a connection may still send: a token bucket of ``MODELS_BURST``,
-    one token back every ``MODELS_REFILL`` seconds. Each MODELS replaces the machine's model
-    list and wakes the tenant's waiting requests; an agent sends one when Ollama's list changes
-    (it looks every 30 s), so a flood is a broken or hostile agent (PROTOCOL.md §5)."""
+    """How many MODELS (or HEALTH) frames a connection may still send: a token bucket of
+    ``MODELS_BURST``, one token back every ``MODELS_REFILL`` seconds. Each one changes how the
+    machine is routed and wakes the tenant's waiting requests; an agent sends one when its
+    backend changes (it looks every 30 s, every 2 s while the backend is down), so a flood is a
+    broken or hostile agent (PROTOCOL.md §5)."""
 
-    __slots__ = ("tokens", "updated")
+    __slots__ = ("kind", "tokens", "updated")
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, kind: str = "MODELS") -> None:
+        self.kind = kind
         self.tokens = float(MODELS_BURST)
         self.updated = now
 
@@ -187,7 +204,7 @@ class ModelsBudget:
         self.updated = now
         if self.tokens < 1:
             raise RemoteProtocolError(
-                f"too many MODELS frames: at most {MODELS_BURST} at once, then one per"
+                f"too many {self.kind} frames: at most {MODELS_BURST} at once, then one per"
                 f" {MODELS_REFILL:g} s"
             )
         self.tokens -= 1

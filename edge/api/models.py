@@ -20,7 +20,8 @@ def visible_models(ctx: EdgeContext, caller: Caller) -> dict[str, ModelInfo]:
     bound = caller.key.limits.machine_id
     if bound is not None:
         session = ctx.registry.session(caller.tenant.id, bound)
-        models = dict(session.models) if session is not None and session.accepting else {}
+        usable = session is not None and session.accepting and session.backend_down is None
+        models = dict(session.models) if session is not None and usable else {}
     else:
         models = ctx.registry.models(caller.tenant.id)
     for alias, target in caller.aliases.items():

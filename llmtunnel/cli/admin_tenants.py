@@ -96,20 +96,29 @@ def machine_pair(
 
 @machine_app.command("list")
 def machine_list(ctx: typer.Context, slug: str, json_: JsonFlag = False) -> None:
-    """Machines of a tenant, with whether they are online."""
+    """Machines of a tenant, with whether they are online and their backend answers."""
     result = admin_connection(ctx).call("GET", f"/tenants/{slug}/machines")
     if printed_json(result, json_):
         return
     rows = [
         [
             m["name"],
-            "online" if m["online"] else "offline",
+            _status(m),
             ", ".join(m.get("models", [])) or "-",
             when(m["created_at"]),
         ]
         for m in result["machines"]
     ]
     table(rows, ["NAME", "STATUS", "MODELS", "PAIRED"])
+    for m in result["machines"]:
+        if m.get("degraded"):
+            typer.echo(f"{m['name']} is degraded: its backend is not answering ({m['degraded']})")
+
+
+def _status(machine: dict[str, object]) -> str:
+    if not machine["online"]:
+        return "offline"
+    return "degraded" if machine.get("degraded") else "online"
 
 
 @machine_app.command("revoke")

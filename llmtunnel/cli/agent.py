@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import ssl
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from llmtunnel.cli.common import fail, setup_logging
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
 
 agent_app = typer.Typer(no_args_is_help=True, help="Run on the GPU box next to Ollama.")
 
@@ -104,7 +106,10 @@ def agent_run(
 
 @agent_app.command("status")
 def agent_status(ollama: OllamaUrl = "http://127.0.0.1:11434", config: ConfigPath = None) -> None:
-    """Show this machine's identity, and whether the edge and Ollama answer."""
+    """Show this machine's identity, whether the edge accepts it and whether Ollama answers.
+
+    Exits 1 when the edge cannot be reached or refuses the machine, or Ollama does not answer.
+    The check logs in as far as the edge's READY and leaves: a running agent stays connected."""
     import httpx
 
     from agent import config as agent_config
@@ -117,26 +122,42 @@ def agent_status(ollama: OllamaUrl = "http://127.0.0.1:11434", config: ConfigPat
     typer.echo(f"config:   {path}")
     typer.echo(f"machine:  {settings.tenant}/{settings.machine_name} ({settings.machine_id})")
     typer.echo(f"edge:     {settings.edge_url}")
-    edge_ok = _probe(settings.edge_url + "/healthz", settings.ca_file)
-    typer.echo(f"          {'reachable' if edge_ok else 'NOT reachable'}")
+    edge_problem = asyncio.run(_edge_problem(settings))
+    typer.echo(f"          {edge_problem or 'reachable; this machine is accepted'}")
     ollama = _with_scheme(ollama)
     try:
         version = httpx.get(ollama + "/api/version", timeout=3).json().get("version")
         typer.echo(f"ollama:   {ollama} (version {version})")
-    except (httpx.HTTPError, ValueError):
+        ollama_ok = True
+    except (httpx.HTTPError, ValueError, AttributeError):
         typer.echo(f"ollama:   {ollama} NOT reachable")
+        ollama_ok = False
+    if edge_problem or not ollama_ok:
+        raise typer.Exit(1)
+
+
+async def _edge_problem(settings: AgentConfig) -> str | None:
+    """What keeps the edge from serving this machine, or ``None`` when it accepts it."""
+    from websockets.exceptions import InvalidStatus, WebSocketException
+
+    from agent.diagnose import explain
+    from agent.login import check_accepted
+    from protocol import ClosedByPeer, ProtocolError
+
+    try:
+        await check_accepted(settings)
+    except ClosedByPeer as exc:
+        return (
+            f"REFUSES this machine ({exc.error_code}: revoked, or unknown to this edge);"
+            " pair it again with `llmtunnel agent pair CODE --edge URL`"
+        )
+    except InvalidStatus as exc:
+        return f"NOT serving agents: it refused the WebSocket with HTTP {exc.response.status_code}"
+    except (OSError, TimeoutError, WebSocketException, ProtocolError) as exc:
+        return f"NOT reachable: {explain(exc, settings.edge_url)}"
+    return None
 
 
 def _with_scheme(url: str) -> str:
     """``OLLAMA_HOST`` may be a bare host:port, as Ollama itself accepts it."""
     return url if "://" in url else f"http://{url}"
-
-
-def _probe(url: str, ca_file: str | None) -> bool:
-    import httpx
-
-    try:
-        verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
-        return httpx.get(url, verify=verify, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False

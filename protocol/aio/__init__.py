@@ -4,14 +4,15 @@ WebSocket library either. Each end gives it a ``Transport`` over its own library
 
     transport.py  Transport: send / recv / close / abort of whole binary messages; send_all, the
                   one loop that writes what a connection queued, each write bounded in time
-    login.py      edge_login, agent_login: drive a §3 login machine over a transport, in bounded
-                  time, answering any failure with ``Connection.fail`` and closing
+    login.py      edge_login, agent_login, agent_probe: drive a §3 login machine over a
+                  transport, in bounded time, answering any failure with ``Connection.fail``
+                  and closing
     link.py       Link: a logged-in connection: the read loop, the single writer, the heartbeat
                   and watchdog (§9), bounded writes, closing; edge and agent sessions subclass it
 """
 
 from protocol.aio.link import Link
-from protocol.aio.login import agent_login, edge_login
+from protocol.aio.login import agent_login, agent_probe, edge_login
 from protocol.aio.transport import Transport
 
-__all__ = ["Link", "Transport", "agent_login", "edge_login"]
+__all__ = ["Link", "Transport", "agent_login", "agent_probe", "edge_login"]

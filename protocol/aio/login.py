@@ -56,12 +56,24 @@ async def agent_login(transport: Transport, login: AgentLogin, timeout: float) -
     limits of the session), or raises ``ProtocolError``: ``ClosedByPeer`` when turned away."""
 
     async def steps() -> Ready:
-        while (ready := login.receive(await _exchange(transport, login.conn))) is None:
-            pass
+        ready = await _until_ready(transport, login)
         await send_all(transport, login.conn.data_to_send())  # the HELLO
         return ready
 
     return await _bounded(transport, login.conn, steps(), timeout)
+
+
+async def agent_probe(transport: Transport, login: AgentLogin, timeout: float) -> Ready:
+    """The agent's side as far as READY, the HELLO left unsent: proof that the edge accepts the
+    machine, which does not take the place of the machine's running session (the edge
+    registers a session on its HELLO). The caller closes the transport."""
+    return await _bounded(transport, login.conn, _until_ready(transport, login), timeout)
+
+
+async def _until_ready(transport: Transport, login: AgentLogin) -> Ready:
+    while (ready := login.receive(await _exchange(transport, login.conn))) is None:
+        pass
+    return ready
 
 
 async def _bounded(

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent.backend import Finish, OllamaBackend, Piece, Vectors
+from agent.backend import BackendError, Finish, OllamaBackend, Piece, Vectors
 from agent.session import TunnelSession
 from protocol import (
     Cancel,
@@ -20,8 +20,10 @@ from protocol import (
     Delta,
     End,
     Error,
+    ErrorCode,
     Frame,
     GoAway,
+    Health,
     Models,
     Open,
     TunnelLimits,
@@ -44,13 +46,18 @@ class FakeBackend(OllamaBackend):
         self.pulled = 0
         self.stopped = 0
         self.models: list[dict[str, Any]] = list(MODELS)
+        self.down: str | None = None  # why it does not answer, while it does not
 
     async def discover(self) -> list[dict[str, Any]]:
+        if self.down is not None:
+            raise BackendError(ErrorCode.BACKEND_UNAVAILABLE, self.down, retryable=True)
         return self.models
 
     async def stream(
         self, request: Request | UnsupportedRequest
     ) -> AsyncGenerator[Piece | Vectors | Finish, None]:
+        if self.down is not None:
+            raise BackendError(ErrorCode.BACKEND_UNAVAILABLE, self.down, retryable=True)
         try:
             for n in range(self.pieces):
                 await asyncio.sleep(self.pace)
@@ -177,6 +184,54 @@ async def test_a_changed_model_list_goes_out_as_models() -> None:
     frames = await edge_reads(edge, Models)
     assert frames == [Models(backend.models)]
     assert asyncio.get_running_loop().time() == 3.0  # at the next look, not before
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+
+@on_socket_pairs
+async def test_a_backend_that_stops_answering_goes_out_as_health_and_so_does_its_return() -> None:
+    edge, agent_side, _ = await logged_in(LIMITS)
+    backend = FakeBackend()
+    agent = session(agent_side, backend, model_refresh=3.0)
+    running = asyncio.create_task(agent.run())
+    backend.down = "cannot reach Ollama: ConnectError"
+    assert await edge_reads(edge, Health) == [Health(False, "cannot reach Ollama: ConnectError")]
+    assert asyncio.get_running_loop().time() == 3.0
+    backend.down = None
+    backend.models = [{"name": "n", "capabilities": []}]
+    assert await edge_reads(edge, Models) == [Health(True, ""), Models(backend.models)]
+    assert asyncio.get_running_loop().time() == 5.0  # looked at every 2 s while down
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+
+@on_socket_pairs
+async def test_a_request_that_finds_the_backend_down_has_it_checked_at_once() -> None:
+    edge, agent_side, _ = await logged_in(LIMITS)
+    backend = FakeBackend()
+    agent = session(agent_side, backend, model_refresh=30.0)
+    running = asyncio.create_task(agent.run())
+    backend.down = "cannot reach Ollama"
+    sid = await open_stream(edge)
+    frames = await edge_reads(edge, Health)
+    assert frames == [
+        Error(sid, "backend_unavailable", "cannot reach Ollama", True),
+        Health(False, "cannot reach Ollama"),
+    ]
+    assert asyncio.get_running_loop().time() < 1.0  # not at the next look, 30 s on
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+
+@on_socket_pairs
+async def test_a_backend_down_before_the_login_is_the_first_thing_the_edge_hears() -> None:
+    edge, agent_side, _ = await logged_in(LIMITS)
+    backend = FakeBackend()
+    backend.down = "cannot reach Ollama"
+    agent = session(agent_side, backend, backend_down="cannot reach Ollama")
+    running = asyncio.create_task(agent.run())
+    assert await edge_reads(edge, Health) == [Health(False, "cannot reach Ollama")]
+    assert asyncio.get_running_loop().time() == 0.0
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
 

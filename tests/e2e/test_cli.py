@@ -94,6 +94,16 @@ def run(*args: str, env: dict[str, str]) -> str:
     return done.stdout
 
 
+def status_of(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*LLMTUNNEL, "agent", "status", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_operator_and_gpu_box_walkthrough(tmp_path: Path, processes: Processes) -> None:
     ollama_port, edge_port = _free_port(), _free_port()
     processes.start("sim-ollama", "--port", str(ollama_port), "--tokens-per-second", "200")
@@ -147,6 +157,18 @@ def test_operator_and_gpu_box_walkthrough(tmp_path: Path, processes: Processes) 
             break
         time.sleep(0.1)
     assert machines["machines"][0]["online"]
+
+    # agent status: all is well (exit 0), and its probe leaves the running agent connected;
+    # an Ollama that does not answer is exit 1.
+    status = run(
+        "agent", "status", "--config", str(agent_config),
+        "--ollama", f"http://127.0.0.1:{ollama_port}", env={},
+    )  # fmt: skip
+    assert "this machine is accepted" in status and "version" in status
+    machines = json.loads(run("admin", "machine", "list", "acme", "--json", env=env))
+    assert machines["machines"][0]["online"]
+    down = status_of("--config", str(agent_config), "--ollama", f"http://127.0.0.1:{_free_port()}")
+    assert down.returncode == 1 and "NOT reachable" in down.stdout
 
     client = openai.OpenAI(
         base_url=edge_url + "/v1",
@@ -206,6 +228,11 @@ def test_operator_and_gpu_box_walkthrough(tmp_path: Path, processes: Processes) 
     run("admin", "machine", "revoke", "acme", "gpu-1", env=env)
     machines = json.loads(run("admin", "machine", "list", "acme", "--json", env=env))
     assert machines["machines"] == []
+    revoked = status_of(
+        "--config", str(agent_config), "--ollama", f"http://127.0.0.1:{ollama_port}"
+    )
+    assert revoked.returncode == 1 and "REFUSES this machine" in revoked.stdout
+    assert "agent pair" in revoked.stdout
 
 
 def test_edge_serve_refuses_to_guess_the_tls_mode(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from protocol import (
     End,
     Frame,
     GoAway,
+    Health,
     Hello,
     Models,
     Open,
@@ -250,6 +251,22 @@ async def test_a_models_flood_is_cut_off_at_the_rate_limit(stack: Stack) -> None
         ("protocol_error", "too many MODELS frames: at most 5 at once, then one per 2 s")
     ]
     assert ending.code == 1002
+    await _bystander_is_served(stack)
+
+
+async def test_a_health_flood_is_cut_off_at_the_rate_limit(stack: Stack) -> None:
+    rogue = await RogueAgent.login(await _paired(stack))
+    session = await _session(stack)
+    for n in range(edge.agents.session.MODELS_BURST):  # flapping five times is fine …
+        await rogue.send(Health(n % 2 == 1, "" if n % 2 else "down"))
+    async with asyncio.timeout(5):
+        while session.backend_down is None:  # the fifth said: down
+            await asyncio.sleep(0.01)
+    await rogue.send(Health(True, ""))  # … the sixth is not
+    ending = await rogue.ending()
+    assert ending.errors == [
+        ("protocol_error", "too many HEALTH frames: at most 5 at once, then one per 2 s")
+    ]
     await _bystander_is_served(stack)
 
 

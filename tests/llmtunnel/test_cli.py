@@ -273,3 +273,20 @@ def test_the_version_is_the_package_s() -> None:
 
     result = invoke("--version")
     assert result.exit_code == 0 and result.output.strip() == f"llmtunnel {version('llmtunnel')}"
+
+
+def test_machine_list_shows_a_degraded_machine_and_why(fake: FakeEdge) -> None:
+    env = dict(zip(ADMIN_ENV[:2], ["http://edge", "sk-lt-admin-y"], strict=True))
+    machine = {"models": ["qwen3:8b"], "created_at": 0.0}
+    fake.replies["GET", "/tenants/acme/machines"] = {
+        "machines": [
+            {**machine, "name": "gpu-1", "online": True, "degraded": None},
+            {**machine, "name": "gpu-2", "online": True, "degraded": "cannot reach Ollama"},
+            {**machine, "name": "gpu-3", "online": False, "degraded": None},
+        ]
+    }
+    result = invoke("admin", "machine", "list", "acme", env=env)
+    assert result.exit_code == 0
+    rows = {line.split()[0]: line.split()[1] for line in result.output.splitlines()[1:4]}
+    assert rows == {"gpu-1": "online", "gpu-2": "degraded", "gpu-3": "offline"}
+    assert "gpu-2 is degraded: its backend is not answering (cannot reach Ollama)" in result.output

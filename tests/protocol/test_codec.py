@@ -28,6 +28,7 @@ from protocol import (
     ErrorCode,
     FrameTooLarge,
     GoAway,
+    Health,
     Hello,
     Models,
     Open,
@@ -81,6 +82,9 @@ GOLDEN: list[tuple[Frame, str]] = [
     (Ping(2**32), "92 0c cf 00 00 00 01 00 00 00 00"),  # uint64
     (Ping(-(2**63)), "92 0c d3 80 00 00 00 00 00 00 00"),  # int64
     (Pong(300), "92 0d cd 01 2c"),  # uint16
+    # HEALTH: [16, healthy, reason]; bool is msgpack's c2/c3, never an integer.
+    (Health(False, "down"), "93 10 c2 a4 64 6f 77 6e"),
+    (Health(True, ""), "93 10 c3 a0"),
     # WINDOW: [11, stream_id, increment].
     (Window(1, 65536), "93 0b 01 ce 00 01 00 00"),
     (Window(0, 2**31 - 1), "93 0b 00 ce 7f ff ff ff"),
@@ -226,6 +230,7 @@ ONE_OF_EACH: list[Frame] = [
     Pong(-(2**63)),
     GoAway("restart"),
     Embeddings(3, 7, [bytes(range(16)), b"\xff" * 3072]),
+    Health(False, "Ollama at http://127.0.0.1:11434 refused the connection"),
 ]
 
 
@@ -304,7 +309,7 @@ MALFORMED: list[tuple[str, str]] = [
     ("92 c0 05", "array starting with its type code"),  # type is nil
     # Unknown type codes.
     ("91 00", "unknown frame type 0"),
-    ("91 10", "unknown frame type 16"),
+    ("91 11", "unknown frame type 17"),
     ("91 ff", "unknown frame type -1"),
     ("92 63 05", "unknown frame type 99"),
     ("91 cf 00 00 01 00 00 00 00 00", "unknown frame type 1099511627776"),

@@ -22,6 +22,7 @@ from protocol.frames import (
     Frame,
     FrameType,
     GoAway,
+    Health,
     Hello,
     Models,
     Open,
@@ -50,6 +51,7 @@ PINNED: dict[str, int] = {
     "PONG": 13,
     "GOAWAY": 14,
     "EMBEDDINGS": 15,
+    "HEALTH": 16,
 }
 
 # The class of each code and its wire fields in order, also by hand (PROTOCOL.md §2's table).
@@ -72,6 +74,7 @@ WIRE_FIELDS: dict[int, tuple[type[Frame], tuple[str, ...]]] = {
     13: (Pong, ("payload",)),
     14: (GoAway, ("reason",)),
     15: (Embeddings, ("stream_id", "index", "vectors")),
+    16: (Health, ("healthy", "reason")),
 }
 
 NONCE = b"n" * 32
@@ -107,7 +110,7 @@ def nested(depth: int) -> ChatRequest:
 
 def test_every_frame_type_code_is_pinned() -> None:
     assert {t.name: int(t) for t in FrameType} == PINNED
-    assert len(FrameType) == 15
+    assert len(FrameType) == 16
 
 
 @pytest.mark.parametrize(("name", "code"), list(PINNED.items()))
@@ -117,9 +120,9 @@ def test_each_code_individually(name: str, code: int) -> None:
 
 
 def test_frame_classes_cover_every_code_exactly_once() -> None:
-    assert sorted(FRAME_CLASSES) == list(range(1, 16))
+    assert sorted(FRAME_CLASSES) == list(range(1, 17))
     classes = list(FRAME_CLASSES.values())
-    assert len(set(classes)) == len(classes) == 15
+    assert len(set(classes)) == len(classes) == 16
     for code, cls in FRAME_CLASSES.items():
         assert code == cls.TYPE
         assert type(cls.TYPE) is FrameType
@@ -195,6 +198,8 @@ VALID: list[Frame] = [
     Ping(-(2**63)),
     Pong(2**64 - 1),
     GoAway(""),
+    Health(True, ""),
+    Health(False, "r" * 500),
 ]
 
 
@@ -258,6 +263,9 @@ INVALID: list[tuple[Frame, str]] = [
     (Models([{**MODEL, "context_length": True}]), "context_length"),
     (Models([{**MODEL, "context_length": 8192.0}]), "context_length"),
     (Models([{**MODEL, "family": "f" * 65}]), "family"),
+    # HEALTH: a bounded reason, and only when unhealthy.
+    (Health(False, "r" * 501), "health reason"),
+    (Health(True, "fine"), "no reason"),
     (Models([{**MODEL, "parameter_size": b"8B"}]), "parameter_size"),
     (Models([{**MODEL, "quantization": 4}]), "quantization"),
     (Models([{**MODEL, "digest": "sha256:…"}]), "unknown fields"),

@@ -33,6 +33,7 @@ from protocol.frames import (
     Frame,
     FrameType,
     GoAway,
+    Health,
     Hello,
     Models,
     Open,
@@ -129,6 +130,9 @@ STRATEGIES: dict[FrameType, st.SearchStrategy[Frame]] = {
     FrameType.PING: st.builds(Ping, wire_ints),
     FrameType.PONG: st.builds(Pong, wire_ints),
     FrameType.GOAWAY: st.builds(GoAway, text),
+    FrameType.HEALTH: st.one_of(
+        st.just(Health(True, "")), st.builds(Health, st.just(False), st.text(max_size=500))
+    ),
     FrameType.EMBEDDINGS: st.builds(
         Embeddings,
         ids,

@@ -27,6 +27,7 @@ from protocol import (
     FrameTooLarge,
     FrameType,
     GoAway,
+    Health,
     Hello,
     LocalProtocolError,
     Models,
@@ -235,6 +236,7 @@ def test_no_session_frame_from_the_agent_before_hello(first: Frame) -> None:
 # stream 0 is allowed in every state but CLOSED and is tested separately.
 SESSION_TYPES = {
     FrameType.MODELS,
+    FrameType.HEALTH,
     FrameType.DELTA,
     FrameType.EMBEDDINGS,
     FrameType.END,
@@ -261,6 +263,7 @@ SENDERS: dict[FrameType, set[Role]] = {
     FrameType.READY: {Role.EDGE},
     FrameType.HELLO: {Role.AGENT},
     FrameType.MODELS: {Role.AGENT},
+    FrameType.HEALTH: {Role.AGENT},
     FrameType.OPEN: {Role.EDGE},
     FrameType.DELTA: {Role.AGENT},
     FrameType.EMBEDDINGS: {Role.AGENT},
@@ -322,6 +325,7 @@ def sample(kind: FrameType, conn: Connection) -> Frame:
         FrameType.READY: READY,
         FrameType.HELLO: Hello("1", 1, []),
         FrameType.MODELS: Models([]),
+        FrameType.HEALTH: Health(False, "down"),
         FrameType.OPEN: Open(conn.next_stream_id(), CHAT, 0),
         FrameType.DELTA: delta(1, 1),
         FrameType.EMBEDDINGS: Embeddings(1, 0, [b"\0" * 4]),

@@ -40,6 +40,7 @@ from protocol import (
     Frame,
     FrameType,
     GoAway,
+    Health,
     Hello,
     LocalProtocolError,
     Models,
@@ -74,6 +75,7 @@ SENDERS: dict[FrameType, frozenset[Role]] = {
     FrameType.READY: frozenset({Role.EDGE}),
     FrameType.HELLO: frozenset({Role.AGENT}),
     FrameType.MODELS: frozenset({Role.AGENT}),
+    FrameType.HEALTH: frozenset({Role.AGENT}),
     FrameType.OPEN: frozenset({Role.EDGE}),
     FrameType.DELTA: frozenset({Role.AGENT}),
     FrameType.EMBEDDINGS: frozenset({Role.AGENT}),
@@ -87,6 +89,7 @@ SENDERS: dict[FrameType, frozenset[Role]] = {
 }
 _SESSION = [
     FrameType.MODELS,
+    FrameType.HEALTH,
     FrameType.DELTA,
     FrameType.EMBEDDINGS,
     FrameType.END,
@@ -537,6 +540,7 @@ class Tunnel(RuleBasedStateMachine):
             FrameType.READY: READY,
             FrameType.HELLO: Hello("1", 1, []),
             FrameType.MODELS: Models([]),
+            FrameType.HEALTH: Health(False, "down"),
             FrameType.OPEN: Open(sid, request, 0),
             FrameType.DELTA: Delta(
                 sid,

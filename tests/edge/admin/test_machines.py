@@ -64,6 +64,7 @@ async def test_machines_are_listed_offline_without_an_agent(admin_api: AdminApi)
                 "id": machine.id,
                 "created_at": machine.created_at,
                 "online": False,
+                "degraded": None,
             }
         ]
     }

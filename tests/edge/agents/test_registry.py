@@ -30,6 +30,7 @@ class FakeSession:
     tenant_id: str = "acme"
     models: dict[str, dict[str, Any]] = field(default_factory=lambda: {MODEL: {"name": MODEL}})
     accepting: bool = True
+    backend_down: str | None = None
     streams: list[TunnelStream] = field(default_factory=list)
 
     @property
@@ -121,6 +122,56 @@ async def test_no_machine_online_is_503_and_no_machine_serving_the_model_is_404(
     with pytest.raises(ApiError) as caught:
         await acquire(registry)
     assert (caught.value.status, caught.value.code) == (404, "model_not_found")
+
+
+@virtual_time
+async def test_a_degraded_machine_is_skipped_and_its_models_are_not_listed() -> None:
+    registry: Registry[FakeSession] = Registry()
+    down, up = online(registry, "down", "up")
+    down.models = {MODEL: {}, "only-on-down:7b": {}}
+    down.backend_down = "cannot reach Ollama: ConnectError"
+    assert [await run(registry) for _ in range(2)] == [up, up]
+    assert registry.candidates("acme", MODEL) == [up]
+    assert set(registry.models("acme")) == {MODEL}
+
+
+@virtual_time
+async def test_a_model_only_a_degraded_machine_serves_is_503_naming_the_cause() -> None:
+    registry: Registry[FakeSession] = Registry()
+    (down,) = online(registry, "down", backend_down="cannot reach Ollama: ConnectError")
+    with pytest.raises(ApiError) as caught:
+        await acquire(registry)
+    assert (caught.value.status, caught.value.code) == (503, "machine_degraded")
+    assert "name-of-down" in caught.value.message
+    assert "cannot reach Ollama: ConnectError" in caught.value.message
+    down.models = {}  # its backend was down when it connected: it could list nothing
+    with pytest.raises(ApiError) as caught:
+        await acquire(registry)
+    assert caught.value.code == "machine_degraded"
+    down.models = {"mistral:7b": {}}  # it lists others: this model is simply not served
+    with pytest.raises(ApiError) as caught:
+        await acquire(registry)
+    assert caught.value.code == "model_not_found"
+
+
+@virtual_time
+async def test_a_waiter_learns_at_once_when_its_machine_degrades_and_is_served_when_it_heals() -> (
+    None
+):
+    registry: Registry[FakeSession] = Registry()
+    (a,) = online(registry, "a", max_concurrency=1)
+    await run(registry)
+    waiting = asyncio.create_task(acquire(registry))
+    await asyncio.sleep(1)
+    a.backend_down = "Ollama stopped"
+    registry.notify("acme")
+    with pytest.raises(ApiError) as caught:
+        await waiting
+    assert (caught.value.code, asyncio.get_running_loop().time()) == ("machine_degraded", 1.0)
+    a.backend_down = None
+    a.streams.clear()
+    registry.notify("acme")
+    assert (await acquire(registry)).session is a
 
 
 # ------------------------------------------------------------------------- caps and waiting

@@ -45,6 +45,7 @@ class ScriptedMachine:
     max_concurrency: int = 4
     models: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(MODELS))
     accepting: bool = True
+    backend_down: str | None = None
     requests: list[Request] = field(default_factory=list)
     cancelled: list[str | None] = field(default_factory=list)
     streams: dict[int, TunnelStream] = field(default_factory=dict)
