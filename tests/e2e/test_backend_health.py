@@ -29,7 +29,9 @@ async def machine_where(
     """The admin API's view of machine gpu-1 once ``ready`` holds for it."""
     async with stack.admin() as admin, asyncio.timeout(10):
         while True:
-            machines = (await admin.get(f"/tenants/{slug}/machines")).json()["machines"]
+            machines: list[dict[str, Any]] = (await admin.get(f"/tenants/{slug}/machines")).json()[
+                "machines"
+            ]
             found = next((m for m in machines if m["name"] == "gpu-1"), None)
             if found is not None and ready(found):
                 return found
