@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from websockets.exceptions import InvalidStatus, WebSocketException
 
-from agent.backend import BackendError, OllamaBackend
+from agent.backend import Backend, BackendError
 from agent.config import AgentConfig
 from agent.diagnose import explain
 from agent.login import dial, login
@@ -54,7 +54,7 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
 
 async def run_agent(
     config: AgentConfig,
-    backend: OllamaBackend,
+    backend: Backend,
     options: RunOptions = RunOptions(),
     stop: asyncio.Event | None = None,
 ) -> None:
@@ -94,7 +94,7 @@ async def run_agent(
 
 async def connect_once(
     config: AgentConfig,
-    backend: OllamaBackend,
+    backend: Backend,
     options: RunOptions,
     stop: asyncio.Event | None = None,
 ) -> None:

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from agent.backend import BackendError, Finish, OllamaBackend, Piece, Vectors
+from agent.backend import Backend, BackendError, Finish, Piece, Vectors
 from agent.outgoing import Outgoing
 from protocol import (
     NO_STREAM,
@@ -65,7 +65,7 @@ class TunnelSession(Link):
         self,
         transport: Transport,
         conn: Connection,
-        backend: OllamaBackend,
+        backend: Backend,
         max_concurrency: int,
         heartbeat_interval: float,
         models: list[dict[str, Any]],

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from agent import config as agent_config
-from agent.backend import OllamaBackend
+from agent.ollama import OllamaBackend
 from agent.pairing import pair
 from agent.runner import RunOptions, run_agent
 from edge.config import EdgeConfig
@@ -86,9 +86,8 @@ async def run_demo(
                 settings = await pair(code, edge_url, ca)
                 agent_config.save(settings, data_dir / "agent.json")
                 options = RunOptions(max_concurrency=8)
-                agent_task = asyncio.create_task(
-                    run_agent(settings, OllamaBackend(ollama_url, options.max_concurrency), options)
-                )
+                backend = OllamaBackend(ollama_url, options.max_concurrency)
+                agent_task = asyncio.create_task(run_agent(settings, backend, options))
                 model = await _wait_for_model(edge_url, ca, key)
                 _print_instructions(edge_url, ca, key, model, ollama_label)
                 await asyncio.Event().wait()
@@ -97,6 +96,7 @@ async def run_demo(
                     agent_task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await agent_task
+                    await backend.aclose()
                 await edge.stop()
 
 

@@ -70,7 +70,7 @@ def agent_run(
 ) -> None:
     """Keep the tunnel to the edge open and serve requests with local Ollama."""
     from agent import config as agent_config
-    from agent.backend import OllamaBackend
+    from agent.ollama import OllamaBackend
     from agent.runner import AgentStopped, RunOptions, run_agent
 
     setup_logging(verbose)
@@ -95,8 +95,11 @@ def agent_run(
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            await backend.aclose()
 
     try:
         asyncio.run(serve())

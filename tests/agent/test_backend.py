@@ -12,7 +12,8 @@ from typing import Any
 import ollama
 import pytest
 
-from agent.backend import BackendError, Finish, OllamaBackend, Piece, Vectors, _describable
+from agent.backend import BackendError, Finish, Piece, Vectors
+from agent.ollama import OllamaBackend, _describable
 from llmtunnel import sim_ollama
 from protocol import ErrorCode, RemoteProtocolError
 from protocol.requests import from_wire
@@ -25,6 +26,15 @@ async def sim() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{sim_ollama.bound_port(runner)}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def backend(sim: str) -> AsyncIterator[OllamaBackend]:
+    made = OllamaBackend(sim)
+    try:
+        yield made
+    finally:
+        await made.aclose()
 
 
 def _stream(
@@ -42,11 +52,13 @@ async def _run(backend: OllamaBackend, request: dict[str, Any]) -> tuple[list[Pi
     return [p for p in pieces if isinstance(p, Piece)], finish
 
 
-async def test_generate_yields_the_response_and_its_counts(sim: str) -> None:
+async def test_generate_yields_the_response_and_its_counts(
+    sim: str, backend: OllamaBackend
+) -> None:
     prompt = "tunnels carry tokens tokens=9"
     direct = await ollama.AsyncClient(host=sim).generate(model="llama3.2:3b", prompt=prompt)
     pieces, finish = await _run(
-        OllamaBackend(sim), {"op": "generate", "model": "llama3.2:3b", "prompt": prompt}
+        backend, {"op": "generate", "model": "llama3.2:3b", "prompt": prompt}
     )
     assert len(pieces) == 9  # one piece per streamed line: nothing merged or lost
     assert "".join(p.content for p in pieces) == direct.response
@@ -60,8 +72,7 @@ async def test_generate_yields_the_response_and_its_counts(sim: str) -> None:
     assert {"total_duration", "eval_duration"} <= set(finish.timings)
 
 
-async def test_generate_passes_options_system_and_think(sim: str) -> None:
-    backend = OllamaBackend(sim)
+async def test_generate_passes_options_system_and_think(sim: str, backend: OllamaBackend) -> None:
     pieces, finish = await _run(
         backend,
         {
@@ -103,8 +114,7 @@ async def test_generate_passes_options_system_and_think(sim: str) -> None:
     assert finish.finish_reason == "stop"
 
 
-async def test_generate_errors_map_like_chat(sim: str) -> None:
-    backend = OllamaBackend(sim)
+async def test_generate_errors_map_like_chat(backend: OllamaBackend) -> None:
     cases: list[tuple[dict[str, Any], ErrorCode, str]] = [
         ({"model": "nope", "prompt": "x"}, ErrorCode.MODEL_NOT_FOUND, "model 'nope' not found"),
         (
@@ -120,18 +130,19 @@ async def test_generate_errors_map_like_chat(sim: str) -> None:
         assert caught.value.code == code
         assert text in str(caught.value)
         assert not caught.value.retryable
+    unreachable = OllamaBackend("http://127.0.0.1:9")
     with pytest.raises(BackendError) as down:
-        await _run(
-            OllamaBackend("http://127.0.0.1:9"), {"op": "generate", "model": "m", "prompt": "x"}
-        )
+        await _run(unreachable, {"op": "generate", "model": "m", "prompt": "x"})
     assert (down.value.code, down.value.retryable) == (ErrorCode.BACKEND_UNAVAILABLE, True)
+    assert str(down.value).startswith("cannot reach Ollama: ")
+    await unreachable.aclose()
 
 
-async def test_a_generate_failing_mid_stream_yields_then_raises(sim: str) -> None:
+async def test_a_generate_failing_mid_stream_yields_then_raises(backend: OllamaBackend) -> None:
     received: list[str] = []
     request = {"op": "generate", "model": "llama3.2:3b", "prompt": "go fail-after=3"}
     with pytest.raises(BackendError) as caught:
-        async for item in _stream(OllamaBackend(sim), request):
+        async for item in _stream(backend, request):
             assert isinstance(item, Piece)  # never a Finish
             received.append(item.content)
     assert received == ["go", " the", " tunnel"]
@@ -139,17 +150,19 @@ async def test_a_generate_failing_mid_stream_yields_then_raises(sim: str) -> Non
     assert "llama runner process has terminated" in str(caught.value)
 
 
-async def test_chat_still_runs_through_the_shared_loop(sim: str) -> None:
+async def test_chat_still_runs_through_the_shared_loop(sim: str, backend: OllamaBackend) -> None:
     messages = [{"role": "user", "content": "hello there tokens=5"}]
     direct = await ollama.AsyncClient(host=sim).chat(model="llama3.2:3b", messages=messages)
     pieces, finish = await _run(
-        OllamaBackend(sim), {"op": "chat", "model": "llama3.2:3b", "messages": messages}
+        backend, {"op": "chat", "model": "llama3.2:3b", "messages": messages}
     )
     assert "".join(p.content for p in pieces) == direct.message.content
     assert finish.completion_tokens == 5
 
 
-async def test_tool_calls_carry_their_arguments_as_compact_json_text(sim: str) -> None:
+async def test_tool_calls_carry_their_arguments_as_compact_json_text(
+    backend: OllamaBackend,
+) -> None:
     # PROTOCOL.md §2: {id, name, arguments} with arguments the JSON text of Ollama's object.
     parameters = {
         "type": "object",
@@ -162,7 +175,7 @@ async def test_tool_calls_carry_their_arguments_as_compact_json_text(sim: str) -
     ]
     messages = [{"role": "user", "content": "call get_weather and get_time"}]
     request = {"op": "chat", "model": "llama3.2:3b", "messages": messages, "tools": tools}
-    pieces, finish = await _run(OllamaBackend(sim), request)
+    pieces, finish = await _run(backend, request)
     calls = [call for piece in pieces for call in piece.tool_calls]
     assert [(c["name"], c["arguments"]) for c in calls] == [
         ("get_weather", '{"city":"example","days":1}'),
@@ -174,9 +187,9 @@ async def test_tool_calls_carry_their_arguments_as_compact_json_text(sim: str) -
 
 
 @pytest.mark.parametrize("op", ["show", "pull", "transcribe"])
-async def test_other_ops_are_unsupported(sim: str, op: str) -> None:
+async def test_other_ops_are_unsupported(backend: OllamaBackend, op: str) -> None:
     with pytest.raises(BackendError) as caught:
-        await _run(OllamaBackend(sim), {"op": op, "model": "llama3.2:3b", "prompt": "x"})
+        await _run(backend, {"op": op, "model": "llama3.2:3b", "prompt": "x"})
     assert caught.value.code == ErrorCode.UNSUPPORTED
 
 
@@ -209,14 +222,17 @@ async def test_cancelling_a_generate_stops_it_on_ollama() -> None:
                 await asyncio.sleep(0.01)
         assert (stats.started, stats.completed, stats.cancelled, stats.active) == (1, 0, 1, 0)
     finally:
+        await backend.aclose()
         await runner.cleanup()
 
 
-async def test_embed_returns_float32_vectors_equal_to_ollamas(sim: str) -> None:
+async def test_embed_returns_float32_vectors_equal_to_ollamas(
+    sim: str, backend: OllamaBackend
+) -> None:
     inputs = ["the first text", "a second, longer text to embed"]
     direct = await ollama.AsyncClient(host=sim).embed(model="nomic-embed-text:latest", input=inputs)
     request = {"op": "embed", "model": "nomic-embed-text:latest", "input": inputs}
-    items = [item async for item in _stream(OllamaBackend(sim), request)]
+    items = [item async for item in _stream(backend, request)]
     assert len(items) == 2
     vectors, finish = items
     assert isinstance(vectors, Vectors) and isinstance(finish, Finish)
@@ -229,29 +245,29 @@ async def test_embed_returns_float32_vectors_equal_to_ollamas(sim: str) -> None:
     assert finish.completion_tokens == 0
 
 
-async def test_embed_passes_dimensions(sim: str) -> None:
+async def test_embed_passes_dimensions(backend: OllamaBackend) -> None:
     request = {"op": "embed", "model": "nomic-embed-text:latest", "input": ["x"], "dimensions": 8}
-    items = [item async for item in _stream(OllamaBackend(sim), request)]
+    items = [item async for item in _stream(backend, request)]
     assert isinstance(items[0], Vectors)
     assert [len(v) for v in items[0].vectors] == [32]
 
 
-async def test_embed_with_a_chat_model_is_ollamas_400(sim: str) -> None:
+async def test_embed_with_a_chat_model_is_ollamas_400(backend: OllamaBackend) -> None:
     request = {"op": "embed", "model": "llama3.2:3b", "input": ["x"]}
     with pytest.raises(BackendError) as caught:
-        [item async for item in _stream(OllamaBackend(sim), request)]
+        [item async for item in _stream(backend, request)]
     assert caught.value.code == ErrorCode.BAD_REQUEST
     assert "does not support embeddings" in str(caught.value)
 
 
-async def test_a_prompt_over_the_context_is_refused_not_cut(sim: str) -> None:
+async def test_a_prompt_over_the_context_is_refused_not_cut(backend: OllamaBackend) -> None:
     long = "word " * 9000
     for request in (
         {"op": "chat", "model": "llama3.2:3b", "messages": [{"role": "user", "content": long}]},
         {"op": "generate", "model": "llama3.2:3b", "prompt": long},
     ):
         with pytest.raises(BackendError) as caught:
-            await _run(OllamaBackend(sim), request)
+            await _run(backend, request)
         assert caught.value.code == ErrorCode.CONTEXT_LENGTH_EXCEEDED
         assert re.match(r"prompt is too long: 900\d tokens > 8192 maximum", str(caught.value))
 

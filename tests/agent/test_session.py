@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent.backend import BackendError, Finish, OllamaBackend, Piece, Vectors
+from agent.backend import Backend, BackendError, Finish, Piece, Vectors
 from agent.session import TunnelSession
 from protocol import (
     Cancel,
@@ -36,17 +36,19 @@ LIMITS = TunnelLimits(stream_window=1024, connection_window=4096, heartbeat_inte
 MODELS = [{"name": "m", "capabilities": ["completion"]}]
 
 
-class FakeBackend(OllamaBackend):
+class FakeBackend:
     """Streams ``pieces`` of text for every request, one per ``pace`` seconds, then finishes;
     counts what was pulled from it and whether it was stopped."""
 
     def __init__(self, pieces: int = 5, size: int = 100, pace: float = 0.0) -> None:
-        super().__init__("http://127.0.0.1:9")  # never called
         self.pieces, self.size, self.pace = pieces, size, pace
         self.pulled = 0
         self.stopped = 0
         self.models: list[dict[str, Any]] = list(MODELS)
         self.down: str | None = None  # why it does not answer, while it does not
+
+    async def aclose(self) -> None:
+        pass
 
     async def discover(self) -> list[dict[str, Any]]:
         if self.down is not None:
@@ -69,7 +71,7 @@ class FakeBackend(OllamaBackend):
             raise
 
 
-def session(side: Side, backend: OllamaBackend, **options: Any) -> TunnelSession:
+def session(side: Side, backend: Backend, **options: Any) -> TunnelSession:
     return TunnelSession(
         side.transport,
         side.conn,

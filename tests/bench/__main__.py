@@ -29,8 +29,8 @@ from pathlib import Path
 
 import aiohttp
 
-from agent.backend import OllamaBackend
 from agent.config import AgentConfig, new_key
+from agent.ollama import OllamaBackend
 from agent.runner import RunOptions, run_agent
 from edge.credentials import KeyHasher, load_or_create_server_secret
 from edge.store import SqliteStore

@@ -17,8 +17,9 @@ import openai
 from aiohttp import web
 from openai.types.chat import ChatCompletionUserMessageParam
 
-from agent.backend import OllamaBackend
+from agent.backend import Backend
 from agent.config import AgentConfig
+from agent.ollama import OllamaBackend
 from agent.pairing import pair
 from agent.runner import RunOptions, run_agent
 from edge.config import EdgeConfig
@@ -52,11 +53,13 @@ class Agent:
     config: AgentConfig
     task: asyncio.Task[None]
     stop_event: asyncio.Event
+    backend: Backend
 
     async def stop(self) -> None:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self.task
+        await self.backend.aclose()
 
 
 @dataclass
@@ -142,7 +145,7 @@ class Stack:
         run_options = RunOptions(**{"backoff_base": 0.05, "backoff_cap": 0.5, **options})
         stop = asyncio.Event()
         task = asyncio.create_task(run_agent(config, backend, run_options, stop))
-        agent = Agent(config, task, stop)
+        agent = Agent(config, task, stop, backend)
         self.agents.append(agent)
         await self.wait_online(slug, name)
         return agent

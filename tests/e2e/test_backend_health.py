@@ -12,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from agent.backend import OllamaBackend
+from agent.ollama import OllamaBackend
 from agent.pairing import pair
 from agent.runner import RunOptions, run_agent
 from llmtunnel import sim_ollama
@@ -88,7 +88,7 @@ async def test_a_machine_that_connects_with_its_backend_down_is_degraded_from_th
     stop = asyncio.Event()
     options = RunOptions(backoff_base=0.05, backoff_cap=0.5, model_refresh=0.05)
     stack.agents.append(
-        Agent(config, asyncio.create_task(run_agent(config, backend, options, stop)), stop)
+        Agent(config, asyncio.create_task(run_agent(config, backend, options, stop)), stop, backend)
     )
 
     machine = await machine_where(stack, "acme", lambda m: m["online"] and bool(m["degraded"]))

@@ -12,7 +12,8 @@ import ollama
 import openai
 import pytest
 
-from agent.backend import BackendError, Finish, OllamaBackend, Piece, Vectors
+from agent.backend import BackendError, Finish, Piece, Vectors
+from agent.ollama import OllamaBackend
 from agent.pairing import pair
 from agent.runner import RunOptions, run_agent
 from protocol import ErrorCode
@@ -114,10 +115,9 @@ async def test_a_backend_that_cannot_embed_is_501(stack: Stack) -> None:
     key = await stack.key("acme")
     config = await pair(await stack.pairing_code("acme", "old"), stack.edge_url, stack.ca)
     stop = asyncio.Event()
-    task = asyncio.create_task(
-        run_agent(config, _NoEmbeddings(stack.ollama_url), RunOptions(), stop)
-    )
-    stack.agents.append(Agent(config, task, stop))
+    backend = _NoEmbeddings(stack.ollama_url)
+    task = asyncio.create_task(run_agent(config, backend, RunOptions(), stop))
+    stack.agents.append(Agent(config, task, stop, backend))
     await stack.wait_online("acme", "old")
     with pytest.raises(openai.APIStatusError) as caught:
         await stack.openai(key).embeddings.create(model=MODEL, input="x")

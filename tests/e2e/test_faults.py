@@ -24,9 +24,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from agent import config as agent_config
-from agent.backend import OllamaBackend
 from agent.config import AgentConfig
 from agent.login import login
+from agent.ollama import OllamaBackend
 from agent.pairing import pair
 from agent.runner import RunOptions, connect_once
 from agent.transport import WebsocketsTransport

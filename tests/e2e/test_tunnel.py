@@ -9,8 +9,8 @@ import openai
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from agent.backend import OllamaBackend
 from agent.config import new_key
+from agent.ollama import OllamaBackend
 from agent.pairing import PairingFailed, pair
 from agent.runner import AgentStopped, EdgeRefused, RunOptions, connect_once
 from tests.e2e.stack import Stack
