@@ -45,7 +45,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 def _context(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        ctx = open_context(app[CONFIG], clock)
+        ctx = await open_context(app[CONFIG], clock)
         app[CONTEXT] = ctx
         yield
         await ctx.store.close()

@@ -38,6 +38,9 @@ class EdgeConfig:
     pairing_attempts_per_minute: int = 10
     tunnel: TunnelLimits = field(default_factory=TunnelLimits)
     agent_ca_file: Path | None = None  # a private CA the agent must trust (--self-signed)
+    # None: SQLite in data_dir (one node); a postgresql:// URL: PostgreSQL, which several edge
+    # nodes may share (docs/ARCHITECTURE.md "State"). Kept out of repr: it may hold a password.
+    database_url: str | None = field(default=None, repr=False)
 
     def tenant_url(self, slug: str) -> str:
         """Where the tenant's clients and agents reach the edge: ``SLUG.DOMAIN``, or the bare

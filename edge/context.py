@@ -14,9 +14,9 @@ from edge.agents.registry import Registry
 from edge.audit import Recorder
 from edge.config import EdgeConfig
 from edge.credentials import KeyHasher
-from edge.data_dir import create_private_file, secure_data_dir
+from edge.data_dir import secure_data_dir
 from edge.limits import Limits
-from edge.store import SqliteStore, Store
+from edge.store import Store, open_store
 from edge.store.cache import CachedStore
 
 Clock = Callable[[], float]
@@ -39,14 +39,13 @@ class EdgeContext:
 CONTEXT = web.AppKey("llmtunnel_edge", EdgeContext)
 
 
-def open_context(config: EdgeConfig, clock: Clock = time.time) -> EdgeContext:
+async def open_context(config: EdgeConfig, clock: Clock = time.time) -> EdgeContext:
     """The edge's state on ``config.data_dir``: made private first (0700/0600), the server
-    secret created on first use, the store opened and migrated."""
+    secret created on first use, the store opened and migrated (SQLite in the data directory,
+    or PostgreSQL at ``config.database_url``: ``edge.store.open_store``)."""
     secure_data_dir(config.data_dir)
     secret = credentials.load_or_create_server_secret(config.data_dir / "server.secret")
-    database = config.data_dir / "edge.db"
-    create_private_file(database)
-    store = CachedStore(SqliteStore(database, clock))
+    store = CachedStore(await open_store(config.database_url, config.data_dir, clock))
     registry: Registry[AgentSession] = Registry(max_waiters=config.max_queued)
     recorder = Recorder(store, config.audit_flush_interval, config.audit_retention_days)
     hasher = KeyHasher(secret)

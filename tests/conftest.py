@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
 
 import pytest
+
+from tests.postgres_server import PostgresServer, find_bindir
 
 # The agent and edge log every connect and reconnect; keep test output for what failed.
 logging.getLogger("edge").setLevel(logging.WARNING)
@@ -14,3 +18,30 @@ logging.getLogger("agent").setLevel(logging.WARNING)
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the whole run, started when a test first needs it
+    (tests/postgres_server.py). Without PostgreSQL the tests that need it skip, except in CI,
+    where .ci/run installs it and they must run."""
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed, and CI must run its tests (.ci/run)")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    server = PostgresServer(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database of the test's own on the session's server (a schema, to
+    be quick: ``PostgresServer.new_schema``), dropped after."""
+    url = postgres_server.new_schema()
+    yield url
+    postgres_server.drop_schema(url)

@@ -1,9 +1,11 @@
 """The edge's state (docs/ARCHITECTURE.md "State"): an interface of query groups (``interface.py``),
-the records it deals in (``records.py``) and its implementations (``sqlite/``)."""
+the records it deals in (``records.py``), its implementations (``sqlite/``, ``postgres/``) and
+``open_store``, which chooses one (``opening.py``)."""
 
 from edge.store.interface import (
     AdminKeys,
     Aliases,
+    Clock,
     Keys,
     Machines,
     Responses,
@@ -11,6 +13,7 @@ from edge.store.interface import (
     Tenants,
     Usage,
 )
+from edge.store.opening import open_store
 from edge.store.records import (
     AUDIT_COLUMNS,
     AdminKey,
@@ -19,6 +22,7 @@ from edge.store.records import (
     Conflict,
     KeyLimits,
     Machine,
+    OpenFailed,
     RejectedRow,
     StoreError,
     StoreUnavailable,
@@ -35,11 +39,13 @@ __all__ = [
     "Aliases",
     "ApiKey",
     "AuditRow",
+    "Clock",
     "Conflict",
     "KeyLimits",
     "Keys",
     "Machine",
     "Machines",
+    "OpenFailed",
     "RejectedRow",
     "Responses",
     "SqliteStore",
@@ -51,4 +57,5 @@ __all__ = [
     "Usage",
     "UsageIncrement",
     "UsageRow",
+    "open_store",
 ]

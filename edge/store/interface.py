@@ -8,7 +8,7 @@ store's clock, which tests may replace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from edge.store.records import (
@@ -21,6 +21,8 @@ from edge.store.records import (
     UsageIncrement,
     UsageRow,
 )
+
+Clock = Callable[[], float]  # Unix seconds
 
 
 class Tenants(Protocol):

@@ -3,7 +3,8 @@
 StoreError              root
 ├── Conflict            a name is already taken
 ├── StoreUnavailable    the database cannot be written now; retrying may work
-└── RejectedRow         a row the database refuses whatever the moment
+├── RejectedRow         a row the database refuses whatever the moment
+└── OpenFailed          the database cannot be opened (unreachable, credentials refused, …)
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ class StoreUnavailable(StoreError):
 class RejectedRow(StoreError):
     """A row the database refuses whatever the moment (a number out of range, a wrong type):
     retrying it can never work."""
+
+
+class OpenFailed(StoreError):
+    """The database could not be opened: the server cannot be reached, refuses the credentials
+    or the database, or the URL is not one the edge knows. The message is one line that names
+    the database without its password, for the operator."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ async def measure(iterations: int) -> dict[str, float]:
     """Per-request microseconds: p50/p99 for a key with every limit and for a plain key, and
     the batched write's share."""
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = open_context(EdgeConfig(domain="bench.test", data_dir=Path(tmp)))
+        ctx = await open_context(EdgeConfig(domain="bench.test", data_dir=Path(tmp)))
         app = web.Application()
         app[CONTEXT] = ctx
         await ctx.store.tenants.create("t1", "bench")
