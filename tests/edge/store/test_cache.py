@@ -1,44 +1,131 @@
 """The key cache never lets a revoked, rotated-out or expired secret through, and serves the
-rest without a query (edge/store/cache.py)."""
+rest without a query (edge/store/cache.py); in front of every store (conftest.py)."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
-from edge.store import ApiKey, KeyLimits, SqliteStore
+from edge.store import (
+    AdminKeys,
+    Aliases,
+    ApiKey,
+    KeyLimits,
+    Keys,
+    Machines,
+    Responses,
+    Store,
+    Tenants,
+    Usage,
+)
 from edge.store.cache import CachedStore, KeyCache
 
-NOW = time.time()
+NOW = time.time()  # what the tests pass as the request's time
 
 
-class Counting(SqliteStore):
-    """A real store that counts the key lookups that reach it."""
+class CountingKeys:
+    """A store's keys, counting the lookups that reach the store."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, inner: Keys) -> None:
+        self._inner = inner
         self.lookups = 0
-        inner_secret = self.keys.secret
 
-        async def secret(secret_hash: str) -> tuple[ApiKey, float | None] | None:
-            self.lookups += 1
-            return await inner_secret(secret_hash)
+    async def secret(self, secret_hash: str) -> tuple[ApiKey, float | None] | None:
+        self.lookups += 1
+        return await self._inner.secret(secret_hash)
 
-        self.keys.secret = secret  # type: ignore[method-assign]
+    async def add(
+        self,
+        key_id: str,
+        tenant_id: str,
+        name: str,
+        prefix: str,
+        secret_hash: str,
+        expires_at: float | None,
+        limits: KeyLimits | None = None,
+    ) -> ApiKey:
+        return await self._inner.add(
+            key_id, tenant_id, name, prefix, secret_hash, expires_at, limits
+        )
+
+    async def by_hash(self, secret_hash: str, now: float | None = None) -> ApiKey | None:
+        return await self._inner.by_hash(secret_hash, now)
+
+    async def by_name(self, tenant_id: str, name: str) -> ApiKey | None:
+        return await self._inner.by_name(tenant_id, name)
+
+    async def of_tenant(self, tenant_id: str) -> list[ApiKey]:
+        return await self._inner.of_tenant(tenant_id)
+
+    async def rotate(self, key_id: str, prefix: str, secret_hash: str, grace_until: float) -> None:
+        await self._inner.rotate(key_id, prefix, secret_hash, grace_until)
+
+    async def revoke(self, key_id: str) -> None:
+        await self._inner.revoke(key_id)
+
+    async def touch(self, key_id: str, when: float) -> None:
+        await self._inner.touch(key_id, when)
+
+
+class Counting:
+    """A real store whose key lookups are counted."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+        self.counting_keys = CountingKeys(inner.keys)
+
+    @property
+    def lookups(self) -> int:
+        return self.counting_keys.lookups
+
+    @property
+    def keys(self) -> Keys:
+        return self.counting_keys
+
+    @property
+    def tenants(self) -> Tenants:
+        return self._inner.tenants
+
+    @property
+    def machines(self) -> Machines:
+        return self._inner.machines
+
+    @property
+    def admin_keys(self) -> AdminKeys:
+        return self._inner.admin_keys
+
+    @property
+    def usage(self) -> Usage:
+        return self._inner.usage
+
+    @property
+    def aliases(self) -> Aliases:
+        return self._inner.aliases
+
+    @property
+    def responses(self) -> Responses:
+        return self._inner.responses
+
+    @property
+    def schema_version(self) -> int:
+        return self._inner.schema_version
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 @pytest.fixture
-async def stores(tmp_path: Path) -> tuple[Counting, CachedStore]:
-    inner = Counting(tmp_path / "edge.db")
-    store = CachedStore(inner)
-    await store.tenants.create("t1", "acme")
-    await store.machines.add_pairing_code("c", "t1", "gpu-1", time.time() + 600)
-    await store.machines.redeem_pairing_code("c", "m1", b"k" * 32)
-    await store.keys.add("k1", "t1", "free", "p", "h1", None)
-    await store.keys.add("k2", "t1", "bound", "p", "h2", None, KeyLimits(machine_id="m1"))
-    return inner, store
+async def stores(store: Store) -> tuple[Counting, CachedStore]:
+    inner = Counting(store)
+    cached = CachedStore(inner)
+    await cached.tenants.create("t1", "acme")
+    # Expiry from the clock now, not at collection: the suite may reach this file minutes later.
+    await cached.machines.add_pairing_code("c", "t1", "gpu-1", time.time() + 60)
+    await cached.machines.redeem_pairing_code("c", "m1", b"k" * 32)
+    await cached.keys.add("k1", "t1", "free", "p", "h1", None)
+    await cached.keys.add("k2", "t1", "bound", "p", "h2", None, KeyLimits(machine_id="m1"))
+    return inner, cached
 
 
 async def test_a_known_key_is_served_from_the_cache(stores: tuple[Counting, CachedStore]) -> None:
