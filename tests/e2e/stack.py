@@ -167,8 +167,11 @@ async def running_stack(
     tokens_per_second: float = 0.0,
     limits: TunnelLimits | None = None,
     context_length: int = sim_ollama.SimConfig.context_length,
+    database_url: str | None = None,
     **edge_options: Any,
 ) -> AsyncIterator[Stack]:
+    """The stack in ``tmp_path``; ``database_url`` puts the edge's state in PostgreSQL instead
+    of SQLite in its data directory."""
     sim_config = sim_ollama.SimConfig(
         tokens_per_second=tokens_per_second, context_length=context_length
     )
@@ -179,6 +182,7 @@ async def running_stack(
         data_dir=tmp_path / "edge",
         public_port=0,
         tunnel=limits or TunnelLimits(),
+        database_url=database_url,
         **edge_options,
     )
     server_tls = server_ssl_context(bundle.cert, bundle.key)
