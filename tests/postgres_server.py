@@ -58,7 +58,9 @@ class PostgresServer:
 
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="llmtunnel-pg-"))
+        # As root, in /tmp: the postgres user must reach it, which a root-only TMPDIR forbids.
+        where = "/tmp" if os.geteuid() == 0 else None  # noqa: S108
+        self.root = Path(tempfile.mkdtemp(prefix="llmtunnel-pg-", dir=where))
         self.data = self.root / "data"
         self.password = secrets.token_urlsafe(16)
         self.port = free_port()

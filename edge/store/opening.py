@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from edge.data_dir import create_private_file
 from edge.store.interface import Clock, Store
 from edge.store.records import OpenFailed
 from edge.store.sqlite import SqliteStore
@@ -22,8 +23,6 @@ async def open_store(database: str | None, data_dir: Path, clock: Clock = time.t
     ``OpenFailed`` (one line, no password) for a database that cannot be opened or a URL of
     another kind."""
     if database is None:
-        from edge.data_dir import create_private_file
-
         path = data_dir / SQLITE_FILE
         create_private_file(path)
         return SqliteStore(path, clock)
