@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from edge.auth import RECORD
 from edge.errors import ApiError, ErrorShape
+from edge.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,13 @@ def json_errors(shape_of: Callable[[web.Request], ErrorShape]) -> Middleware:
             return _answer(request, ApiError(exc.status, code, message), shape_of(request))
         except (asyncio.CancelledError, ConnectionResetError):
             raise
+        except StoreUnavailable as exc:
+            # The database is down or restarting: the request may well work in a moment.
+            log.warning("store unavailable in %s %s: %s", request.method, request.path, exc)
+            error = ApiError(503, "store_unavailable", "the edge's database is unavailable")
+            response = _answer(request, error, shape_of(request))
+            response.headers["Retry-After"] = "1"
+            return response
         except Exception:
             log.exception("unexpected error in %s %s", request.method, request.path)
             error = ApiError(500, "internal_error", "internal error; it has been logged")

@@ -64,6 +64,14 @@ async def live_key(admin: TenantAdmin, name: str) -> ApiKey:
     return key
 
 
+def is_model_name(value: object) -> bool:
+    """A model name an admin may write (a scope, an alias's target): printable text, no control
+    characters (PostgreSQL refuses NUL), 1 to ``MAX_MODEL_NAME`` characters once stripped."""
+    return (
+        isinstance(value, str) and 0 < len(value.strip()) <= MAX_MODEL_NAME and value.isprintable()
+    )
+
+
 def name_field(body: dict[str, Any], field: str = "name") -> str:
     """A name (of a key, machine or admin key) from ``body[field]``."""
     value = body.get(field)

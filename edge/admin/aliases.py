@@ -6,7 +6,7 @@ import re
 
 from aiohttp import web
 
-from edge.admin.access import MAX_MODEL_NAME, tenant_admin
+from edge.admin.access import MAX_MODEL_NAME, is_model_name, tenant_admin
 from edge.bodies import read_json_object
 from edge.errors import ApiError, bad_request
 
@@ -32,9 +32,10 @@ async def set_alias(request: web.Request) -> web.Response:
             param="alias",
         )
     model = (await read_json_object(request)).get("model")
-    if not isinstance(model, str) or not 0 < len(model.strip()) <= MAX_MODEL_NAME:
+    if not isinstance(model, str) or not is_model_name(model):
         raise bad_request(
-            f"model must name the model the alias stands for ({MAX_MODEL_NAME} characters at most)",
+            "model must name the model the alias stands for"
+            f" ({MAX_MODEL_NAME} printable characters at most)",
             param="model",
         )
     await admin.ctx.store.aliases.set(admin.tenant.id, alias, model.strip())

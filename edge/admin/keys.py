@@ -16,6 +16,7 @@ from edge.admin.access import (
     MAX_SCOPED_MODELS,
     MAX_TPM,
     TenantAdmin,
+    is_model_name,
     live_key,
     name_field,
     seconds_field,
@@ -38,11 +39,11 @@ async def _key_limits(admin: TenantAdmin, body: dict[str, Any]) -> KeyLimits:
     if models is not None and (
         not isinstance(models, list)
         or not 0 < len(models) <= MAX_SCOPED_MODELS
-        or not all(isinstance(m, str) and 0 < len(m.strip()) <= MAX_MODEL_NAME for m in models)
+        or not all(is_model_name(m) for m in models)
     ):
         raise bad_request(
             f"models must be a list of 1 to {MAX_SCOPED_MODELS} model names "
-            f"of at most {MAX_MODEL_NAME} characters",
+            f"of at most {MAX_MODEL_NAME} printable characters",
             param="models",
         )
     budget = whole_number_field(body, "budget_tokens", MAX_BUDGET_TOKENS)

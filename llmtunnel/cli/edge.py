@@ -58,6 +58,15 @@ def edge_serve(
             show_default="~/.local/share/llmtunnel/edge",
         ),
     ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LLMTUNNEL_DATABASE_URL",
+            help="postgresql://… to share state between edge nodes ($LLMTUNNEL_DATABASE_URL,"
+            " which keeps the password out of the process list).",
+            show_default="SQLite in the data directory",
+        ),
+    ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="Certificate chain (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="Private key (PEM).")] = None,
     self_signed: Annotated[
@@ -102,6 +111,7 @@ def edge_serve(
     from edge.data_dir import secure_data_dir
     from edge.listener import raise_open_file_limit
     from edge.server import start_edge
+    from edge.store import OpenFailed
     from edge.tls import CertificateReloader, ensure_self_signed
 
     limiter = setup_logging(verbose)
@@ -122,6 +132,7 @@ def edge_serve(
     config = EdgeConfig(
         domain=domain,
         data_dir=data_dir,
+        database_url=database_url,
         public_scheme="http" if plain_http else "https",
         public_port=public_port or port,
         max_body=max_body_mb * MIB,
@@ -136,7 +147,10 @@ def edge_serve(
 
     async def serve() -> None:
         with address_in_use_is_a_usage_error(f"{host}:{port}", "--listen HOST:PORT"):
-            edge = await start_edge(config, host, port, reloader.context if reloader else None)
+            try:
+                edge = await start_edge(config, host, port, reloader.context if reloader else None)
+            except OpenFailed as exc:
+                fail(str(exc))
         watcher = asyncio.create_task(reloader.watch()) if reloader else None
         summaries = asyncio.create_task(flush_log_summaries(limiter))
         scheme = config.public_scheme

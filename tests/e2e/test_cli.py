@@ -343,3 +343,23 @@ def test_key_governance_from_the_cli_and_kill_9_loses_at_most_one_flush(
     (counted,) = db.execute("SELECT SUM(requests) FROM usage_daily").fetchone()
     db.close()
     assert requests == counted == 10
+
+
+def test_edge_serve_with_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            *LLMTUNNEL, "edge", "serve", "--domain", "example.test", "--plain-http",
+            "--listen", f"127.0.0.1:{_free_port()}", "--data-dir", str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={
+            **os.environ,
+            "LLMTUNNEL_DATABASE_URL": f"postgresql://edge:hunter2@127.0.0.1:{_free_port()}/edge",
+        },
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    assert "hunter2" not in done.stderr and "127.0.0.1" in done.stderr

@@ -38,7 +38,7 @@ async def test_a_bad_alias_is_400(admin_api: AdminApi, alias: str) -> None:
     assert answer.error["param"] == "alias"
 
 
-@pytest.mark.parametrize("model", [None, "", "  ", 5, "m" * 257])
+@pytest.mark.parametrize("model", [None, "", "  ", 5, "m" * 257, "qwen\x00", "a\nb"])
 async def test_an_alias_must_name_a_model(admin_api: AdminApi, model: Any) -> None:
     await admin_api.tenant("acme")
     answer = await admin_api.call("PUT", "/tenants/acme/aliases/fast", {"model": model})

@@ -82,6 +82,7 @@ async def test_a_taken_key_name_is_409(admin_api: AdminApi) -> None:
         ({"models": "qwen3:8b"}, "models"),
         ({"models": [" "]}, "models"),
         ({"models": ["m" * (MAX_MODEL_NAME + 1)]}, "models"),
+        ({"models": ["qwen3\x00:8b"]}, "models"),  # PostgreSQL refuses NUL: refused for both
         ({"budget_tokens": 0}, "budget_tokens"),
         ({"budget_tokens": 10, "budget_period": "fortnight"}, "budget_period"),
         ({"budget_period": "day"}, "budget_period"),
