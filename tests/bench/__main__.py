@@ -1,12 +1,20 @@
-"""Benchmarks: llmtunnel beside a direct connection to the same simulated Ollama, in one run.
+"""Benchmarks: llmtunnel beside nginx and a direct connection, in front of one token source.
 
-    ./dev bench            # all scenarios
-    ./dev bench --quick    # fewer requests, for a smoke run
+    ./dev bench                # scenarios (a)-(f), three rounds (about 7 minutes)
+    ./dev bench --quick        # shorter runs of the same scenarios (under 2 minutes)
     ./dev bench --governance   # only (f): what key limits and the audit cost per request
 
-Ollama (simulated), the edge and the agent each run in their own process, as deployed; this
-process is the client. Every figure is printed next to the direct figure (client → Ollama) and
-as a ratio. Not part of the pass/fail suite: the numbers depend on the machine.
+Every peer stands in front of the same token source (tests/bench/source.py, its own process):
+
+    direct     client → source                                   (OpenAI SSE, plain HTTP)
+    nginx      client → nginx (TLS) → source                     (OpenAI SSE; skipped without nginx)
+    llmtunnel  client → edge (TLS) → WebSocket → agent → source  (the source speaks Ollama NDJSON)
+
+The edge and the agent are ``llmtunnel edge serve`` and ``llmtunnel agent run`` processes, as
+deployed; this process is the client (tests/bench/client.py). Scenarios (a)-(d) run on each peer
+in turn, three rounds with the peers' order rotated each round, and the summary gives the
+median of the rounds with each figure's CPU per process. Not part of the pass/fail suite: the
+numbers depend on the machine, and on a small one every process shares the same cores.
 """
 
 from __future__ import annotations
@@ -15,74 +23,36 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import json
+import os
 import secrets
+import shutil
 import ssl
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from agent.config import AgentConfig, new_key
-from agent.ollama import OllamaBackend
-from agent.runner import RunOptions, run_agent
+from agent.config import AgentConfig, new_key, save
 from edge.credentials import KeyHasher, load_or_create_server_secret
 from edge.store import SqliteStore
-from tests.bench import governance
+from tests.bench import governance, nginx, report
+from tests.bench.client import Target
+from tests.bench.procs import Proc, established, free_port, llmtunnel, started, tail, wait_for_port
+from tests.bench.scenarios import Measurement, Scenario, median, pct, run, scenarios
 
-MODEL = "llama3.2:3b"
-Result = tuple[float, float, list[float]]  # time to first token, total, gaps between tokens
-Runner = Callable[[str], Awaitable[Result]]
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def _process(*args: str) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llmtunnel", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+ROUNDS = 3
+MODELS = ("fast", "delay-10ms")
 
 
 @dataclass
-class Setup:
-    ollama: str
-    edge: str
-    key: str
-    tls: ssl.SSLContext
-    edge_pid: int
+class Peer:
+    target: Target
+    procs: list[Proc]
 
 
 async def _provision(data_dir: Path, machines: int) -> tuple[str, list[AgentConfig]]:
@@ -103,12 +73,6 @@ async def _provision(data_dir: Path, machines: int) -> tuple[str, list[AgentConf
         await store.machines.redeem_pairing_code(
             hasher.digest(code), f"m_{n}", base64.b64decode(public)
         )
-        from cryptography.hazmat.primitives.serialization import (
-            Encoding,
-            NoEncryption,
-            PrivateFormat,
-        )
-
         seed = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         configs.append(
             AgentConfig(
@@ -123,278 +87,290 @@ async def _provision(data_dir: Path, machines: int) -> tuple[str, list[AgentConf
     return key, configs
 
 
-async def _wait_http(url: str, tls: ssl.SSLContext | None = None) -> None:
-    async with aiohttp.ClientSession() as http, asyncio.timeout(30):
+async def _wait_models(edge: str, key: str, tls: ssl.SSLContext) -> None:
+    """Until the edge lists every model of the source (the agent is in)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as http, asyncio.timeout(60):
         while True:
             with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(url, ssl=tls or False) as response:
-                    if response.status < 500:
-                        return
+                async with http.get(edge + "/v1/models", headers=headers, ssl=tls) as response:
+                    if response.status == 200:
+                        listed = {m["id"] for m in (await response.json())["data"]}
+                        if set(MODELS) <= listed:
+                            return
             await asyncio.sleep(0.1)
 
 
-async def direct_stream(http: aiohttp.ClientSession, base: str, prompt: str) -> Result:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": True}
-    return await _timed(http.post(base + "/api/chat", json=body), _ollama_token)
+@contextlib.contextmanager
+def _source(log: Path) -> Iterator[tuple[int, Proc]]:
+    with started([sys.executable, "-m", "tests.bench.source"], log, stdout_pipe=True) as process:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        if not line.startswith("listening on "):
+            raise RuntimeError(f"the token source did not start: {line!r}\n{tail(log)}")
+        yield int(line.split()[-1]), Proc("source", process.pid)
 
 
-async def tunnel_stream(http: aiohttp.ClientSession, base: str, key: str, prompt: str) -> Result:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": True}
-    headers = {"Authorization": f"Bearer {key}"}
-    request = http.post(base + "/v1/chat/completions", json=body, headers=headers)
-    return await _timed(request, _sse_token)
+@contextlib.contextmanager
+def _edge(data_dir: Path, port: int, log: Path, profile: Path | None = None) -> Iterator[Proc]:
+    command = llmtunnel(
+        "edge", "serve", "--domain", "bench.test", "--listen", f"127.0.0.1:{port}",
+        "--data-dir", str(data_dir), "--self-signed", profile=profile,
+    )  # fmt: skip
+    with started(command, log) as process:
+        wait_for_port(port, process)
+        yield Proc("edge", process.pid)
 
 
-def _ollama_token(line: bytes) -> bool:
-    return bool(line.strip()) and bool(json.loads(line)["message"].get("content"))
+@contextlib.contextmanager
+def _agent(config: Path, source: int, log: Path, profile: Path | None = None) -> Iterator[Proc]:
+    command = llmtunnel(
+        "agent", "run", "--config", str(config), "--ollama", f"http://127.0.0.1:{source}",
+        "--max-concurrency", "1024", profile=profile,
+    )  # fmt: skip
+    with started(command, log) as process:
+        yield Proc("agent", process.pid)
 
 
-def _sse_token(line: bytes) -> bool:
-    if not line.startswith(b"data: {"):
-        return False
-    choices = json.loads(line[6:])["choices"]
-    return bool(choices and choices[0]["delta"].get("content"))
-
-
-async def _timed(request: object, is_token: Callable[[bytes], bool]) -> Result:
-    start = time.perf_counter()
-    first = 0.0
-    gaps: list[float] = []
-    last = start
-    async with request as response:  # type: ignore[attr-defined]
-        async for line in response.content:
-            if is_token(line):
-                now = time.perf_counter()
-                if first:
-                    gaps.append(now - last)
-                else:
-                    first = now - start
-                last = now
-    return first, time.perf_counter() - start, gaps
-
-
-async def scenario_a(direct: Runner, tunnel: Runner, count: int) -> tuple[float, float]:
-    """Returns the total p50 in seconds, direct and through the tunnel."""
-    print(f"(a) one request at a time, 32 tokens, {count} requests")
-    medians = {}
-    for name, run in (("direct", direct), ("tunnel", tunnel)):
-        for _ in range(10):
-            await run("warm up tokens=32")
-        results = [await run(f"request {i} tokens=32") for i in range(count)]
-        ttft = [r[0] * 1000 for r in results]
-        total = [r[1] * 1000 for r in results]
-        medians[name] = (statistics.median(ttft), statistics.median(total))
-        print(
-            f"    {name}: TTFT p50 {medians[name][0]:.2f} ms p99 {_pct(ttft, 0.99):.2f} ms;"
-            f" total p50 {medians[name][1]:.2f} ms p99 {_pct(total, 0.99):.2f} ms"
-        )
-    print(
-        f"    overhead: TTFT p50 +{medians['tunnel'][0] - medians['direct'][0]:.2f} ms,"
-        f" total p50 +{medians['tunnel'][1] - medians['direct'][1]:.2f} ms"
-    )
-    return medians["direct"][1] / 1000, medians["tunnel"][1] / 1000
-
-
-async def scenario_b(direct: Runner, tunnel: Runner, streams: int, tokens: int) -> None:
-    print(f"(b) {streams} concurrent streams, {tokens} tokens each, backend as fast as it can")
-    rates = {}
-    for name, run in (("direct", direct), ("tunnel", tunnel)):
-        start = time.perf_counter()
-        await asyncio.gather(*(run(f"s{i} tokens={tokens}") for i in range(streams)))
-        rates[name] = streams * tokens / (time.perf_counter() - start)
-        print(f"    {name}: {rates[name]:,.0f} tokens/s")
-    print(f"    ratio tunnel/direct: {rates['tunnel'] / rates['direct']:.2f}x")
-
-
-async def scenario_c(direct: Runner, tunnel: Runner, streams: int) -> None:
-    print(f"(c) {streams} concurrent streams at 100 tokens/s each, 200 tokens")
-    p99 = {}
-    for name, run in (("direct", direct), ("tunnel", tunnel)):
-        results = await asyncio.gather(*(run(f"p{i} tokens=200") for i in range(streams)))
-        ttft = [r[0] * 1000 for r in results]
-        gaps = [g * 1000 for r in results for g in r[2]]
-        p99[name] = _pct(ttft, 0.99)
-        print(
-            f"    {name}: TTFT p50 {statistics.median(ttft):.1f} ms p99 {p99[name]:.1f} ms;"
-            f" inter-token gap p50 {statistics.median(gaps):.1f} ms p99 {_pct(gaps, 0.99):.1f} ms"
-        )
-    print(f"    TTFT p99 overhead: +{p99['tunnel'] - p99['direct']:.1f} ms")
-
-
-async def scenario_d(direct_url: str, setup: Setup, seconds: float) -> None:
-    print(f"(d) non-streaming small requests, concurrency 32, {seconds:g} s each")
-    rates = {}
-    body: dict[str, object] = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "hi tokens=8"}],
-    }
-    targets: dict[str, tuple[str, dict[str, object], dict[str, str]]] = {
-        "direct": (direct_url + "/api/chat", {**body, "stream": False}, {}),
-        "tunnel": (
-            setup.edge + "/v1/chat/completions",
-            body,
-            {"Authorization": f"Bearer {setup.key}"},
+def _agent_file(config: AgentConfig, edge_port: int, ca: Path, path: Path) -> Path:
+    save(
+        config.model_copy(
+            update={"edge_url": f"https://localhost:{edge_port}", "ca_file": str(ca)}
         ),
-    }
-    connector = aiohttp.TCPConnector(limit=64, ssl=setup.tls)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        for name, (url, payload, headers) in targets.items():
-            deadline = time.perf_counter() + seconds
-            counts = await asyncio.gather(
-                *(_requests_until(http, url, payload, headers, deadline) for _ in range(32))
+        path,
+    )
+    return path
+
+
+async def _check(peer: Peer) -> None:
+    """One request through the peer before anything is timed."""
+    one = Scenario("check", "check", 1, 4, "fast", True, requests=1, warmup=0)
+    result = await run(peer.target, one, [], -1)
+    if result.errors or result.requests != 1:
+        raise RuntimeError(f"{peer.target.name} does not answer: {result.failure}")
+
+
+async def _rounds(peers: list[Peer], plan: list[Scenario], rounds: int) -> list[Measurement]:
+    results: list[Measurement] = []
+    print("warming up every peer (not measured)")
+    for peer in peers:
+        for scenario in plan:
+            short = replace(
+                scenario,
+                requests=min(scenario.requests, 1) if scenario.requests else 0,
+                seconds=min(scenario.seconds, 1.0),
+                warmup=1,
             )
-            done = sum(counts)
-            rates[name] = done / seconds
-            print(f"    {name}: {rates[name]:,.0f} requests/s")
-    print(f"    ratio tunnel/direct: {rates['tunnel'] / rates['direct']:.2f}x")
+            await run(peer.target, short, [], -1)
+    for number in range(rounds):
+        order = peers[number % len(peers) :] + peers[: number % len(peers)]
+        print(f"\nround {number + 1} of {rounds}: " + ", ".join(p.target.name for p in order))
+        for scenario in plan:
+            print(f"  ({scenario.key}) {scenario.title}")
+            for peer in order:
+                measured = await run(peer.target, scenario, peer.procs, number)
+                print(f"    {peer.target.name:9s} {measured.line()}")
+                results.append(measured)
+    return results
 
 
-async def _requests_until(
-    http: aiohttp.ClientSession,
-    url: str,
-    payload: dict[str, object],
-    headers: dict[str, str],
-    deadline: float,
-) -> int:
-    done = 0
-    while time.perf_counter() < deadline:
-        async with http.post(url, json=payload, headers=headers) as response:
-            await response.read()
-            assert response.status == 200
-        done += 1
-    return done
-
-
-class _IdleBackend(OllamaBackend):
-    """Idle agents only need a model list; asking Ollama a thousand times is not measured."""
-
-    async def discover(self) -> list[dict[str, object]]:
-        return [{"name": MODEL, "capabilities": ["completion"]}]
-
-
-async def scenario_e(setup: Setup, configs: list[AgentConfig]) -> None:
-    print(f"(e) {len(configs)} idle agents connected to one edge")
-    before = _rss_kib(setup.edge_pid)
-    backend = _IdleBackend(setup.ollama)
-    options = RunOptions(model_refresh=3600)
-    tasks = [asyncio.create_task(run_agent(c, backend, options)) for c in configs]
-    try:
-        async with aiohttp.ClientSession() as http, asyncio.timeout(300):
-            while True:
-                async with http.get(
-                    setup.edge + "/v1/models",
-                    headers={"Authorization": f"Bearer {setup.key}"},
-                    ssl=setup.tls,
-                ) as response:
-                    await response.read()
-                await asyncio.sleep(1)
-                online = sum(1 for t in tasks if not t.done())
-                if _connected(setup) >= len(configs) or online == 0:
-                    break
+async def _idle(
+    tmp: Path,
+    data_dir: Path,
+    configs: list[AgentConfig],
+    source: int,
+    key: str,
+) -> report.IdleResult:
+    """(e): a fresh edge with one working agent, then the idle agents join it."""
+    print(f"\n(e) {len(configs)} idle agents on one edge")
+    port = free_port()
+    ca = data_dir / "tls" / "ca.pem"
+    tls = ssl.create_default_context(cafile=str(ca))
+    idle_dir = tmp / "idle"
+    idle_dir.mkdir()
+    for n, config in enumerate(configs[1:]):
+        _agent_file(config, port, ca, idle_dir / f"{n:05d}.json")
+    agent_file = _agent_file(configs[0], port, ca, tmp / "agent-e.json")
+    with (
+        _edge(data_dir, port, tmp / "edge-e.log") as edge,
+        _agent(agent_file, source, tmp / "agent-e.log"),
+    ):
+        await _wait_models(f"https://localhost:{port}", key, tls)
         await asyncio.sleep(2)
-        after = _rss_kib(setup.edge_pid)
-        per_agent = (after - before) / len(configs)
-        print(
-            f"    edge RSS {before / 1024:.1f} MiB → {after / 1024:.1f} MiB:"
-            f" {per_agent:.1f} KiB per agent"
-        )
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        before = edge.rss_kib()
+        command = [
+            sys.executable,
+            "-m",
+            "tests.bench.idle",
+            str(idle_dir),
+            f"http://127.0.0.1:{source}",
+        ]
+        with started(command, tmp / "idle.log") as host:
+            want = len(configs)  # the idle ones and the working agent
+            async with asyncio.timeout(600):
+                while (connected := established(port)) < want:
+                    if host.poll() is not None:
+                        raise RuntimeError(f"the idle agents exited\n{tail(tmp / 'idle.log')}")
+                    await asyncio.sleep(1)
+            print(f"    {connected} agents connected; settling")
+            await asyncio.sleep(3)
+            cpu, clock = edge.cpu(), time.perf_counter()
+            await asyncio.sleep(5)
+            share = (edge.cpu() - cpu) / (time.perf_counter() - clock)
+            result = report.IdleResult(
+                len(configs) - 1, before, edge.rss_kib(), share, Proc("idle", host.pid).rss_kib()
+            )
+    print(
+        f"    edge RSS {result.before_kib / 1024:.1f} MiB → {result.after_kib / 1024:.1f} MiB:"
+        f" {result.per_agent_kib:.1f} KiB per agent; edge CPU while they idle {share:.1%};"
+        f" the agents' own process {result.host_kib / result.agents:.0f} KiB each"
+    )
+    return result
 
 
-def _connected(setup: Setup) -> int:
-    # Established TCP connections to the edge's port, counted from /proc (the edge side).
-    port = int(setup.edge.rsplit(":", 1)[1])
-    count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":
-            count += 1
-    return count
+@dataclass(frozen=True)
+class Options:
+    quick: bool = False
+    rounds: int = ROUNDS
+    only: str = "abcdef"  # the scenarios to run
+    peers: tuple[str, ...] = ("direct", "nginx", "llmtunnel")
+    profile: Path | None = None  # run edge and agent under cProfile, writing here
 
 
-async def main(quick: bool) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "edge"
+async def main(options: Options) -> None:
+    began = time.perf_counter()
+    plan = [s for s in scenarios(options.quick) if s.key in options.only]
+    idle_agents = (200 if options.quick else 1000) if "e" in options.only else 0
+    results: list[Measurement] = []
+    names: list[str] = []
+    idle: report.IdleResult | None = None
+    with tempfile.TemporaryDirectory(prefix="llmtunnel-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        data_dir = tmp / "edge"
         data_dir.mkdir(mode=0o700)
-        idle_agents = 200 if quick else 1000
+        print(f"provisioning a tenant, a key and {1 + idle_agents} machines")
         key, configs = await _provision(data_dir, 1 + idle_agents)
-        ollama_port, fast_port, edge_port = _free_port(), _free_port(), _free_port()
-        paced = f"http://127.0.0.1:{ollama_port}"
-        fast = f"http://127.0.0.1:{fast_port}"
-        edge = f"https://localhost:{edge_port}"
-        with (
-            _process("sim-ollama", "--port", str(fast_port)),
-            _process("sim-ollama", "--port", str(ollama_port), "--tokens-per-second", "100"),
-            _process(
-                "edge", "serve", "--domain", "bench.test", "--listen", f"127.0.0.1:{edge_port}",
-                "--data-dir", str(data_dir), "--self-signed",
-            ) as edge_process,
-        ):  # fmt: skip
-            await _wait_http(fast + "/api/version")
-            await _wait_http(paced + "/api/version")
-            ca = data_dir / "tls" / "ca.pem"
-            async with asyncio.timeout(30):
-                while not ca.exists():
-                    await asyncio.sleep(0.1)
-            tls = ssl.create_default_context(cafile=str(ca))
-            await _wait_http(edge + "/healthz", tls)
-            setup = Setup(fast, edge, key, tls, edge_process.pid)
-            for c in configs:
-                c.edge_url, c.ca_file = edge, str(ca)
-            agent_file = Path(tmp) / "agent.json"
-            from agent.config import save
-
-            save(configs[0], agent_file)
-            await _run_scenarios(setup, fast, paced, agent_file, configs[1:], quick)
-
-
-async def _run_scenarios(
-    setup: Setup, fast: str, paced: str, agent_file: Path, idle: list[AgentConfig], quick: bool
-) -> None:
-    request_p50: tuple[float | None, float | None] = (None, None)
-    connector = aiohttp.TCPConnector(limit=1024, ssl=setup.tls)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(600)
-    ) as http:
-        for ollama, label in ((fast, "fast"), (paced, "paced")):
-            with _process(
-                "agent", "run", "--config", str(agent_file), "--ollama", ollama,
-                "--max-concurrency", "1024",
-            ):  # fmt: skip
-                await _wait_models(http, setup)
-
-                async def direct(prompt: str, ollama: str = ollama) -> Result:
-                    return await direct_stream(http, ollama, prompt)
-
-                async def tunnel(prompt: str) -> Result:
-                    return await tunnel_stream(http, setup.edge, setup.key, prompt)
-
-                if label == "fast":
-                    request_p50 = await scenario_a(direct, tunnel, 100 if quick else 500)
-                    await scenario_b(direct, tunnel, 64, 128 if quick else 512)
-                    await scenario_d(ollama, setup, 3 if quick else 10)
-                else:
-                    await scenario_c(direct, tunnel, 64 if quick else 256)
-    await scenario_e(setup, idle)
-    governance.report(await governance.measure(2000 if quick else 20_000), *request_p50)
+        with _source(tmp / "source.log") as (source_port, source):
+            print(f"token source on port {source_port} (pid {source.pid})")
+            try:
+                if plan:
+                    results, peers = await _scenarios(
+                        tmp, data_dir, key, configs[0], source_port, source, plan, options
+                    )
+                    names = [p.target.name for p in peers]
+                if idle_agents:
+                    idle = await _idle(tmp, data_dir, configs, source_port, key)
+            except BaseException:
+                _print_logs(tmp)
+                raise
+    if "f" in options.only:
+        figures = await governance.measure(2000 if options.quick else 20_000)
+        governance.report(figures, _total_p50(results, "direct"), _total_p50(results, "llmtunnel"))
+    print(
+        f"\nSummary: median of {options.rounds} rounds; (+x) over direct, (n x) a multiple of"
+        " direct"
+    )
+    print("\n".join(report.table(results, plan, names, idle)))
+    if plan:
+        for lines in (
+            report.cpu_table(results, plan),
+            report.busy_table(results, plan, names),
+            report.memory_table(results, plan),
+        ):
+            print()
+            print("\n".join(lines))
+        print(f"\nEvery round ({options.rounds}):")
+        print("\n".join(report.rounds_table(results, names, options.rounds)))
+    print(f"\n{os.cpu_count()} CPUs; the whole run took {time.perf_counter() - began:.0f} s")
 
 
-async def _wait_models(http: aiohttp.ClientSession, setup: Setup) -> None:
-    headers = {"Authorization": f"Bearer {setup.key}"}
-    async with asyncio.timeout(30):
-        while True:
-            async with http.get(setup.edge + "/v1/models", headers=headers) as response:
-                if (await response.json())["data"]:
-                    return
-            await asyncio.sleep(0.1)
+def _ssh_note() -> str:
+    if shutil.which("sshd") or Path("/usr/sbin/sshd").exists():
+        return "ssh -R: skipped, not implemented by this bench yet"
+    return "ssh -R: skipped, no sshd on this machine"
+
+
+def _print_logs(tmp: Path) -> None:
+    for log in sorted(tmp.glob("*.log")) + sorted(tmp.glob("nginx/*.log")):
+        print(f"--- {log.name}\n{tail(log)}", file=sys.stderr)
+
+
+def _total_p50(results: list[Measurement], peer: str) -> float | None:
+    values = [pct(m.total, 0.5) for m in results if m.scenario == "a" and m.peer == peer]
+    return median(values) if values else None
+
+
+async def _scenarios(
+    tmp: Path,
+    data_dir: Path,
+    key: str,
+    config: AgentConfig,
+    source_port: int,
+    source: Proc,
+    plan: list[Scenario],
+    options: Options,
+) -> tuple[list[Measurement], list[Peer]]:
+    edge_port = free_port()
+    ca = data_dir / "tls" / "ca.pem"
+    with contextlib.ExitStack() as stack:
+        profiles = options.profile
+        edge = stack.enter_context(
+            _edge(data_dir, edge_port, tmp / "edge.log", profiles and profiles / "edge.prof")
+        )
+        tls = ssl.create_default_context(cafile=str(ca))
+        agent_file = _agent_file(config, edge_port, ca, tmp / "agent.json")
+        agent = stack.enter_context(
+            _agent(agent_file, source_port, tmp / "agent.log", profiles and profiles / "agent.prof")
+        )
+        await _wait_models(f"https://localhost:{edge_port}", key, tls)
+        print(f"edge on port {edge_port} (pid {edge.pid}), agent pid {agent.pid}")
+        peers = [Peer(Target("direct", "127.0.0.1", source_port), [source])]
+        binary = nginx.binary()
+        if binary and "nginx" in options.peers:
+            port = free_port()
+            command = nginx.command(
+                binary, tmp / "nginx", port, source_port,
+                data_dir / "tls" / "cert.pem", data_dir / "tls" / "key.pem",
+            )  # fmt: skip
+            process = stack.enter_context(started(command, tmp / "nginx.log"))
+            wait_for_port(port, process)
+            proc = Proc("nginx", process.pid, with_children=True)
+            target = Target("nginx", "127.0.0.1", port, tls, "localhost")
+            peers.append(Peer(target, [proc, source]))
+            print(f"nginx on port {port} (pid {process.pid}, workers {proc.pids()[1:]})")
+        elif "nginx" in options.peers:
+            print("nginx: skipped, not installed (apt-get install nginx)")
+        print(_ssh_note())
+        tunnel = Target(
+            "llmtunnel", "127.0.0.1", edge_port, tls, "localhost",
+            {"Authorization": f"Bearer {key}"},
+        )  # fmt: skip
+        peers.append(Peer(tunnel, [edge, agent, source]))
+        peers = [p for p in peers if p.target.name in options.peers]
+        for peer in peers:
+            await _check(peer)
+        return await _rounds(peers, plan, options.rounds), peers
+    raise AssertionError("unreachable")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer requests")
+    parser.add_argument("--quick", action="store_true", help="shorter runs")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds of (a)-(d), 1 to 10")
+    parser.add_argument(
+        "--only", default="abcdef", help="the scenarios to run, e.g. --only bd (default: abcdef)"
+    )
+    parser.add_argument(
+        "--peers",
+        default="direct,nginx,llmtunnel",
+        help="the peers for (a)-(d), comma-separated (default: direct,nginx,llmtunnel)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run the edge and the agent of (a)-(d) under cProfile; write edge.prof and"
+        " agent.prof into this directory (read them with python -m pstats)",
+    )
     parser.add_argument(
         "--governance", action="store_true", help="only (f), the per-request cost of key limits"
     )
@@ -402,4 +378,13 @@ if __name__ == "__main__":
     if arguments.governance:
         governance.report(asyncio.run(governance.measure(20_000)), None, None)
     else:
-        asyncio.run(main(arguments.quick))
+        chosen = Options(
+            quick=arguments.quick,
+            rounds=max(1, min(arguments.rounds, 10)),
+            only=arguments.only.lower(),
+            peers=tuple(p.strip() for p in arguments.peers.split(",") if p.strip()),
+            profile=arguments.profile.resolve() if arguments.profile else None,
+        )
+        if chosen.profile:
+            chosen.profile.mkdir(parents=True, exist_ok=True)
+        asyncio.run(main(chosen))
