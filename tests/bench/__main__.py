@@ -53,6 +53,7 @@ MODELS = ("fast", "delay-10ms")
 class Peer:
     target: Target
     procs: list[Proc]
+    source: Target  # the token source behind it, for its counters
 
 
 async def _provision(data_dir: Path, machines: int) -> tuple[str, list[AgentConfig]]:
@@ -168,7 +169,7 @@ async def _rounds(peers: list[Peer], plan: list[Scenario], rounds: int) -> list[
         for scenario in plan:
             print(f"  ({scenario.key}) {scenario.title}")
             for peer in order:
-                measured = await run(peer.target, scenario, peer.procs, number)
+                measured = await run(peer.target, scenario, peer.procs, number, peer.source)
                 print(f"    {peer.target.name:9s} {measured.line()}")
                 results.append(measured)
     return results
@@ -182,7 +183,7 @@ async def _idle(
     key: str,
 ) -> report.IdleResult:
     """(e): a fresh edge with one working agent, then the idle agents join it."""
-    print(f"\n(e) {len(configs)} idle agents on one edge")
+    print(f"\n(e) {len(configs) - 1} idle agents on one edge (and one working agent)")
     port = free_port()
     ca = data_dir / "tls" / "ca.pem"
     tls = ssl.create_default_context(cafile=str(ca))
@@ -324,7 +325,8 @@ async def _scenarios(
         )
         await _wait_models(f"https://localhost:{edge_port}", key, tls)
         print(f"edge on port {edge_port} (pid {edge.pid}), agent pid {agent.pid}")
-        peers = [Peer(Target("direct", "127.0.0.1", source_port), [source])]
+        behind = Target("source", "127.0.0.1", source_port)
+        peers = [Peer(replace(behind, name="direct"), [source], behind)]
         binary = nginx.binary()
         if binary and "nginx" in options.peers:
             port = free_port()
@@ -336,7 +338,7 @@ async def _scenarios(
             wait_for_port(port, process)
             proc = Proc("nginx", process.pid, with_children=True)
             target = Target("nginx", "127.0.0.1", port, tls, "localhost")
-            peers.append(Peer(target, [proc, source]))
+            peers.append(Peer(target, [proc, source], behind))
             print(f"nginx on port {port} (pid {process.pid}, workers {proc.pids()[1:]})")
         elif "nginx" in options.peers:
             print("nginx: skipped, not installed (apt-get install nginx)")
@@ -345,7 +347,7 @@ async def _scenarios(
             "llmtunnel", "127.0.0.1", edge_port, tls, "localhost",
             {"Authorization": f"Bearer {key}"},
         )  # fmt: skip
-        peers.append(Peer(tunnel, [edge, agent, source]))
+        peers.append(Peer(tunnel, [edge, agent, source], behind))
         peers = [p for p in peers if p.target.name in options.peers]
         for peer in peers:
             await _check(peer)

@@ -30,15 +30,19 @@ class Target:
     server_hostname: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
-    def request(self, path: str, body: dict[str, object]) -> bytes:
-        payload = json.dumps(body, separators=(",", ":")).encode()
+    def request(self, path: str, body: dict[str, object] | None) -> bytes:
+        """A POST of ``body`` as JSON, or a GET when there is none."""
+        payload = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
         host = self.server_hostname or self.host
         head = [
-            f"POST {path} HTTP/1.1",
+            f"{'GET' if body is None else 'POST'} {path} HTTP/1.1",
             f"Host: {host}:{self.port}",
             "User-Agent: llmtunnel-bench/1",
-            "Content-Type: application/json",
-            f"Content-Length: {len(payload)}",
+            *(
+                ("Content-Type: application/json", f"Content-Length: {len(payload)}")
+                if body is not None
+                else ()
+            ),
             *(f"{name}: {value}" for name, value in self.headers.items()),
         ]
         return ("\r\n".join(head) + "\r\n\r\n").encode() + payload
@@ -52,7 +56,7 @@ class Result:
     total: float  # seconds to the end of the response
     gaps: list[float]  # between successive tokens, when asked for
     events: int = 0  # server-sent events (``data:`` lines), of any kind
-    body: bytes = b""  # the first bytes of a failed response's body
+    body: bytes = b""  # the first bytes of a failed response's body (all of it, if kept)
 
 
 class ResponseFailed(Exception):
@@ -73,6 +77,7 @@ class Connection(asyncio.Protocol):
         self._buffer = bytearray()
         self._state = _DONE
         self._remaining = 0
+        self._keep_all = False
         self._events = 0
         self._tail = b""
 
@@ -149,7 +154,7 @@ class Connection(asyncio.Protocol):
 
     # -- requests
 
-    async def request(self, data: bytes, gaps: bool = False) -> Result:
+    async def request(self, data: bytes, gaps: bool = False, keep: bool = False) -> Result:
         """Send one request and wait for its whole response."""
         assert self.transport is not None
         if self.closed or not self.reusable:
@@ -162,6 +167,7 @@ class Connection(asyncio.Protocol):
         self._last = 0.0
         self._gaps: list[float] | None = [] if gaps else None
         self._kept = bytearray()
+        self._keep_all = keep
         self._events = 0
         self._tail = b""
         self._start = time.perf_counter()
@@ -192,7 +198,9 @@ class Connection(asyncio.Protocol):
         the start of a failure's body; returns the tokens in it."""
         self._events += (self._tail + data).count(b"data: ")
         self._tail = bytes(data[-5:])
-        if self._status != 200 and len(self._kept) < 500:
+        if self._keep_all:
+            self._kept += data
+        elif self._status != 200 and len(self._kept) < 500:
             self._kept += data[:500]
         return data.count(MARKER)
 

@@ -29,16 +29,23 @@ def _per_event(m: Measurement) -> float:
     return m.tokens / m.events if m.events else float("nan")
 
 
+def _dials(m: Measurement) -> float:
+    return m.source_connections / m.requests if m.requests else float("nan")
+
+
 METRICS = (
     Metric("a", "TTFT p50", _ms(lambda m: m.ttft, 0.5), "ms", "diff"),
     Metric("a", "total p50", _ms(lambda m: m.total, 0.5), "ms", "diff"),
+    Metric("a", "tokens per event", _per_event, "", ""),
     Metric("b", "tokens/s", lambda m: m.tokens_per_second, "/s", "ratio"),
     Metric("b", "TTFT p50", _ms(lambda m: m.ttft, 0.5), "ms", "diff"),
     Metric("b", "tokens per event", _per_event, "", ""),
     Metric("c", "TTFT p99", _ms(lambda m: m.ttft, 0.99), "ms", "diff"),
     Metric("c", "inter-token gap p99", _ms(lambda m: m.gaps, 0.99), "ms", "diff"),
     Metric("c", "tokens per event", _per_event, "", ""),
+    Metric("c", "new connections to the source per request", _dials, "", ""),
     Metric("d", "requests/s", lambda m: m.requests_per_second, "/s", "ratio"),
+    Metric("d", "new connections to the source per request", _dials, "", ""),
 )
 
 
@@ -62,7 +69,7 @@ def _number(value: float, unit: str) -> str:
         digits = 2 if value < 10 else 1 if value < 100 else 0
         return f"{value:,.{digits}f} ms"
     if not unit:
-        return f"{value:,.1f}"
+        return f"{value:,.2f}" if value < 10 else f"{value:,.1f}"
     return f"{value:,.0f}"
 
 
@@ -140,18 +147,20 @@ def cpu_table(results: list[Measurement], scenarios: list[Scenario]) -> list[str
         return statistics.median(values) if values else float("nan")
 
     lines = [
-        "| CPU s per million tokens | nginx | edge | agent | edge ÷ nginx | edge + agent ÷ nginx |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| CPU s per million tokens | source (direct) | nginx | edge | agent | edge ÷ nginx"
+        " | edge + agent ÷ nginx |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for scenario in scenarios:
+        source = per_million(scenario.key, "direct", "source")
         nginx = per_million(scenario.key, "nginx", "nginx")
         edge = per_million(scenario.key, "llmtunnel", "edge")
         agent = per_million(scenario.key, "llmtunnel", "agent")
         ratio = edge / nginx if nginx and not math.isnan(nginx) else float("nan")
         both = (edge + agent) / nginx if nginx and not math.isnan(nginx) else float("nan")
         lines.append(
-            f"| ({scenario.key}) {scenario.title} | {_seconds(nginx)} | {_seconds(edge)}"
-            f" | {_seconds(agent)} | {_times(ratio)} | {_times(both)} |"
+            f"| ({scenario.key}) {scenario.title} | {_seconds(source)} | {_seconds(nginx)}"
+            f" | {_seconds(edge)} | {_seconds(agent)} | {_times(ratio)} | {_times(both)} |"
         )
     return lines
 

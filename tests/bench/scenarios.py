@@ -11,6 +11,7 @@ else is counted as an error and the first one is kept to print.
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from tests.bench.client import Connection, ResponseFailed, Target, connect
 from tests.bench.procs import Proc, box_busy
 
 PATH = "/v1/chat/completions"
+STATS = b"GET /_source/stats HTTP/1.1\r\nHost: source\r\n\r\n"
 REQUEST_TIMEOUT = 120.0
 
 
@@ -103,6 +105,8 @@ class Measurement:
     gaps: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds during the run
     others: float = 0.0  # CPU seconds the rest of the machine used meanwhile
+    source_connections: int = 0  # connections the source accepted meanwhile
+    source_requests: int = 0  # requests it answered
     rss: dict[str, int] = field(default_factory=dict)  # KiB after the run
     hwm: dict[str, int] = field(default_factory=dict)  # KiB, peak since the process started
 
@@ -135,6 +139,8 @@ class Measurement:
             text += f" gap p50 {gap50:.1f} ms p99 {gap99:.1f} ms;"
         if self.events:
             text += f" {self.tokens / self.events:.1f} tokens per event;"
+        if self.source_connections:
+            text += f" {self.source_connections} new connections to the source;"
         busy = ", ".join(f"{name} {cpu / self.seconds:.0%}" for name, cpu in self.cpu.items())
         text += f"\n        CPU: {busy}; everything else {self.others / self.seconds:.0%}"
         if self.errors:
@@ -165,17 +171,32 @@ async def _open(target: Target, count: int) -> list[Connection]:
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
+async def _source_stats(connection: Connection | None) -> dict[str, int]:
+    if connection is None:
+        return {}
+    reply = await connection.request(STATS, keep=True)
+    stats: dict[str, int] = json.loads(reply.body)
+    return stats
+
+
 async def run(
-    target: Target, scenario: Scenario, procs: list[Proc], round_number: int
+    target: Target,
+    scenario: Scenario,
+    procs: list[Proc],
+    round_number: int,
+    source: Target | None = None,
 ) -> Measurement:
-    """One scenario on one peer; ``procs`` are measured during it (and this process)."""
+    """One scenario on one peer; ``procs`` are measured during it (and this process), and the
+    ``source``'s counters if given."""
     result = Measurement(scenario.key, target.name, round_number)
     data = target.request(PATH, _body(scenario.model, scenario.tokens, scenario.stream))
     warm = target.request(PATH, _body("fast", 4, scenario.stream))
     connections = await _open(target, scenario.concurrency)
+    counter = await connect(source) if source else None
     try:
         for _ in range(scenario.warmup):
             await asyncio.gather(*(_warm(c, warm) for c in connections))
+        counted = await _source_stats(counter)
         before = {p.name: p.cpu() for p in procs}
         client_before, box_before = time.process_time(), box_busy()
         started = time.perf_counter()
@@ -190,11 +211,17 @@ async def run(
         result.cpu = {p.name: p.cpu() - before[p.name] for p in procs}
         result.cpu["client"] = time.process_time() - client_before
         result.others = max(0.0, box_busy() - box_before - sum(result.cpu.values()))
+        if counter:
+            after = await _source_stats(counter)
+            result.source_connections = after["connections"] - counted["connections"]
+            result.source_requests = after["requests"] - counted["requests"]
         result.rss = {p.name: p.rss_kib() for p in procs}
         result.hwm = {p.name: p.hwm_kib() for p in procs}
     finally:
         for connection in connections:
             connection.close()
+        if counter:
+            counter.close()
     return result
 
 

@@ -20,9 +20,10 @@ tokens by counting ``~`` in the body, however the proxy in between framed or mer
 
 Endpoints: ``GET /api/tags``, ``POST /api/show`` and ``GET /api/version`` in the shapes the
 simulator returns (enough for the agent's discovery through the ``ollama`` client);
-``POST /api/chat`` and ``POST /api/generate``, streamed (NDJSON) or not; and
+``POST /api/chat`` and ``POST /api/generate``, streamed (NDJSON) or not;
 ``POST /v1/chat/completions``, streamed (SSE, with the usage chunk when
-``stream_options.include_usage`` asks) or not, with ``usage``.
+``stream_options.include_usage`` asks) or not, with ``usage``; and ``GET /_source/stats``, the
+connections accepted and requests answered so far.
 """
 
 from __future__ import annotations
@@ -326,6 +327,14 @@ def _response(status: int, body: bytes, content_type: bytes = b"application/json
     )
 
 
+class Counters:
+    """What ``GET /_source/stats`` reports: connections accepted and requests answered, so a
+    benchmark can tell how often a proxy dialed the source anew."""
+
+    connections = 0
+    requests = 0
+
+
 class Connection(asyncio.Protocol):
     """One client connection: requests parsed as they arrive, answered in order."""
 
@@ -341,6 +350,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        Counters.connections += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -426,6 +436,11 @@ class Connection(asyncio.Protocol):
         assert self.transport is not None
         write = self.transport.write
         route = (request.method, request.path)
+        if route == ("GET", "/_source/stats"):
+            stats = {"connections": Counters.connections, "requests": Counters.requests}
+            write(_response(200, _json(stats)))
+            return
+        Counters.requests += 1
         if route == ("GET", "/api/tags"):
             write(_response(200, _json(_tags())))
             return
