@@ -1,8 +1,10 @@
 """Benchmarks: llmtunnel beside nginx and a direct connection, in front of one token source.
 
-    ./dev bench                # scenarios (a)-(f), three rounds (about 7 minutes)
+    ./dev bench                # scenarios (a)-(f), three rounds (about 6 minutes)
     ./dev bench --quick        # shorter runs of the same scenarios (under 2 minutes)
     ./dev bench --governance   # only (f): what key limits and the audit cost per request
+    ./dev bench --only bd --peers nginx,llmtunnel --rounds 1 --profile /tmp/prof
+                               # a part of it; edge and agent under cProfile
 
 Every peer stands in front of the same token source (tests/bench/source.py, its own process):
 
@@ -11,7 +13,16 @@ Every peer stands in front of the same token source (tests/bench/source.py, its 
     llmtunnel  client → edge (TLS) → WebSocket → agent → source  (the source speaks Ollama NDJSON)
 
 The edge and the agent are ``llmtunnel edge serve`` and ``llmtunnel agent run`` processes, as
-deployed; this process is the client (tests/bench/client.py). Scenarios (a)-(d) run on each peer
+deployed; this process is the client (tests/bench/client.py). The scenarios (--quick: shorter):
+
+    (a) 1 user: 32-token streams from the ``fast`` model, one after another (500)
+    (b) 64 users: 512-token streams from ``fast``, each user back to back, for 10 s
+    (c) 256 users: 64-token streams at 10 ms a token (``delay-10ms``), 4 each, started together
+    (d) 32 users: 16-token replies, not streamed, from ``fast``, for 10 s
+    (e) 1,000 idle agents join a fresh edge: its RSS before and after, per agent
+    (f) key governance per request, in this process (tests/bench/governance.py)
+
+Scenarios (a)-(d) run on each peer
 in turn, three rounds with the peers' order rotated each round, and the summary gives the
 median of the rounds with each figure's CPU per process. Not part of the pass/fail suite: the
 numbers depend on the machine, and on a small one every process shares the same cores.

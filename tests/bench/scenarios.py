@@ -57,7 +57,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             512,
             "fast",
             True,
-            seconds=2 if quick else 8,
+            seconds=2 if quick else 10,
         ),
         Scenario(
             "c",
@@ -66,7 +66,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             64,
             "delay-10ms",
             True,
-            requests=1 if quick else 3,
+            requests=1 if quick else 4,
             gaps=True,
         ),
         Scenario(
@@ -76,7 +76,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             16,
             "fast",
             False,
-            seconds=2 if quick else 8,
+            seconds=2 if quick else 10,
         ),
     ]
 
