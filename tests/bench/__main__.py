@@ -346,11 +346,16 @@ async def _scenarios(
                 data_dir / "tls" / "cert.pem", data_dir / "tls" / "key.pem",
             )  # fmt: skip
             process = stack.enter_context(started(command, tmp / "nginx.log"))
-            wait_for_port(port, process)
-            proc = Proc("nginx", process.pid, with_children=True)
-            target = Target("nginx", "127.0.0.1", port, tls, "localhost")
-            peers.append(Peer(target, [proc, source], behind))
-            print(f"nginx on port {port} (pid {process.pid}, workers {proc.pids()[1:]})")
+            try:
+                wait_for_port(port, process, timeout=10)
+            except RuntimeError as exc:
+                logs = (tail(tmp / "nginx.log", 5), tail(tmp / "nginx" / "error.log", 5))
+                print(f"nginx: skipped, it did not start ({exc}):\n" + "\n".join(logs))
+            else:
+                proc = Proc("nginx", process.pid, with_children=True)
+                target = Target("nginx", "127.0.0.1", port, tls, "localhost")
+                peers.append(Peer(target, [proc, source], behind))
+                print(f"nginx on port {port} (pid {process.pid}, workers {proc.pids()[1:]})")
         elif "nginx" in options.peers:
             print("nginx: skipped, not installed (apt-get install nginx)")
         print(_ssh_note())
