@@ -160,9 +160,8 @@ def _body(model: str, tokens: int, stream: bool) -> dict[str, object]:
 
 
 async def _open(target: Target, count: int) -> list[Connection]:
-    limit = asyncio.Semaphore(
-        32
-    )  # a burst of handshakes beyond the listen backlogs is not measured
+    # Handshakes 32 at a time: a burst beyond the listen backlogs is not what is measured.
+    limit = asyncio.Semaphore(32)
 
     async def one() -> Connection:
         async with limit, asyncio.timeout(30):

@@ -470,7 +470,10 @@ class Connection(asyncio.Protocol):
         try:
             reply = _plan(request.path, request.body)
         except HttpError as exc:
-            write(_response(exc.status, _json(exc.body)))
+            body: dict[str, Any] = exc.body
+            if request.path.startswith("/v1/"):  # OpenAI's shape of the same error
+                body = {"error": {"message": exc.body["error"], "type": "invalid_request_error"}}
+            write(_response(exc.status, _json(body)))
             return
         await self._generate(reply)
 
