@@ -15,8 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
-from agent.backend import OllamaBackend
 from agent.config import AgentConfig, load
+from agent.ollama import OllamaBackend
 from agent.runner import RunOptions, run_agent
 
 
@@ -33,6 +33,7 @@ async def main(configs: list[AgentConfig], ollama: str) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await backend.aclose()
 
 
 if __name__ == "__main__":
