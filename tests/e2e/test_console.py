@@ -128,7 +128,7 @@ async def test_every_page_as_the_operator(site: Site) -> None:
     await sign_in(site, page, site.stack.admin_key)
 
     pages = [
-        ("/console/", ".chart-svg path.line", "02-overview"),
+        ("/console/", ".chart-card .legend", "02-overview"),
         ("/console/tenants/acme", "#api-base", "03-tenant"),
         (
             "/console/tenants/acme/machines",

@@ -55,7 +55,8 @@ function stopPage() {
 function header(current) {
   const principal = session.principal;
   const who = principal.kind === "operator" ? "operator" : `${principal.name} · ${principal.tenant}`;
-  const slug = current.slug ?? principal.tenant ?? tenants[0]?.slug ?? null;
+  // A tenant admin's pages are its own tenant's, whatever the address asked for.
+  const slug = principal.tenant ?? current.slug ?? tenants[0]?.slug ?? null;
   const link = (page, title) => {
     const href = page === "overview" ? `${ROOT}/` : slug ? pagePath(slug, page) : null;
     const active = current.page === page;
@@ -68,7 +69,7 @@ function header(current) {
       class: "tenant-switch", "aria-label": "Tenant",
       onchange: (event) => navigate(pagePath(event.target.value, current.page === "overview" ? "tenant" : current.page)),
     }, tenants.map((t) => h("option", { value: t.slug, selected: t.slug === current.slug }, t.slug)))
-    : current.slug ? h("span", { class: "tenant-name" }, current.slug) : null;
+    : slug ? h("span", { class: "tenant-name" }, slug) : null;
   return h("header", { class: "topbar" },
     h("a", { class: "brand", href: `${ROOT}/` }, h("span", { class: "brand-mark" }), "llmtunnel", h("span", { class: "brand-sub" }, "console")),
     switcher,

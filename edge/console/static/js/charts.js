@@ -129,7 +129,8 @@ export function lineChart({ title, times, bucket, series, format = fmtCompact, h
   if (!all.some((v) => v > 0)) {
     empty(svg, height, emptyText);
   }
-  series.forEach((one, k) => {
+  // The first series (the largest, after topSeries) is drawn last, on top of the others.
+  [...series.entries()].reverse().forEach(([k, one]) => {
     const cls = `series-${k % PALETTE_SIZE}`;
     let d = "";
     let drawing = false;

@@ -116,10 +116,8 @@ export function copyButton(text, label = "Copy") {
 
 /** A block of code with a copy button. */
 export function codeBlock(text, { label } = {}) {
-  return h("div", { class: "code" },
-    label ? h("div", { class: "code-label" }, label) : null,
-    h("pre", {}, h("code", {}, text)),
-    copyButton(text));
+  const block = h("div", { class: "code" }, h("pre", {}, h("code", {}, text)), copyButton(text));
+  return label ? h("div", {}, h("div", { class: "code-label" }, label), block) : block;
 }
 
 export function card(title, ...children) {

@@ -16,7 +16,7 @@ function fromLocalInput(text) {
 }
 
 function statusCell(event) {
-  if (event.status === null || event.status === undefined) return h("td", { class: "muted" }, "—");
+  if (event.status === null || event.status === undefined) return h("td", { class: "muted small" }, "—");
   const cls = event.status >= 500 ? "status-5xx" : event.status >= 400 ? "status-4xx" : "status-ok";
   return h("td", {}, h("span", { class: `pill ${cls}` }, String(event.status)), event.error_code ? h("div", { class: "muted small mono" }, event.error_code) : null);
 }
@@ -63,15 +63,14 @@ export async function renderAudit(ctx) {
     next = page.next_cursor;
     rows.replaceChildren(...(page.events.length ? page.events.map((e) => h("tr", { class: `event-${e.kind}` },
       h("td", { class: "small nowrap" }, timeCell(e.at)),
-      h("td", {}, e.actor),
+      h("td", {}, e.actor, e.client ? h("div", { class: "muted small", title: e.user_agent ?? "" }, e.client) : null),
       h("td", { class: "mono small" }, e.action),
       h("td", { class: "small" }, e.kind === "admin" ? e.subject : e.model ? h("span", { class: "mono" }, e.model) : "—"),
       h("td", { class: "small" }, e.machine ?? "—"),
       statusCell(e),
       h("td", { class: "num small" }, e.prompt_tokens !== null && e.prompt_tokens !== undefined ? `${e.prompt_tokens} / ${e.completion_tokens}` : "—"),
       h("td", { class: "num small" }, fmtMs(e.ttft_ms)),
-      h("td", { class: "num small" }, fmtMs(e.duration_ms)),
-      h("td", { class: "small muted" }, e.client ?? ""))) : [h("tr", {}, h("td", { colspan: 10, class: "muted" }, "No events match."))]));
+      h("td", { class: "num small" }, fmtMs(e.duration_ms)))) : [h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No events match."))]));
     const first = (cursors.length - 1) * PAGE + 1;
     position.textContent = page.events.length ? `events ${first}–${first + page.events.length - 1}` : "";
     newer.disabled = cursors.length === 1;
@@ -96,7 +95,7 @@ export async function renderAudit(ctx) {
   main.append(card(null, form));
   main.append(card(null, message,
     h("div", { class: "table-wrap" }, h("table", { id: "audit" },
-      h("thead", {}, h("tr", {}, ["Time", "Actor", "Action", "Subject / model", "Machine", "Status", "Tokens in / out", "TTFT", "Duration", "Client"].map((c, i) => h("th", { class: i >= 6 && i <= 8 ? "num" : null }, c)))),
+      h("thead", {}, h("tr", {}, ["Time", "Actor / client", "Action", "Subject / model", "Machine", "Status", "Tokens in / out", "TTFT", "Duration"].map((c, i) => h("th", { class: i >= 6 && i <= 8 ? "num" : null }, c)))),
       rows)),
     h("div", { class: "pager" }, newer, position, older)));
   await load();

@@ -33,7 +33,8 @@ export async function renderMachines(ctx) {
       h("td", { class: "mono small" }, m.agent_version ?? "—"),
       h("td", {}, models(m)),
       h("td", { class: "num" }, m.online ? `${m.in_flight} / ${m.max_concurrency}` : "—"),
-      h("td", { class: "num" }, m.online && m.rtt_ms !== null && m.rtt_ms !== undefined ? `${m.rtt_ms} ms` : "—"),
+      h("td", { class: "num" }, !m.online ? "—" : m.rtt_ms === null || m.rtt_ms === undefined
+        ? h("span", { class: "muted small", title: "measured at the first heartbeat (5 s)" }, "pending") : `${m.rtt_ms} ms`),
       h("td", { class: "actions-cell" }, h("button", {
         type: "button", class: "danger small",
         onclick: async () => {
