@@ -96,7 +96,7 @@ LIMITER = web.AppKey("llmtunnel_console_sign_ins", SignInLimiter)
 ASSETS = web.AppKey("llmtunnel_console_assets", dict[str, tuple[bytes, str]])
 
 
-def _load_assets() -> dict[str, tuple[bytes, str]]:
+def load_assets() -> dict[str, tuple[bytes, str]]:
     """Every file under ``static/``, by its path there: the only files the console serves
     (nothing is read from disk per request, so no request path can name another file)."""
     assets: dict[str, tuple[bytes, str]] = {}
@@ -283,7 +283,7 @@ def create_console_app() -> web.Application:
     (and ``LANE``), as the edge does (edge/app.py)."""
     app = web.Application(middlewares=[_headers, json_errors(openai_shape), _guard])
     app[LIMITER] = SignInLimiter()
-    app[ASSETS] = _load_assets()
+    app[ASSETS] = load_assets()
     app.router.add_get("", _to_slash)
     app.router.add_get("/", _page)
     app.router.add_get("/tenants/{slug}", _page)
