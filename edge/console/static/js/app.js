@@ -64,11 +64,11 @@ function header(current) {
       ? h("a", { href, class: ["nav-link", active && "active"], "aria-current": active ? "page" : null }, title)
       : h("span", { class: "nav-link disabled" }, title);
   };
-  const switcher = principal.kind === "operator" && tenants.length > 0 && current.slug
+  const switcher = principal.kind === "operator" && tenants.length > 0
     ? h("select", {
       class: "tenant-switch", "aria-label": "Tenant",
-      onchange: (event) => navigate(pagePath(event.target.value, current.page === "overview" ? "tenant" : current.page)),
-    }, tenants.map((t) => h("option", { value: t.slug, selected: t.slug === current.slug }, t.slug)))
+      onchange: (event) => navigate(pagePath(event.target.value, current.page in PAGES ? current.page : "tenant")),
+    }, tenants.map((t) => h("option", { value: t.slug, selected: t.slug === slug }, t.slug)))
     : slug ? h("span", { class: "tenant-name" }, slug) : null;
   return h("header", { class: "topbar" },
     h("a", { class: "brand", href: `${ROOT}/` }, h("span", { class: "brand-mark" }), "llmtunnel", h("span", { class: "brand-sub" }, "console")),

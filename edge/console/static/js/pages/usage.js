@@ -24,7 +24,13 @@ function pivot(rows, categories, seriesOf, valueOf) {
   return names.map((name) => ({
     name,
     values: categories.map((day) => rows.filter((r) => r.day === day && seriesOf(r) === name).reduce((sum, r) => sum + valueOf(r), 0)),
-  }));
+  })).filter((one) => one.values.some((v) => v > 0));
+}
+
+/** Newest day first, then by key and model. */
+function newestFirst(rows) {
+  const text = (v) => v ?? "";
+  return [...rows].sort((a, b) => b.day.localeCompare(a.day) || text(a.key).localeCompare(text(b.key)) || text(a.model).localeCompare(text(b.model)));
 }
 
 export async function renderUsage(ctx) {
@@ -65,7 +71,7 @@ export async function renderUsage(ctx) {
 
   const csv = (path, label) => h("a", { class: "button secondary small", href: api.href(api.tenantPath(slug, path), { ...query, format: "csv" }), download: "" }, label);
 
-  const keyRows = [...byKey.usage].reverse();
+  const keyRows = newestFirst(byKey.usage);
   main.append(card("Per key per day",
     h("div", { class: "card-tools" }, csv("/usage", "Download CSV")),
     h("div", { class: "table-wrap" }, h("table", { id: "usage-by-key" },
@@ -73,7 +79,7 @@ export async function renderUsage(ctx) {
       h("tbody", {}, keyRows.length ? keyRows.map((r) => h("tr", {}, h("td", {}, r.day), h("td", {}, r.key), h("td", { class: "num" }, fmtNumber(r.requests)), h("td", { class: "num" }, fmtNumber(r.prompt_tokens)), h("td", { class: "num" }, fmtNumber(r.completion_tokens))))
         : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No requests in this period.")))))));
 
-  const modelRows = [...byModel.usage].reverse();
+  const modelRows = newestFirst(byModel.usage);
   main.append(card("Per key and model per day",
     h("div", { class: "card-tools" }, csv("/usage/models", "Download CSV")),
     h("div", { class: "table-wrap" }, h("table", { id: "usage-by-model" },
