@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
-from agent.backend import OllamaBackend
+from agent.ollama import OllamaBackend
 from agent.pairing import pair
 from agent.runner import RunOptions, run_agent
 from edge.console import CONTENT_SECURITY_POLICY
@@ -225,10 +225,9 @@ async def test_pairing_a_machine_from_the_console_brings_it_online(site: Site) -
     stack = site.stack
     config = await pair(code, stack.edge_url, stack.ca)  # the agent, with the code shown
     stop = asyncio.Event()
-    task = asyncio.create_task(
-        run_agent(config, OllamaBackend(stack.ollama_url, 4), RunOptions(), stop)
-    )
-    stack.agents.append(Agent(config, task, stop))
+    backend = OllamaBackend(stack.ollama_url, 4)
+    task = asyncio.create_task(run_agent(config, backend, RunOptions(), stop))
+    stack.agents.append(Agent(config, task, stop, backend))
     await page.wait_for_selector("#pairing-status.done", timeout=10_000)
     await page.wait_for_selector("#machines tr[data-machine='gpu-2'] .dot-on")
     await site.shot(page, "10-paired")

@@ -1,27 +1,25 @@
 """The store queries the console added: sessions, the request time series, usage per model per
-day, and the filtered, paged audit (edge/store/sqlite/sessions.py, usage.py)."""
+day, and the filtered, paged audit, on both stores (sessions.py and usage.py of each)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edge.store import AUDIT_COLUMNS, AuditQuery, SqliteStore
+from edge.store import AUDIT_COLUMNS, AuditQuery, Store
 
 T0 = 1_800_000_000.0  # a multiple of 3600
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> SqliteStore:
-    store = SqliteStore(tmp_path / "edge.db")
+@pytest.fixture(autouse=True)
+async def tenants(store: Store) -> None:
+    """``store`` (SQLite, then PostgreSQL: conftest.py) gets two tenants and three keys."""
     await store.tenants.create("t1", "acme")
     await store.tenants.create("t2", "globex")
     await store.keys.add("k1", "t1", "ci", "p", "h1", None)
     await store.keys.add("k2", "t1", "prod", "p", "h2", None)
     await store.keys.add("k3", "t2", "ci", "p", "h3", None)
-    return store
 
 
 def request(tenant: str, key: str, at: float, **values: Any) -> tuple[Any, ...]:
@@ -37,7 +35,7 @@ def admin(tenant: str, at: float, action: str) -> tuple[Any, ...]:
 
 
 async def test_sessions_are_kept_by_digest_and_end_with_their_admin_key(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     key = await store.admin_keys.add("a1", "t1", "admin-hash", "alice")
     await store.sessions.create("s1", key.id, T0)
@@ -53,7 +51,7 @@ async def test_sessions_are_kept_by_digest_and_end_with_their_admin_key(
     assert await store.sessions.prune(0, 0) == 1  # a revoked key's sessions are pruned
 
 
-async def test_sessions_are_deleted_and_pruned_by_age(store: SqliteStore) -> None:
+async def test_sessions_are_deleted_and_pruned_by_age(store: Store) -> None:
     await store.admin_keys.add("op", None, "operator-hash")
     await store.sessions.create("idle", "op", T0)
     await store.sessions.create("old", "op", T0)
@@ -68,7 +66,7 @@ async def test_sessions_are_deleted_and_pruned_by_age(store: SqliteStore) -> Non
     assert await store.sessions.get("old") is None and await store.sessions.get("idle") is None
 
 
-async def test_the_series_counts_requests_per_tenant_and_bucket(store: SqliteStore) -> None:
+async def test_the_series_counts_requests_per_tenant_and_bucket(store: Store) -> None:
     await store.usage.record(
         [
             request("t1", "k1", T0 + 10, prompt_tokens=5, completion_tokens=7, ttft_ms=10.0),
@@ -96,7 +94,7 @@ async def test_the_series_counts_requests_per_tenant_and_bucket(store: SqliteSto
     assert [(p.tenant_id, p.requests) for p in only] == [("t2", 1)]
 
 
-async def test_usage_per_model_per_day_comes_from_the_audit(store: SqliteStore) -> None:
+async def test_usage_per_model_per_day_comes_from_the_audit(store: Store) -> None:
     day = 86400.0
     await store.usage.record(
         [
@@ -122,7 +120,7 @@ async def test_usage_per_model_per_day_comes_from_the_audit(store: SqliteStore) 
     assert await store.usage.daily_by_model("t1", T0 + 2 * day) == []
 
 
-async def test_the_audit_is_filtered_and_paged(store: SqliteStore) -> None:
+async def test_the_audit_is_filtered_and_paged(store: Store) -> None:
     await store.usage.record(
         [
             request("t1", "k1", T0 + 1, machine="gpu-1"),
