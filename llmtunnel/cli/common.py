@@ -8,11 +8,10 @@ import contextlib
 import datetime
 import errno
 import logging
-import os
 import signal
 import sys
 from collections.abc import Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -76,22 +75,7 @@ def run_until_signal(main: Coroutine[Any, Any, None]) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    run_loop(wrapper())
-
-
-T = TypeVar("T")
-
-
-def run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` on uvloop: its event loop, sockets and TLS are written in C, which cuts
-    the edge's and the agent's CPU per request (README "Benchmarks"). ``LLMTUNNEL_EVENT_LOOP=
-    asyncio`` runs on the standard loop instead."""
-    if os.environ.get("LLMTUNNEL_EVENT_LOOP", "uvloop") == "asyncio":
-        return asyncio.run(main)
-    import uvloop
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
+    asyncio.run(wrapper())
 
 
 def when(timestamp: float | None) -> str:
