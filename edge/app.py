@@ -50,7 +50,11 @@ def _context(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         ctx = await open_context(app[CONFIG], clock)
         app[CONTEXT] = ctx
+        if ctx.cluster is not None:
+            ctx.cluster.start()
         yield
+        if ctx.cluster is not None:
+            await ctx.cluster.close()  # the last settlements are written first
         await ctx.store.close()
 
     return context

@@ -41,6 +41,12 @@ class EdgeConfig:
     # None: SQLite in data_dir (one node); a postgresql:// URL: PostgreSQL, which several edge
     # nodes may share (docs/ARCHITECTURE.md "State"). Kept out of repr: it may hold a password.
     database_url: str | None = field(default=None, repr=False)
+    # None: one node, limits in this process. A redis:// URL: limits, revocations and the node
+    # directory shared with every node on that Redis (docs/ARCHITECTURE.md "Several edge
+    # nodes"). Kept out of repr: it may hold a password.
+    redis_url: str | None = field(default=None, repr=False)
+    node_id: str | None = None  # this node's name in the cluster; None: a random one
+    reservation_ttl: float = 60.0  # a budget reservation its node stops renewing expires then
 
     def tenant_url(self, slug: str) -> str:
         """Where the tenant's clients and agents reach the edge: ``SLUG.DOMAIN``, or the bare

@@ -1,18 +1,23 @@
 """Per-key limits: requests and tokens per minute, and token budgets per period.
 
-Every counter lives in the one edge process and is checked and charged on its event loop, so a
-check and the charge that follows it cannot interleave with another request's. That is what makes
-budgets exact under concurrency: a request reserves its worst case before it is dispatched and
-settles to its real usage when it ends, so concurrent requests can never spend more than the
-budget (README "Keys and limits"). Several edge processes would each count alone; the plan for
-that is a shared counter store (docs/ARCHITECTURE.md "State").
+``Limits`` keeps every counter in this edge process and checks and charges it on the event loop,
+so a check and the charge that follows it cannot interleave with another request's. That is what
+makes budgets exact under concurrency: a request reserves its worst case before it is dispatched
+and settles to its real usage when it ends, so concurrent requests can never spend more than the
+budget (README "Keys, limits and audit"). It is the one node's limiter (no ``--redis``); with
+several nodes ``edge.cluster.counters.SharedLimits`` keeps the same counters in Redis, checked
+and charged by one Lua script each, and falls back to a ``Limits`` for what may fail open
+(docs/ARCHITECTURE.md "Several edge nodes"). Both are a ``Limiter``; what they share (the
+estimate, the reservation, the headers and the 429s) is here.
 """
 
 from __future__ import annotations
 
 import datetime
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from edge.errors import ApiError
 from edge.store import ApiKey, Store
@@ -89,11 +94,16 @@ class TokenBucket:
 
     def headers(self, kind: str) -> dict[str, str]:
         """OpenAI's ``x-ratelimit-*-requests`` or ``-tokens`` trio."""
-        return {
-            f"x-ratelimit-limit-{kind}": str(self.capacity),
-            f"x-ratelimit-remaining-{kind}": str(max(0, math.floor(self.level))),
-            f"x-ratelimit-reset-{kind}": format_duration((self.capacity - self.level) / self.rate),
-        }
+        return rate_headers(kind, self.capacity, self.level)
+
+
+def rate_headers(kind: str, capacity: int, level: float) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` trio for a bucket of ``capacity`` a minute at ``level``."""
+    return {
+        f"x-ratelimit-limit-{kind}": str(capacity),
+        f"x-ratelimit-remaining-{kind}": str(max(0, math.floor(level))),
+        f"x-ratelimit-reset-{kind}": format_duration((capacity - level) * 60.0 / capacity),
+    }
 
 
 def format_duration(seconds: float) -> str:
@@ -143,6 +153,9 @@ class Admission:
     budget: BudgetAccount | None = None
     tokens: TokenBucket | None = None
     tokens_taken: float = 0.0
+    # Where the settlement goes when the counters are not this process's (Redis: queued and
+    # written off the request path, edge.cluster.counters).
+    on_settle: Callable[[int], None] | None = None
     settled: bool = field(default=False)
 
     def settle(self, used: int) -> None:
@@ -154,6 +167,41 @@ class Admission:
             self.budget.spent += used
         if self.tokens is not None:
             self.tokens.give_back(self.tokens_taken - used)
+        if self.on_settle is not None:
+            self.on_settle(used)
+
+
+class Limiter(Protocol):
+    """What the pipeline admits requests through: ``Limits`` (one node) or ``SharedLimits``."""
+
+    async def admit(
+        self, key: ApiKey, request: Request, now: float, prompt_estimate: int | None = None
+    ) -> Admission: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What a request of a key would be charged: its prompt estimate, the tokens it reserves
+    (prompt estimate + completion reserve) and the completion cap it must be sent with."""
+
+    prompt_estimate: int
+    amount: int
+    completion_cap: int | None
+
+
+def charge_for(key: ApiKey, request: Request, prompt_estimate: int | None = None) -> Charge:
+    """The charge of ``request``. A key with a budget caps a request that sets no
+    ``num_predict`` (the cap), so that the reservation bounds the reply."""
+    cap = None
+    if (
+        key.limits.budget_tokens is not None
+        and not isinstance(request, EmbedRequest)
+        and request.options.num_predict is None
+    ):
+        cap = DEFAULT_COMPLETION_RESERVE
+    if prompt_estimate is None:
+        prompt_estimate = estimate_prompt_tokens(request)
+    return Charge(prompt_estimate, prompt_estimate + completion_reserve(request), cap)
 
 
 class Limits:
@@ -176,31 +224,23 @@ class Limits:
         ``ApiError`` 429 (``rate_limit_exceeded`` with ``Retry-After``, or ``budget_exceeded``
         with when the budget resets)."""
         limits = key.limits
-        cap = None
-        if (
-            limits.budget_tokens is not None
-            and not isinstance(request, EmbedRequest)
-            and request.options.num_predict is None
-        ):
-            cap = DEFAULT_COMPLETION_RESERVE
-        if prompt_estimate is None:
-            prompt_estimate = estimate_prompt_tokens(request)
-        amount = prompt_estimate + completion_reserve(request)
+        charge = charge_for(key, request, prompt_estimate)
+        amount = charge.amount
 
         requests = self._bucket(self._requests, key.id, limits.rpm, now)
         tokens = self._bucket(self._tokens, key.id, limits.tpm, now)
         tokens_amount = min(amount, tokens.capacity) if tokens else 0
         if requests is not None and (wait := requests.wait(1)) > 0:
-            raise _rate_limited("requests", requests, wait, _headers(requests, tokens))
+            raise rate_limited("requests", requests.capacity, wait, _headers(requests, tokens))
         if tokens is not None and (wait := tokens.wait(tokens_amount)) > 0:
-            raise _rate_limited("tokens", tokens, wait, _headers(requests, tokens))
+            raise rate_limited("tokens", tokens.capacity, wait, _headers(requests, tokens))
         budget = await self._account(key, now)
         if budget is not None:
             assert limits.budget_tokens is not None
             left = limits.budget_tokens - budget.spent - budget.reserved
             if amount > left:
                 headers = _headers(requests, tokens)
-                raise _budget_exceeded(key, budget, amount, max(0, left), now, headers)
+                raise budget_exceeded(key, budget.resets_at, amount, max(0, left), now, headers)
 
         if requests is not None:
             requests.take(1)
@@ -209,7 +249,15 @@ class Limits:
         if budget is not None:
             budget.reserved += amount
         headers = _headers(requests, tokens)
-        return Admission(headers, prompt_estimate, cap, amount, budget, tokens, tokens_amount)
+        return Admission(
+            headers,
+            charge.prompt_estimate,
+            charge.completion_cap,
+            amount,
+            budget,
+            tokens,
+            tokens_amount,
+        )
 
     @staticmethod
     def _bucket(
@@ -245,12 +293,14 @@ def _headers(requests: TokenBucket | None, tokens: TokenBucket | None) -> dict[s
     return headers
 
 
-def _rate_limited(kind: str, bucket: TokenBucket, wait: float, headers: dict[str, str]) -> ApiError:
+def rate_limited(kind: str, capacity: int, wait: float, headers: dict[str, str]) -> ApiError:
+    """429 ``rate_limit_exceeded`` for the ``requests`` or ``tokens`` bucket, ``wait`` seconds
+    before it has room."""
     retry = max(1, math.ceil(wait))
     return ApiError(
         429,
         "rate_limit_exceeded",
-        f"Rate limit reached for {kind}: {bucket.capacity} per minute for this key. "
+        f"Rate limit reached for {kind}: {capacity} per minute for this key. "
         f"Try again in {wait:.1f} s.",
         headers={
             **headers,
@@ -260,15 +310,16 @@ def _rate_limited(kind: str, bucket: TokenBucket, wait: float, headers: dict[str
     )
 
 
-def _budget_exceeded(
+def budget_exceeded(
     key: ApiKey,
-    account: BudgetAccount,
+    resets_at: float,
     amount: int,
     left: int,
     now: float,
     headers: dict[str, str],
 ) -> ApiError:
-    resets = datetime.datetime.fromtimestamp(account.resets_at, datetime.UTC)
+    """429 ``budget_exceeded``: ``left`` tokens of the period that ends at ``resets_at``."""
+    resets = datetime.datetime.fromtimestamp(resets_at, datetime.UTC)
     return ApiError(
         429,
         "budget_exceeded",
@@ -277,7 +328,7 @@ def _budget_exceeded(
         f"max_tokens). The budget resets at {resets:%Y-%m-%dT%H:%M:%SZ}.",
         headers={
             **headers,
-            "Retry-After": str(max(1, math.ceil(account.resets_at - now))),
+            "Retry-After": str(max(1, math.ceil(resets_at - now))),
             # Retrying within seconds cannot help: tell the OpenAI and Anthropic SDKs not to.
             "x-should-retry": "false",
         },

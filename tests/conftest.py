@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.postgres_server import PostgresServer, find_bindir
+from tests.redis_server import RedisServer, find_redis_server
 
 # The agent and edge log every connect and reconnect; keep test output for what failed.
 logging.getLogger("edge").setLevel(logging.WARNING)
@@ -45,3 +46,29 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     url = postgres_server.new_schema()
     yield url
     postgres_server.drop_schema(url)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One throwaway Redis server for the whole run, started when a test first needs it
+    (tests/redis_server.py). Without ``redis-server`` the tests that need it skip, except in CI,
+    where .ci/run installs it and they must run."""
+    program = find_redis_server()
+    if program is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed, and CI must run its tests (.ci/run)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(program)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied before the test (counters and channels are per test)."""
+    redis_server.start()  # a test before may have stopped it
+    redis_server.flush()
+    return redis_server.url

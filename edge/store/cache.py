@@ -8,8 +8,11 @@ cost after the tunnel itself. A cached key is as good as a fresh lookup because:
   (the cache keeps when each secret stops being valid, not whether it was valid when cached);
 - **revocation, rotation and machine revocation** go through this wrapper (``CachingKeys``,
   ``CachingMachines``) and drop what they change before they return, so the very next request
-  misses and reads the store; on several edge nodes the same drops arrive through ``drop_key``
-  from the node that made the change (docs/ARCHITECTURE.md "State");
+  misses and reads the store;
+- **on several edge nodes** every change is also handed to ``Changes.published``, which tells
+  the other nodes and returns once they have dropped it too (``edge.cluster.broadcast``); a node
+  that cannot hear the others stops trusting its cache (``KeyCache.trusted``) until it can, and
+  then starts empty (docs/ARCHITECTURE.md "Several edge nodes");
 - nothing is cached for a digest the store did not know, so a new key works at once.
 
 The cache is bounded (least recently used entries go first).
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 from edge.store.interface import (
     AdminKeys,
@@ -36,6 +40,20 @@ from edge.store.records import ApiKey, KeyLimits, Machine, Tenant
 MAX_ENTRIES = 100_000
 
 
+class Changes(Protocol):
+    """Where a change other nodes must hear of goes: ``kind`` is ``key`` (``subject``: its id),
+    ``machine`` (``tenant_id/machine_id``) or ``aliases`` (the tenant id)."""
+
+    async def published(self, kind: str, subject: str) -> None: ...
+
+
+class NoChanges:
+    """One node: nobody else to tell."""
+
+    async def published(self, kind: str, subject: str) -> None:
+        return None
+
+
 @dataclass(slots=True)
 class _Entry:
     key: ApiKey
@@ -49,8 +67,22 @@ class KeyCache:
         self._max_entries = max_entries
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._digests_of: dict[str, set[str]] = {}  # key id → its cached digests
+        # False while this node may miss other nodes' changes: nothing is served from the cache
+        # nor put in it (every lookup reads the store).
+        self.trusted = True
+
+    def trust(self, trusted: bool) -> None:
+        """Start (emptied first: changes may have been missed) or stop trusting the cache."""
+        self.clear()
+        self.trusted = trusted
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._digests_of.clear()
 
     def get(self, secret_hash: str, now: float) -> ApiKey | None:
+        if not self.trusted:
+            return None
         entry = self._entries.get(secret_hash)
         if entry is None:
             return None
@@ -61,6 +93,8 @@ class KeyCache:
         return entry.key
 
     def put(self, secret_hash: str, key: ApiKey, secret_expires_at: float | None) -> None:
+        if not self.trusted:
+            return
         self._entries[secret_hash] = _Entry(key, secret_expires_at)
         self._entries.move_to_end(secret_hash)
         self._digests_of.setdefault(key.id, set()).add(secret_hash)
@@ -112,9 +146,10 @@ def _with_last_used(key: ApiKey, when: float) -> ApiKey:
 class CachingKeys:
     """``Keys`` with ``by_hash`` served from the cache; every change drops what it changes."""
 
-    def __init__(self, inner: Keys, cache: KeyCache) -> None:
+    def __init__(self, inner: Keys, cache: KeyCache, changes: Changes) -> None:
         self._inner = inner
         self._cache = cache
+        self._changes = changes
 
     async def add(
         self,
@@ -154,10 +189,12 @@ class CachingKeys:
     async def rotate(self, key_id: str, prefix: str, secret_hash: str, grace_until: float) -> None:
         await self._inner.rotate(key_id, prefix, secret_hash, grace_until)
         self._cache.drop_key(key_id)
+        await self._changes.published("key", key_id)
 
     async def revoke(self, key_id: str) -> None:
         await self._inner.revoke(key_id)
         self._cache.drop_key(key_id)
+        await self._changes.published("key", key_id)
 
     async def touch(self, key_id: str, when: float) -> None:
         await self._inner.touch(key_id, when)
@@ -165,11 +202,13 @@ class CachingKeys:
 
 
 class CachingMachines:
-    """``Machines`` whose revocation drops the keys bound to the machine from the cache."""
+    """``Machines`` whose revocation drops the keys bound to the machine from the cache (and
+    tells the other nodes, which close the machine's tunnels too)."""
 
-    def __init__(self, inner: Machines, cache: KeyCache) -> None:
+    def __init__(self, inner: Machines, cache: KeyCache, changes: Changes) -> None:
         self._inner = inner
         self._cache = cache
+        self._changes = changes
 
     async def add_pairing_code(
         self, code_hash: str, tenant_id: str, machine_name: str, expires_at: float
@@ -191,9 +230,35 @@ class CachingMachines:
         return await self._inner.of_tenant(tenant_id)
 
     async def revoke(self, machine_id: str) -> list[str]:
+        machine = await self._inner.by_id(machine_id)
         revoked = await self._inner.revoke(machine_id)
         self._cache.drop_keys_bound_to(machine_id)
+        if machine is not None:
+            await self._changes.published("machine", f"{machine.tenant_id}/{machine_id}")
         return revoked
+
+
+class CachingAliases:
+    """``Aliases`` whose changes are told to the other nodes (each caches its tenants')."""
+
+    def __init__(self, inner: Aliases, changes: Changes) -> None:
+        self._inner = inner
+        self._changes = changes
+
+    async def set(self, tenant_id: str, alias: str, model: str) -> None:
+        await self._inner.set(tenant_id, alias, model)
+        await self._changes.published("aliases", tenant_id)
+
+    async def delete(self, tenant_id: str, alias: str) -> bool:
+        deleted = await self._inner.delete(tenant_id, alias)
+        await self._changes.published("aliases", tenant_id)
+        return deleted
+
+    async def of_tenant(self, tenant_id: str) -> dict[str, str]:
+        return await self._inner.of_tenant(tenant_id)
+
+    def forget(self, tenant_id: str | None = None) -> None:
+        self._inner.forget(tenant_id)
 
 
 class CachingTenants:
@@ -226,14 +291,19 @@ class CachingTenants:
 
 
 class CachedStore:
-    """A ``Store`` whose hot lookups (a key by its secret, a tenant by its id) are cached."""
+    """A ``Store`` whose hot lookups (a key by its secret, a tenant by its id) are cached, and
+    whose changes to what any node caches are handed to ``changes`` (set by the cluster when
+    there are several nodes)."""
 
     def __init__(self, inner: Store, cache: KeyCache | None = None) -> None:
         self.inner = inner
         self.key_cache = cache or KeyCache()
-        self._keys = CachingKeys(inner.keys, self.key_cache)
-        self._machines = CachingMachines(inner.machines, self.key_cache)
+        self.changes: Changes = NoChanges()
+        relay = _Relay(self)
+        self._keys = CachingKeys(inner.keys, self.key_cache, relay)
+        self._machines = CachingMachines(inner.machines, self.key_cache, relay)
         self._tenants = CachingTenants(inner.tenants)
+        self._aliases = CachingAliases(inner.aliases, relay)
 
     @property
     def tenants(self) -> Tenants:
@@ -257,7 +327,7 @@ class CachedStore:
 
     @property
     def aliases(self) -> Aliases:
-        return self.inner.aliases
+        return self._aliases
 
     @property
     def responses(self) -> Responses:
@@ -273,3 +343,13 @@ class CachedStore:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+class _Relay:
+    """Hands changes to whatever ``CachedStore.changes`` is when they happen."""
+
+    def __init__(self, store: CachedStore) -> None:
+        self._store = store
+
+    async def published(self, kind: str, subject: str) -> None:
+        await self._store.changes.published(kind, subject)

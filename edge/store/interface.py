@@ -171,6 +171,10 @@ class Aliases(Protocol):
     async def of_tenant(self, tenant_id: str) -> dict[str, str]:
         """Alias → model. Read on every request: implementations cache it."""
 
+    def forget(self, tenant_id: str | None = None) -> None:
+        """Drop the cached aliases of ``tenant_id`` (of every tenant: ``None``), which another
+        edge node changed (docs/ARCHITECTURE.md "Several edge nodes")."""
+
 
 class Responses(Protocol):
     async def save(

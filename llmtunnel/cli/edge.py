@@ -61,11 +61,27 @@ def edge_serve(
     database_url: Annotated[
         str | None,
         typer.Option(
+            "--database-url",
+            "--database",
             envvar="LLMTUNNEL_DATABASE_URL",
             help="postgresql://… to share state between edge nodes ($LLMTUNNEL_DATABASE_URL,"
             " which keeps the password out of the process list).",
             show_default="SQLite in the data directory",
         ),
+    ] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            envvar="LLMTUNNEL_REDIS_URL",
+            help="redis://… shared by every edge node: rate limits, budgets, revocations and"
+            " the node directory ($LLMTUNNEL_REDIS_URL). Needs --database-url.",
+            show_default="one node: limits in this process",
+        ),
+    ] = None,
+    node_id: Annotated[
+        str | None,
+        typer.Option(help="This node's name among the edge nodes (logs, admin views)."),
     ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="Certificate chain (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="Private key (PEM).")] = None,
@@ -121,6 +137,11 @@ def edge_serve(
         fail("choose exactly one of --tls-cert/--tls-key, --self-signed or --plain-http")
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together")
+    if redis is not None and database_url is None:
+        fail(
+            "--redis shares limits between edge nodes, which must share a database too:"
+            " give --database-url postgresql://…"
+        )
     data_dir = data_dir or _default_data_dir()
     host, port = _parse_listen(listen or ("127.0.0.1:8080" if plain_http else "0.0.0.0:443"))
     ca_file: Path | None = None
@@ -133,6 +154,8 @@ def edge_serve(
         domain=domain,
         data_dir=data_dir,
         database_url=database_url,
+        redis_url=redis,
+        node_id=node_id,
         public_scheme="http" if plain_http else "https",
         public_port=public_port or port,
         max_body=max_body_mb * MIB,

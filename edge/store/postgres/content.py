@@ -11,10 +11,9 @@ from edge.store.postgres.db import Db
 class PostgresAliases:
     """Aliases, cached per tenant as SQLite's are.
 
-    The cache is this process's: a change made here drops this node's copy at once, but another
-    edge node on the same database keeps serving its own until it is told. With several nodes,
-    a change must be broadcast and each node must drop the tenant's entry (``forget``); until
-    that broadcast exists, other nodes see an alias change only after they restart.
+    The cache is this process's: a change made here drops this node's copy at once; another
+    edge node on the same database drops its own when the change's broadcast reaches it
+    (``forget``, called by ``edge.cluster.broadcast``). Without ``--redis`` there is one node.
     """
 
     def __init__(self, db: Db) -> None:
@@ -24,10 +23,13 @@ class PostgresAliases:
         # does not cache what it read, which may predate the change.
         self._changes = 0
 
-    def forget(self, tenant_id: str) -> None:
-        """Drop the tenant's cached aliases (another node changed them)."""
+    def forget(self, tenant_id: str | None = None) -> None:
+        """Drop the tenant's cached aliases, or every tenant's (another node changed them)."""
         self._changes += 1
-        self._cache.pop(tenant_id, None)
+        if tenant_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(tenant_id, None)
 
     async def set(self, tenant_id: str, alias: str, model: str) -> None:
         self.forget(tenant_id)

@@ -15,6 +15,12 @@ class SqliteAliases:
         # through this store, in this process): cached, dropped on every change.
         self._cache: dict[str, dict[str, str]] = {}
 
+    def forget(self, tenant_id: str | None = None) -> None:
+        if tenant_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(tenant_id, None)
+
     async def set(self, tenant_id: str, alias: str, model: str) -> None:
         self._cache.pop(tenant_id, None)
         self._db.conn.execute(

@@ -1,0 +1,116 @@
+"""This edge node's part in the cluster: its Redis client, shared limits and change broadcast,
+opened with the edge's state and run beside it (docs/ARCHITECTURE.md "Several edge nodes")."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from dataclasses import dataclass, field
+
+from redis import exceptions
+from redis.asyncio import Redis
+
+from edge.agents.registry import Registry
+from edge.agents.session import AgentSession
+from edge.cluster.broadcast import Broadcast, Change
+from edge.cluster.counters import SharedLimits
+from edge.cluster.redis_link import REDIS_ERRORS, BadRedisUrl, describe, open_redis
+from edge.config import EdgeConfig
+from edge.store import Clock, OpenFailed
+from edge.store.cache import CachedStore
+from protocol import ErrorCode
+
+log = logging.getLogger(__name__)
+
+# What keeps a node from joining at start: Redis away, or refusing the URL's credentials.
+_START_ERRORS: tuple[type[BaseException], ...] = (
+    *REDIS_ERRORS,
+    exceptions.AuthenticationError,
+    exceptions.ResponseError,
+)
+
+
+@dataclass(slots=True)
+class ClusterNode:
+    """What one node shares with the others through Redis."""
+
+    node_id: str
+    redis: Redis
+    limits: SharedLimits
+    broadcast: Broadcast
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def published(self, kind: str, subject: str) -> None:
+        """``edge.store.cache.Changes``: tell every node (and wait until each has applied it)."""
+        await self.broadcast.publish(Change(kind, subject))
+
+    def start(self) -> None:
+        """Run the background work: settlements and renewals, the change subscription."""
+        self.tasks = [
+            asyncio.create_task(self.limits.run(), name="cluster-limits"),
+            asyncio.create_task(self.broadcast.run(), name="cluster-broadcast"),
+        ]
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.redis.aclose()
+
+
+async def open_cluster(
+    config: EdgeConfig,
+    store: CachedStore,
+    registry: Registry[AgentSession],
+    clock: Clock,
+) -> ClusterNode:
+    """Join the cluster at ``config.redis_url``. ``OpenFailed`` (one line, no password) when
+    Redis cannot be reached or refuses the credentials at start: a node that starts without it
+    would silently run on its outage policies."""
+    assert config.redis_url is not None
+    try:
+        redis = open_redis(config.redis_url)
+    except BadRedisUrl as exc:
+        raise OpenFailed(str(exc)) from None
+    try:
+        await redis.ping()
+    except _START_ERRORS as exc:
+        await redis.aclose()
+        raise OpenFailed(f"cannot reach Redis at {describe(config.redis_url)}: {exc}") from None
+    node_id = config.node_id or secrets.token_hex(6)
+    cache = store.key_cache
+    cache.trust(False)  # until subscribed: changes made before then were not heard
+
+    def on_trust(trusted: bool) -> None:
+        cache.trust(trusted)
+        if trusted:
+            store.aliases.forget()
+
+    async def apply(change: Change) -> None:
+        await apply_change(change, store, registry)
+
+    broadcast = Broadcast(redis, apply, on_trust, node_id)
+    limits = SharedLimits(redis, store, config.reservation_ttl, clock=clock)
+    node = ClusterNode(node_id, redis, limits, broadcast)
+    store.changes = node
+    return node
+
+
+async def apply_change(
+    change: Change, store: CachedStore, registry: Registry[AgentSession]
+) -> None:
+    """Apply another node's change to what this node holds in memory."""
+    if change.kind == "key":
+        store.key_cache.drop_key(change.subject)
+    elif change.kind == "aliases":
+        store.aliases.forget(change.subject)
+    elif change.kind == "machine":
+        tenant_id, _, machine_id = change.subject.partition("/")
+        store.key_cache.drop_keys_bound_to(machine_id)
+        session = registry.session(tenant_id, machine_id)
+        if session is not None:
+            log.info("machine %s was revoked on another node: closing its tunnel", machine_id)
+            await session.close(ErrorCode.MACHINE_REVOKED, "this machine was revoked by an admin")
