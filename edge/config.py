@@ -46,6 +46,9 @@ class EdgeConfig:
     # nodes"). Kept out of repr: it may hold a password.
     redis_url: str | None = field(default=None, repr=False)
     node_id: str | None = None  # this node's name in the cluster; None: a random one
+    # Where agents and the other nodes reach this node itself (not the load balancer's name):
+    # agents learn it to hold a second tunnel here, nodes to forward requests here.
+    advertise_url: str | None = None
     reservation_ttl: float = 60.0  # a budget reservation its node stops renewing expires then
 
     def tenant_url(self, slug: str) -> str:

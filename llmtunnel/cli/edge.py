@@ -83,6 +83,14 @@ def edge_serve(
         str | None,
         typer.Option(help="This node's name among the edge nodes (logs, admin views)."),
     ] = None,
+    advertise: Annotated[
+        str | None,
+        typer.Option(
+            help="https://HOST[:PORT] where agents and the other nodes reach this node itself"
+            " (with --redis): agents hold tunnels to several nodes, nodes forward requests.",
+            show_default="not advertised: agents reach it only through --domain",
+        ),
+    ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="Certificate chain (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="Private key (PEM).")] = None,
     self_signed: Annotated[
@@ -156,6 +164,7 @@ def edge_serve(
         database_url=database_url,
         redis_url=redis,
         node_id=node_id,
+        advertise_url=advertise.rstrip("/") if advertise else None,
         public_scheme="http" if plain_http else "https",
         public_port=public_port or port,
         max_body=max_body_mb * MIB,
