@@ -145,6 +145,9 @@ class SharedLimits:
             except REDIS_ERRORS as exc:
                 self._down_until = loop_now + RETRY_AFTER
                 log.warning("Redis cannot answer (%s): limits follow their outage policy", exc)
+                # Pooled connections to a Redis that restarted are all stale: start afresh.
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await self._redis.connection_pool.disconnect()
         if budgeted:
             raise ApiError(
                 503,
