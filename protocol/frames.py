@@ -32,6 +32,10 @@ MAX_TIMINGS = 16
 MAX_TIMING_NAME = 64
 MAX_TIMEOUT = 7 * 24 * 3600.0  # OPEN's deadline: a week is already far beyond any request
 MAX_HEALTH_REASON = 500  # HEALTH's reason, shown to clients and admins (§5)
+# NODES (§11): the edge nodes an agent may hold tunnels to. An agent dials each URL it keeps.
+MAX_NODES = 64
+MAX_NODE_ID = 64
+MAX_NODE_URL = 2048
 
 JSONMap = dict[str, Any]
 
@@ -55,6 +59,7 @@ class FrameType(IntEnum):
     GOAWAY = 14
     EMBEDDINGS = 15
     HEALTH = 16
+    NODES = 17
 
 
 class Frame:
@@ -231,6 +236,39 @@ class Health(Frame):
             f"health reason longer than {MAX_HEALTH_REASON} characters",
         )
         _require(not (self.healthy and self.reason), "a healthy HEALTH has no reason")
+
+
+@dataclass(frozen=True, slots=True)
+class Nodes(Frame):
+    """Edge → agent: the edge node this tunnel reaches (``node_id``) and every node that takes
+    tunnels now, as ``[id, url]`` pairs, itself included (§11)."""
+
+    TYPE = FrameType.NODES
+    SCHEMA = (str, list)
+    node_id: str
+    nodes: list[list[str]]
+
+    def check(self) -> None:
+        _check_node_id(self.node_id)
+        _require(len(self.nodes) <= MAX_NODES, f"more than {MAX_NODES} nodes")
+        for entry in self.nodes:
+            _require(
+                isinstance(entry, list) and len(entry) == 2 and all(type(v) is str for v in entry),
+                "a node is [id, url], two strings",
+            )
+            node_id, url = entry
+            _check_node_id(node_id)
+            _require(
+                0 < len(url) <= MAX_NODE_URL and url.startswith(("https://", "http://")),
+                f"a node URL is http(s)://… of at most {MAX_NODE_URL} characters",
+            )
+
+
+def _check_node_id(node_id: str) -> None:
+    _require(
+        0 < len(node_id) <= MAX_NODE_ID and node_id.isprintable(),
+        f"a node id is 1 to {MAX_NODE_ID} printable characters",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,5 +501,6 @@ FRAME_CLASSES: dict[int, type[Frame]] = {
         GoAway,
         Embeddings,
         Health,
+        Nodes,
     )
 }

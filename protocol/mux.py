@@ -77,7 +77,14 @@ class State(Enum):
 
 
 _EDGE_FRAMES = frozenset(
-    {FrameType.CHALLENGE, FrameType.READY, FrameType.OPEN, FrameType.CANCEL, FrameType.WINDOW}
+    {
+        FrameType.CHALLENGE,
+        FrameType.READY,
+        FrameType.OPEN,
+        FrameType.CANCEL,
+        FrameType.WINDOW,
+        FrameType.NODES,
+    }
 )
 _AGENT_FRAMES = frozenset(
     {
@@ -103,6 +110,7 @@ SENDERS: dict[FrameType, frozenset[Role]] = {
 _SESSION = {
     FrameType.MODELS,
     FrameType.HEALTH,
+    FrameType.NODES,
     FrameType.DELTA,
     FrameType.EMBEDDINGS,
     FrameType.END,

@@ -31,6 +31,7 @@ from protocol import (
     Health,
     Hello,
     Models,
+    Nodes,
     Open,
     Ping,
     Pong,
@@ -85,6 +86,14 @@ GOLDEN: list[tuple[Frame, str]] = [
     # HEALTH: [16, healthy, reason]; bool is msgpack's c2/c3, never an integer.
     (Health(False, "down"), "93 10 c2 a4 64 6f 77 6e"),
     (Health(True, ""), "93 10 c3 a0"),
+    # NODES: [17, node_id, [[id, url], …]]; an empty list is a fixarray of 0.
+    (
+        Nodes("n1", [["n1", "https://a"], ["n2", "https://b"]]),
+        "93 11 a2 6e 31 92"
+        " 92 a2 6e 31 a9 68 74 74 70 73 3a 2f 2f 61"
+        " 92 a2 6e 32 a9 68 74 74 70 73 3a 2f 2f 62",
+    ),
+    (Nodes("edge-2", []), "93 11 a6 65 64 67 65 2d 32 90"),
     # WINDOW: [11, stream_id, increment].
     (Window(1, 65536), "93 0b 01 ce 00 01 00 00"),
     (Window(0, 2**31 - 1), "93 0b 00 ce 7f ff ff ff"),
@@ -231,6 +240,7 @@ ONE_OF_EACH: list[Frame] = [
     GoAway("restart"),
     Embeddings(3, 7, [bytes(range(16)), b"\xff" * 3072]),
     Health(False, "Ollama at http://127.0.0.1:11434 refused the connection"),
+    Nodes("edge-1", [["edge-1", "https://edge-1.example.com"], ["edge-2", "https://e2:8443"]]),
 ]
 
 
@@ -309,7 +319,7 @@ MALFORMED: list[tuple[str, str]] = [
     ("92 c0 05", "array starting with its type code"),  # type is nil
     # Unknown type codes.
     ("91 00", "unknown frame type 0"),
-    ("91 11", "unknown frame type 17"),
+    ("91 12", "unknown frame type 18"),
     ("91 ff", "unknown frame type -1"),
     ("92 63 05", "unknown frame type 99"),
     ("91 cf 00 00 01 00 00 00 00 00", "unknown frame type 1099511627776"),

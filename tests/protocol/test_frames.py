@@ -25,6 +25,7 @@ from protocol.frames import (
     Health,
     Hello,
     Models,
+    Nodes,
     Open,
     Ping,
     Pong,
@@ -52,6 +53,7 @@ PINNED: dict[str, int] = {
     "GOAWAY": 14,
     "EMBEDDINGS": 15,
     "HEALTH": 16,
+    "NODES": 17,
 }
 
 # The class of each code and its wire fields in order, also by hand (PROTOCOL.md §2's table).
@@ -75,6 +77,7 @@ WIRE_FIELDS: dict[int, tuple[type[Frame], tuple[str, ...]]] = {
     14: (GoAway, ("reason",)),
     15: (Embeddings, ("stream_id", "index", "vectors")),
     16: (Health, ("healthy", "reason")),
+    17: (Nodes, ("node_id", "nodes")),
 }
 
 NONCE = b"n" * 32
@@ -110,7 +113,7 @@ def nested(depth: int) -> ChatRequest:
 
 def test_every_frame_type_code_is_pinned() -> None:
     assert {t.name: int(t) for t in FrameType} == PINNED
-    assert len(FrameType) == 16
+    assert len(FrameType) == 17
 
 
 @pytest.mark.parametrize(("name", "code"), list(PINNED.items()))
@@ -120,9 +123,9 @@ def test_each_code_individually(name: str, code: int) -> None:
 
 
 def test_frame_classes_cover_every_code_exactly_once() -> None:
-    assert sorted(FRAME_CLASSES) == list(range(1, 17))
+    assert sorted(FRAME_CLASSES) == list(range(1, 18))
     classes = list(FRAME_CLASSES.values())
-    assert len(set(classes)) == len(classes) == 16
+    assert len(set(classes)) == len(classes) == 17
     for code, cls in FRAME_CLASSES.items():
         assert code == cls.TYPE
         assert type(cls.TYPE) is FrameType
@@ -200,6 +203,9 @@ VALID: list[Frame] = [
     GoAway(""),
     Health(True, ""),
     Health(False, "r" * 500),
+    Nodes("n", []),
+    Nodes("n" * 64, [[str(i), "https://" + "h" * 2040] for i in range(64)]),
+    Nodes("edge-1", [["edge-1", "http://127.0.0.1:8080"]]),
 ]
 
 
@@ -266,6 +272,17 @@ INVALID: list[tuple[Frame, str]] = [
     # HEALTH: a bounded reason, and only when unhealthy.
     (Health(False, "r" * 501), "health reason"),
     (Health(True, "fine"), "no reason"),
+    # NODES: bounded ids, URLs and count; each node exactly [id, url].
+    (Nodes("", []), "node id"),
+    (Nodes("n" * 65, []), "node id"),
+    (Nodes("n\n", []), "node id"),
+    (Nodes("n", [["a", "https://a"]] * 65), "more than 64 nodes"),
+    (Nodes("n", [["a"]]), "two strings"),
+    (Nodes("n", [["a", "https://a", "x"]]), "two strings"),
+    (Nodes("n", [["a", 1]]), "two strings"),  # type: ignore[list-item]
+    (Nodes("n", ["a"]), "two strings"),  # type: ignore[list-item]
+    (Nodes("n", [["a", "ftp://a"]]), "node URL"),
+    (Nodes("n", [["a", "https://" + "h" * 2041]]), "node URL"),
     (Models([{**MODEL, "parameter_size": b"8B"}]), "parameter_size"),
     (Models([{**MODEL, "quantization": 4}]), "quantization"),
     (Models([{**MODEL, "digest": "sha256:…"}]), "unknown fields"),

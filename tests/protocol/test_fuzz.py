@@ -36,6 +36,7 @@ from protocol.frames import (
     Health,
     Hello,
     Models,
+    Nodes,
     Open,
     Ping,
     Pong,
@@ -132,6 +133,14 @@ STRATEGIES: dict[FrameType, st.SearchStrategy[Frame]] = {
     FrameType.GOAWAY: st.builds(GoAway, text),
     FrameType.HEALTH: st.one_of(
         st.just(Health(True, "")), st.builds(Health, st.just(False), st.text(max_size=500))
+    ),
+    FrameType.NODES: st.builds(
+        Nodes,
+        st.just("n1"),
+        st.lists(
+            st.tuples(st.sampled_from(["n1", "n2"]), st.just("https://n.test")).map(list),
+            max_size=3,
+        ),
     ),
     FrameType.EMBEDDINGS: st.builds(
         Embeddings,

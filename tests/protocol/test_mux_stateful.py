@@ -44,6 +44,7 @@ from protocol import (
     Hello,
     LocalProtocolError,
     Models,
+    Nodes,
     Open,
     Ping,
     Pong,
@@ -76,6 +77,7 @@ SENDERS: dict[FrameType, frozenset[Role]] = {
     FrameType.HELLO: frozenset({Role.AGENT}),
     FrameType.MODELS: frozenset({Role.AGENT}),
     FrameType.HEALTH: frozenset({Role.AGENT}),
+    FrameType.NODES: frozenset({Role.EDGE}),
     FrameType.OPEN: frozenset({Role.EDGE}),
     FrameType.DELTA: frozenset({Role.AGENT}),
     FrameType.EMBEDDINGS: frozenset({Role.AGENT}),
@@ -90,6 +92,7 @@ SENDERS: dict[FrameType, frozenset[Role]] = {
 _SESSION = [
     FrameType.MODELS,
     FrameType.HEALTH,
+    FrameType.NODES,
     FrameType.DELTA,
     FrameType.EMBEDDINGS,
     FrameType.END,
@@ -543,6 +546,7 @@ class Tunnel(RuleBasedStateMachine):
             FrameType.HELLO: Hello("1", 1, []),
             FrameType.MODELS: Models([]),
             FrameType.HEALTH: Health(False, "down"),
+            FrameType.NODES: Nodes("n1", [["n1", "https://n1.test"]]),
             FrameType.OPEN: Open(sid, request, 0),
             FrameType.DELTA: Delta(
                 sid,
