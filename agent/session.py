@@ -23,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agent.backend import Backend, BackendError, Finish, Piece, Vectors
+from agent.gate import Gate
 from agent.outgoing import Outgoing
 from protocol import (
     NO_STREAM,
@@ -39,6 +40,7 @@ from protocol import (
     GoAway,
     Health,
     Models,
+    Nodes,
     Open,
     ProtocolError,
     State,
@@ -73,9 +75,14 @@ class TunnelSession(Link):
         stop: asyncio.Event | None = None,
         drain_timeout: float = 30.0,
         backend_down: str | None = None,
+        gate: Gate | None = None,
+        on_nodes: Callable[[Nodes], None] | None = None,
+        on_goaway: Callable[[], None] | None = None,
     ) -> None:
         """``backend_down`` is why the backend did not answer before the login, if it did not:
-        the edge hears it first thing."""
+        the edge hears it first thing. With tunnels to several edge nodes (PROTOCOL.md §11),
+        ``gate`` bounds the requests of all of them together, ``on_nodes`` hears NODES and
+        ``on_goaway`` the edge's GOAWAY (time to dial another node)."""
         super().__init__(transport, conn, heartbeat_interval)
         self._backend = backend
         self._max_concurrency = max_concurrency
@@ -90,6 +97,9 @@ class TunnelSession(Link):
         self._drain_timeout = drain_timeout
         self._idle = asyncio.Event()  # draining, and every stream has sent its last frame
         self.draining = False
+        self._gate = gate or Gate(max_concurrency)
+        self._on_nodes = on_nodes
+        self._on_goaway = on_goaway
 
     async def run(self) -> None:
         try:
@@ -123,6 +133,10 @@ class TunnelSession(Link):
             self._on_window(frame.stream_id)
         elif isinstance(frame, GoAway):
             self.draining = True
+            if self._on_goaway is not None:
+                self._on_goaway()
+        elif isinstance(frame, Nodes) and self._on_nodes is not None:
+            self._on_nodes(frame)
 
     def _start(self, frame: Open) -> None:
         sid = frame.stream_id
@@ -155,7 +169,7 @@ class TunnelSession(Link):
     async def _serve(self, sid: int, request: Request | UnsupportedRequest, timeout: float) -> None:
         out = self._outgoing[sid]
         try:
-            async with asyncio.timeout(timeout or None):
+            async with asyncio.timeout(timeout or None), self._gate.slot(self):
                 await self._relay(sid, out, request)
         except BackendError as exc:
             out.final = Error(sid, str(exc.code), str(exc), exc.retryable)

@@ -32,10 +32,7 @@ MAX_TIMINGS = 16
 MAX_TIMING_NAME = 64
 MAX_TIMEOUT = 7 * 24 * 3600.0  # OPEN's deadline: a week is already far beyond any request
 MAX_HEALTH_REASON = 500  # HEALTH's reason, shown to clients and admins (§5)
-# NODES (§11): the edge nodes an agent may hold tunnels to. An agent dials each URL it keeps.
-MAX_NODES = 64
-MAX_NODE_ID = 64
-MAX_NODE_URL = 2048
+MAX_NODES, MAX_NODE_ID, MAX_NODE_URL = 64, 64, 2048  # NODES: the nodes an agent may dial (§11)
 
 JSONMap = dict[str, Any]
 
@@ -240,8 +237,8 @@ class Health(Frame):
 
 @dataclass(frozen=True, slots=True)
 class Nodes(Frame):
-    """Edge → agent: the edge node this tunnel reaches (``node_id``) and every node that takes
-    tunnels now, as ``[id, url]`` pairs, itself included (§11)."""
+    """Edge → agent: this tunnel's node (``node_id``) and every node that takes tunnels now, as
+    ``[id, url]`` pairs, itself included (§11)."""
 
     TYPE = FrameType.NODES
     SCHEMA = (str, list)
@@ -252,23 +249,18 @@ class Nodes(Frame):
         _check_node_id(self.node_id)
         _require(len(self.nodes) <= MAX_NODES, f"more than {MAX_NODES} nodes")
         for entry in self.nodes:
-            _require(
-                isinstance(entry, list) and len(entry) == 2 and all(type(v) is str for v in entry),
-                "a node is [id, url], two strings",
+            pair = isinstance(entry, list) and len(entry) == 2
+            _require(pair and all(type(v) is str for v in entry), "a node is [id, url], 2 strings")
+            _check_node_id(entry[0])
+            url_ok = 0 < len(entry[1]) <= MAX_NODE_URL and entry[1].startswith(
+                ("https://", "http://")
             )
-            node_id, url = entry
-            _check_node_id(node_id)
-            _require(
-                0 < len(url) <= MAX_NODE_URL and url.startswith(("https://", "http://")),
-                f"a node URL is http(s)://… of at most {MAX_NODE_URL} characters",
-            )
+            _require(url_ok, f"a node URL is http(s)://… of at most {MAX_NODE_URL} characters")
 
 
 def _check_node_id(node_id: str) -> None:
-    _require(
-        0 < len(node_id) <= MAX_NODE_ID and node_id.isprintable(),
-        f"a node id is 1 to {MAX_NODE_ID} printable characters",
-    )
+    ok = 0 < len(node_id) <= MAX_NODE_ID and node_id.isprintable()
+    _require(ok, f"a node id is 1 to {MAX_NODE_ID} printable characters")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
@@ -21,7 +22,7 @@ from edge.agents.registry import Registry
 from edge.agents.session import AgentSession
 from edge.agents.transport import AiohttpTransport
 from edge.store import Machine, Store
-from protocol import Claim, Connection, EdgeLogin, ProtocolError, Role, TunnelLimits
+from protocol import Claim, Connection, EdgeLogin, Nodes, ProtocolError, Role, TunnelLimits
 from protocol.aio import edge_login
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 
@@ -35,9 +36,14 @@ _UNKNOWN_MACHINE_KEY = Ed25519PrivateKey.generate().public_key().public_bytes_ra
 
 
 async def accept_agent(
-    request: web.Request, store: Store, registry: Registry[AgentSession], limits: TunnelLimits
+    request: web.Request,
+    store: Store,
+    registry: Registry[AgentSession],
+    limits: TunnelLimits,
+    nodes: Callable[[], Nodes | None] | None = None,
 ) -> web.WebSocketResponse:
-    """Log the machine in (CHALLENGE/AUTH/READY/HELLO), then serve its session."""
+    """Log the machine in (CHALLENGE/AUTH/READY/HELLO), then serve its session; ``nodes``
+    gives the NODES it hears first when this edge is one of several (PROTOCOL.md §11)."""
     # max_msg_size: aiohttp refuses a message whose size *equals* its limit, and closes (1009)
     # before the edge can say why. +1 admits a frame of exactly max_frame, as PROTOCOL.md §4
     # promises; one more byte lets a message one byte over reach the codec, which refuses it
@@ -57,7 +63,7 @@ async def accept_agent(
     except (ProtocolError, ConnectionError) as exc:
         log.info("agent login from %s refused: %s", request.remote, exc)
         return ws
-    session = AgentSession(transport, conn, machine, hello, registry, limits)
+    session = AgentSession(transport, conn, machine, hello, registry, limits, nodes)
     log.info("machine %s (%s) online with %d models", machine.name, machine.id, len(session.models))
     await session.run()
     log.info("machine %s (%s) offline", machine.name, machine.id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from edge.agents.registry import Registry
@@ -38,6 +39,7 @@ from protocol import (
     Hello,
     LocalProtocolError,
     Models,
+    Nodes,
     Open,
     ProtocolError,
     RemoteProtocolError,
@@ -68,7 +70,10 @@ class AgentSession(Link):
         hello: Hello,
         registry: Registry[AgentSession],
         limits: TunnelLimits,
+        nodes: Callable[[], Nodes | None] | None = None,
     ) -> None:
+        """``nodes`` gives the NODES this machine hears first (several edge nodes, PROTOCOL.md
+        §11); later changes come through ``announce``."""
         super().__init__(transport, conn, limits.heartbeat_interval)
         self.machine_id = machine.id
         self.machine_name = machine.name
@@ -81,6 +86,7 @@ class AgentSession(Link):
         self._registry = registry
         self._streams: dict[int, TunnelStream] = {}
         self._draining = False
+        self._nodes = nodes
         now = asyncio.get_running_loop().time()
         self._models_budget = ModelsBudget(now, "MODELS")
         self._health_budget = ModelsBudget(now, "HEALTH")
@@ -127,6 +133,12 @@ class AgentSession(Link):
             self.wake()
         self._registry.notify(self.tenant_id)
 
+    def announce(self, frame: Nodes) -> None:
+        """Tell the agent which edge nodes take tunnels now (PROTOCOL.md §11)."""
+        if self.conn.state is State.OPEN:
+            self.conn.send(frame)
+            self.wake()
+
     def goaway(self, reason: str) -> None:
         if self.conn.state is State.OPEN:
             self.conn.send(GoAway(reason))
@@ -140,6 +152,8 @@ class AgentSession(Link):
         replaced = self._registry.add(self)
         if replaced is not None:
             await replaced.close(ErrorCode.PROTOCOL_ERROR, "replaced by a newer connection")
+        if self._nodes is not None and (frame := self._nodes()) is not None:
+            self.announce(frame)
         with contextlib.suppress(ClosedByPeer, RemoteProtocolError):  # logged by link_lost
             await super().run()
 

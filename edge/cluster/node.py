@@ -16,6 +16,7 @@ from edge.agents.registry import Registry
 from edge.agents.session import AgentSession
 from edge.cluster.broadcast import Broadcast, Change
 from edge.cluster.counters import SharedLimits
+from edge.cluster.directory import Directory
 from edge.cluster.redis_link import REDIS_ERRORS, BadRedisUrl, describe, open_redis
 from edge.config import EdgeConfig
 from edge.store import Clock, OpenFailed
@@ -40,6 +41,7 @@ class ClusterNode:
     redis: Redis
     limits: SharedLimits
     broadcast: Broadcast
+    directory: Directory
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def published(self, kind: str, subject: str) -> None:
@@ -51,12 +53,18 @@ class ClusterNode:
         self.tasks = [
             asyncio.create_task(self.limits.run(), name="cluster-limits"),
             asyncio.create_task(self.broadcast.run(), name="cluster-broadcast"),
+            asyncio.create_task(self.directory.run(), name="cluster-directory"),
         ]
+
+    async def leave(self) -> None:
+        """Draining: the other nodes stop routing here, agents stop being told of this node."""
+        await self.directory.leave()
 
     async def close(self) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.directory.remove()
         with contextlib.suppress(*REDIS_ERRORS):
             await self.redis.aclose()
 
@@ -94,7 +102,8 @@ async def open_cluster(
 
     broadcast = Broadcast(redis, apply, on_trust, node_id)
     limits = SharedLimits(redis, store, config.reservation_ttl, clock=clock)
-    node = ClusterNode(node_id, redis, limits, broadcast)
+    directory = Directory(redis, node_id, config.advertise_url, registry)
+    node = ClusterNode(node_id, redis, limits, broadcast, directory)
     store.changes = node
     return node
 

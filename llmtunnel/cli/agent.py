@@ -65,6 +65,14 @@ def agent_run(
     drain_timeout: Annotated[
         float, typer.Option(help="On SIGTERM, seconds running requests may take to finish.")
     ] = 30.0,
+    connections: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Tunnels to distinct edge nodes, when the edge runs several (it says so).",
+        ),
+    ] = 2,
     config: ConfigPath = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -80,7 +88,9 @@ def agent_run(
         fail(str(exc))
     ollama = _with_scheme(ollama)
     backend = OllamaBackend(ollama, max_connections=max_concurrency)
-    options = RunOptions(max_concurrency=max_concurrency, drain_timeout=drain_timeout)
+    options = RunOptions(
+        max_concurrency=max_concurrency, drain_timeout=drain_timeout, connections=connections
+    )
 
     async def serve() -> None:
         # First SIGTERM/SIGINT drains (GOAWAY, running requests finish); a second one quits now.

@@ -277,10 +277,10 @@ INVALID: list[tuple[Frame, str]] = [
     (Nodes("n" * 65, []), "node id"),
     (Nodes("n\n", []), "node id"),
     (Nodes("n", [["a", "https://a"]] * 65), "more than 64 nodes"),
-    (Nodes("n", [["a"]]), "two strings"),
-    (Nodes("n", [["a", "https://a", "x"]]), "two strings"),
-    (Nodes("n", [["a", 1]]), "two strings"),  # type: ignore[list-item]
-    (Nodes("n", ["a"]), "two strings"),  # type: ignore[list-item]
+    (Nodes("n", [["a"]]), "2 strings"),
+    (Nodes("n", [["a", "https://a", "x"]]), "2 strings"),
+    (Nodes("n", [["a", 1]]), "2 strings"),  # type: ignore[list-item]
+    (Nodes("n", ["a"]), "2 strings"),  # type: ignore[list-item]
     (Nodes("n", [["a", "ftp://a"]]), "node URL"),
     (Nodes("n", [["a", "https://" + "h" * 2041]]), "node URL"),
     (Models([{**MODEL, "parameter_size": b"8B"}]), "parameter_size"),
