@@ -19,7 +19,8 @@ async def _settle() -> None:
 
 
 async def test_at_most_limit_at_once_and_waiting_tunnels_served_in_turn() -> None:
-    gate, order, release = Gate(2), [], asyncio.Event()
+    gate, release = Gate(2), asyncio.Event()
+    order: list[str] = []
     # Tunnel a queues four requests before tunnel b queues two: b is not served after all of a.
     tasks = [asyncio.create_task(_hold(gate, lane, order, release)) for lane in "aaaabb"]
     await _settle()
@@ -31,7 +32,8 @@ async def test_at_most_limit_at_once_and_waiting_tunnels_served_in_turn() -> Non
 
 
 async def test_a_cancelled_waiter_leaves_no_trace_and_a_granted_one_passes_its_slot_on() -> None:
-    gate, order, release = Gate(1), [], asyncio.Event()
+    gate, release = Gate(1), asyncio.Event()
+    order: list[str] = []
     holder = asyncio.create_task(_hold(gate, "a", order, release))
     await _settle()
     waiter = asyncio.create_task(_hold(gate, "b", order, release))
