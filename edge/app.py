@@ -107,4 +107,9 @@ def create_app(config: EdgeConfig, clock: Clock = time.time) -> web.Application:
     app.add_subapp(ADMIN_PREFIX, create_admin_app())
     app.add_subapp("/agent", create_agents_app(config.pairing_attempts_per_minute))
     app.add_subapp(CONSOLE_PREFIX, create_console_app())
+    if config.redis_url is not None:  # one of several nodes: the hop from the others
+        from edge.cluster.hop_server import PREFIX as HOP_PREFIX
+        from edge.cluster.hop_server import create_hop_app
+
+        app.add_subapp(HOP_PREFIX, create_hop_app())
     return app

@@ -49,6 +49,7 @@ class EdgeConfig:
     # Where agents and the other nodes reach this node itself (not the load balancer's name):
     # agents learn it to hold a second tunnel here, nodes to forward requests here.
     advertise_url: str | None = None
+    peer_ca_file: Path | None = None  # a private CA the other nodes' certificates come from
     reservation_ttl: float = 60.0  # a budget reservation its node stops renewing expires then
 
     def tenant_url(self, slug: str) -> str:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from edge import credentials
 from edge.agents.registry import Registry
+from edge.agents.routing import Router
 from edge.audit import Recorder
 from edge.config import EdgeConfig
 from edge.credentials import KeyHasher
@@ -31,6 +32,7 @@ class EdgeContext:
     config: EdgeConfig
     store: Store
     registry: Registry[AgentSession]
+    router: Router  # where requests go: this node's tunnels, or every node's (edge.cluster)
     hasher: KeyHasher
     limits: Limiter
     recorder: Recorder
@@ -53,7 +55,8 @@ async def open_context(config: EdgeConfig, clock: Clock = time.time) -> EdgeCont
     recorder = Recorder(store, config.audit_flush_interval, config.audit_retention_days)
     hasher = KeyHasher(secret)
     if config.redis_url is None:
-        return EdgeContext(config, store, registry, hasher, Limits(store), recorder, clock)
+        router = Router(registry)
+        return EdgeContext(config, store, registry, router, hasher, Limits(store), recorder, clock)
     from edge.cluster.node import open_cluster  # redis is imported only when used
 
     try:
@@ -61,4 +64,6 @@ async def open_context(config: EdgeConfig, clock: Clock = time.time) -> EdgeCont
     except BaseException:
         await store.close()
         raise
-    return EdgeContext(config, store, registry, hasher, cluster.limits, recorder, clock, cluster)
+    return EdgeContext(
+        config, store, registry, cluster.router, hasher, cluster.limits, recorder, clock, cluster
+    )

@@ -44,6 +44,8 @@ class RunningEdge:
         self.stopped = True
         for site in list(self.runner.sites):
             await site.stop()  # no new connections; open ones keep working
+        if self.context.cluster is not None:
+            await self.context.cluster.leave()  # the other nodes stop routing here
         await drain_agents(self.context.registry, self.context.config.drain_timeout)
         await self.runner.cleanup()  # the recorder's last flush, then the store closes
 

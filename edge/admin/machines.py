@@ -60,6 +60,20 @@ def _machine_view(ctx: EdgeContext, machine: Machine) -> dict[str, Any]:
         "online": session is not None,
         "degraded": session.backend_down if session is not None else None,
     }
+    if ctx.cluster is not None:  # several nodes: the machine's tunnels on each (edge.cluster)
+        elsewhere = ctx.cluster.directory.tunnels_of(machine.tenant_id, machine.id)
+        here = [ctx.cluster.node_id] if session is not None else []
+        view["nodes"] = sorted(here + [m.node_id for m in elsewhere])
+        if session is None and elsewhere:
+            other = elsewhere[0]
+            view.update(
+                online=True,
+                degraded=other.backend_down,
+                in_flight=sum(m.in_flight for m in elsewhere),
+                max_concurrency=other.max_concurrency,
+                models=sorted(other.models),
+                model_details=[_model_view(other.models[n]) for n in sorted(other.models)],
+            )
     if session is not None:
         view.update(
             agent_version=session.agent_version,

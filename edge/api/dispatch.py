@@ -188,11 +188,11 @@ async def _open(
     tenant_id, bound = call.caller.tenant.id, key.limits.machine_id
     tried: frozenset[str] = frozenset()
     while True:
-        lease = await ctx.registry.acquire(
-            tenant_id, request.model, ctx.config.queue_timeout, tried, key.id, bound
+        slot = await ctx.router.acquire(
+            tenant_id, request, ctx.config.queue_timeout, tried, key.id, bound
         )
-        stream = lease.open(request, ctx.config.request_timeout)
-        record.dispatch(lease.machine_name, admission.prompt_estimate)
+        stream = slot.open(request, ctx.config.request_timeout)
+        record.dispatch(slot.machine_name, admission.prompt_estimate)
         stream.observer = record.observe
         try:
             first = await _first_event(stream, ctx.config.first_token_timeout)
@@ -202,8 +202,8 @@ async def _open(
         if not isinstance(first, Error):
             return stream, first
         stream.close()
-        tried |= {lease.machine_id}
-        retry = ctx.registry.candidates(tenant_id, request.model, tried, bound)
+        tried |= {slot.machine_id}
+        retry = ctx.router.can_retry(tenant_id, request.model, tried, bound)
         if not (first.retryable and retry):
             raise from_stream_error(first.code, first.message)
         log.info("retrying on another machine after %s: %s", first.code, first.message)

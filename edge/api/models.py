@@ -19,11 +19,9 @@ def visible_models(ctx: EdgeContext, caller: Caller) -> dict[str, ModelInfo]:
     """The models this key may use now: its scope, and its machine's if it is bound to one."""
     bound = caller.key.limits.machine_id
     if bound is not None:
-        session = ctx.registry.session(caller.tenant.id, bound)
-        usable = session is not None and session.accepting and session.backend_down is None
-        models = dict(session.models) if session is not None and usable else {}
+        models = ctx.router.machine_models(caller.tenant.id, bound)
     else:
-        models = ctx.registry.models(caller.tenant.id)
+        models = ctx.router.models(caller.tenant.id)
     for alias, target in caller.aliases.items():
         served = resolve(target, models)
         if served is not None:

@@ -98,13 +98,15 @@ class Directory:
             if machine.tenant_id == tenant_id
         ]
 
-    def nodes_of(self, tenant_id: str, machine_id: str) -> list[str]:
-        """The other nodes that hold a tunnel of this machine."""
-        return sorted(
-            entry.node_id
+    def tunnels_of(self, tenant_id: str, machine_id: str) -> list[RemoteMachine]:
+        """This machine's tunnels on other nodes, by node id."""
+        found = [
+            m
             for entry in self.view.values()
-            if any(m.tenant_id == tenant_id and m.machine_id == machine_id for m in entry.machines)
-        )
+            for m in entry.machines
+            if m.tenant_id == tenant_id and m.machine_id == machine_id
+        ]
+        return sorted(found, key=lambda m: m.node_id)
 
     def suspect(self, node_id: str) -> None:
         """A forward to ``node_id`` could not reach it: route elsewhere for a while."""

@@ -7,17 +7,22 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import ssl
 from dataclasses import dataclass, field
 
+import aiohttp
 from redis import exceptions
 from redis.asyncio import Redis
 
+from edge import credentials
 from edge.agents.registry import Registry
 from edge.agents.session import AgentSession
 from edge.cluster.broadcast import Broadcast, Change
 from edge.cluster.counters import SharedLimits
 from edge.cluster.directory import Directory
+from edge.cluster.hop import CONNECT_TIMEOUT, Hop, hop_key
 from edge.cluster.redis_link import REDIS_ERRORS, BadRedisUrl, describe, open_redis
+from edge.cluster.routing import ClusterRouter
 from edge.config import EdgeConfig
 from edge.store import Clock, OpenFailed
 from edge.store.cache import CachedStore
@@ -42,7 +47,12 @@ class ClusterNode:
     limits: SharedLimits
     broadcast: Broadcast
     directory: Directory
+    router: ClusterRouter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def hop_key(self) -> bytes:
+        return self.router.hop.key
 
     async def published(self, kind: str, subject: str) -> None:
         """``edge.store.cache.Changes``: tell every node (and wait until each has applied it)."""
@@ -65,6 +75,7 @@ class ClusterNode:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.directory.remove()
+        await self.router.hop.client.close()
         with contextlib.suppress(*REDIS_ERRORS):
             await self.redis.aclose()
 
@@ -103,9 +114,21 @@ async def open_cluster(
     broadcast = Broadcast(redis, apply, on_trust, node_id)
     limits = SharedLimits(redis, store, config.reservation_ttl, clock=clock)
     directory = Directory(redis, node_id, config.advertise_url, registry)
-    node = ClusterNode(node_id, redis, limits, broadcast, directory)
+    secret = credentials.load_or_create_server_secret(config.data_dir / "server.secret")
+    hop = Hop(node_id, hop_key(secret), _peer_client(config))
+    router = ClusterRouter(registry, directory, hop, config)
+    node = ClusterNode(node_id, redis, limits, broadcast, directory, router)
     store.changes = node
     return node
+
+
+def _peer_client(config: EdgeConfig) -> aiohttp.ClientSession:
+    """The HTTP client of the hop to other nodes: their certificates verified (against
+    ``config.peer_ca_file`` when they come from a private CA)."""
+    tls = ssl.create_default_context(cafile=config.peer_ca_file)
+    connector = aiohttp.TCPConnector(ssl=tls, limit=0, keepalive_timeout=30)
+    timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=None)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False)
 
 
 async def apply_change(

@@ -91,6 +91,10 @@ def edge_serve(
             show_default="not advertised: agents reach it only through --domain",
         ),
     ] = None,
+    peer_ca_file: Annotated[
+        Path | None,
+        typer.Option(help="Trust this CA for the other edge nodes' certificates (with --redis)."),
+    ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="Certificate chain (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="Private key (PEM).")] = None,
     self_signed: Annotated[
@@ -165,6 +169,7 @@ def edge_serve(
         redis_url=redis,
         node_id=node_id,
         advertise_url=advertise.rstrip("/") if advertise else None,
+        peer_ca_file=peer_ca_file or ca_file,
         public_scheme="http" if plain_http else "https",
         public_port=public_port or port,
         max_body=max_body_mb * MIB,

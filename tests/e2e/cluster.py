@@ -97,6 +97,7 @@ class Cluster:
             *("edge", "serve", "--domain", "example.test"),
             *("--listen", f"127.0.0.1:{node.port}", "--data-dir", str(node.data_dir)),
             *("--tls-cert", str(self.cert), "--tls-key", str(self.tls_key)),
+            *("--peer-ca-file", self.ca),
             *("--node-id", f"node-{node.index + 1}", "--advertise", node.url),
             "--drain-timeout",
             "5",

@@ -19,6 +19,8 @@ from edge.agents.registry import Registry
 from edge.audit import Recorder
 from edge.bodies import LANE
 from edge.config import EdgeConfig
+from edge.agents.routing import Router
+from edge.agents.session import AgentSession
 from edge.context import CONTEXT, EdgeContext
 from edge.fair_lane import FairLane
 from edge.limits import Limits
@@ -103,10 +105,12 @@ class AdminApi:
 
 def edge_context(data_dir: Path) -> EdgeContext:
     store = SqliteStore(data_dir / "edge.db")
+    registry: Registry[AgentSession] = Registry()
     return EdgeContext(
         config=EdgeConfig(domain="example.test", data_dir=data_dir, public_port=8443),
         store=store,
-        registry=Registry(),
+        registry=registry,
+        router=Router(registry),
         hasher=credentials.KeyHasher(b"s" * 32),
         limits=Limits(store),
         recorder=Recorder(store),
