@@ -34,17 +34,31 @@ def cluster(
         yield running
 
 
-async def _tenant_on_every_node(cluster: Cluster, slug: str) -> None:
-    """Tenant ``slug`` with one machine on each node (``gpu-1`` through node 1, …), online."""
-    await cluster.tenant(slug)
-    for i, node in enumerate(cluster.nodes):
-        await cluster.agent(slug, f"gpu-{i + 1}", node)
+@pytest.fixture(scope="module")
+def acme(cluster: Cluster) -> str:
+    """Tenant ``acme`` with three machines, paired through nodes 1, 2 and 3, each holding
+    tunnels to two nodes; shared by the module's tests (each uses keys of its own)."""
+
+    async def setup() -> None:
+        await cluster.tenant("acme")
+        for i, node in enumerate(cluster.nodes):
+            await cluster.agent("acme", f"gpu-{i + 1}", node)
+        await wait_online(cluster, "acme", ["gpu-1", "gpu-2", "gpu-3"])
+
+    asyncio.run(setup())
+    return "acme"
+
+
+async def wait_online(cluster: Cluster, slug: str, names: list[str], tunnels: int = 2) -> None:
+    """Until every node sees each machine online with ``tunnels`` tunnels."""
 
     async def online() -> bool:
-        for i, node in enumerate(cluster.nodes):
+        for node in cluster.nodes:
             machines = await cluster.machines(slug, node)
-            if not machines.get(f"gpu-{i + 1}", {}).get("online"):
-                return False
+            for name in names:
+                machine = machines.get(name, {})
+                if not machine.get("online") or len(machine.get("nodes", ())) != tunnels:
+                    return False
         return True
 
     await cluster.wait_until("machines online", online)
@@ -59,52 +73,57 @@ async def _ask(client: httpx.AsyncClient, **extra: Any) -> httpx.Response:
 
 
 async def test_revocation_through_one_node_is_refused_by_another_on_the_next_request(
-    cluster: Cluster,
+    cluster: Cluster, acme: str
 ) -> None:
-    await _tenant_on_every_node(cluster, "revoke")
-    key = await cluster.key("revoke", "ci")
+    key = await cluster.key(acme, "revoked")
     first, third = cluster.nodes[0], cluster.nodes[2]
     async with cluster.client(third, key) as on_third:
         assert (await _ask(on_third)).status_code == 200  # node 3 has the key cached now
         async with cluster.admin(first) as admin:
-            (await admin.delete("/tenants/revoke/keys/ci")).raise_for_status()
+            (await admin.delete(f"/tenants/{acme}/keys/revoked")).raise_for_status()
         refused = await _ask(on_third)
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "invalid_api_key"
 
 
-async def test_a_rotation_through_one_node_holds_on_every_node(cluster: Cluster) -> None:
-    await cluster.tenant("rotate")
-    old = await cluster.key("rotate", "ci")
+async def test_a_rotation_through_one_node_holds_on_every_node(cluster: Cluster, acme: str) -> None:
+    old = await cluster.key(acme, "rotated")
     async with cluster.client(cluster.nodes[1], old) as on_second:
         models = await on_second.get("/models")
         assert models.status_code == 200  # cached on node 2
         async with cluster.admin(cluster.nodes[2]) as admin:
-            rotated = await admin.post("/tenants/rotate/keys/ci/rotate", json={"grace_seconds": 0})
+            rotated = await admin.post(
+                f"/tenants/{acme}/keys/rotated/rotate", json={"grace_seconds": 0}
+            )
         rotated.raise_for_status()
         assert (await on_second.get("/models")).status_code == 401  # retired at once
     async with cluster.client(cluster.nodes[1], rotated.json()["secret"]) as with_new:
         assert (await with_new.get("/models")).status_code == 200
 
 
-async def test_a_revoked_machines_tunnels_close_on_every_node(cluster: Cluster) -> None:
-    await _tenant_on_every_node(cluster, "machines")
-    third_agent = cluster.agents[-1]  # gpu-3, connected through node 3
-    bound = await cluster.key("machines", "bound", machine="gpu-3")
-    async with cluster.admin(cluster.nodes[0]) as admin:
-        revoked = await admin.delete("/tenants/machines/machines/gpu-3")
+async def test_a_revoked_machines_tunnels_close_on_every_node(cluster: Cluster, acme: str) -> None:
+    agent = await cluster.agent(acme, "doomed", cluster.nodes[2])
+    await wait_online(cluster, acme, ["doomed"])
+    holding = (await cluster.machines(acme, cluster.nodes[2]))["doomed"]["nodes"]
+    # Revoked through the node that holds none of its tunnels: the two others close theirs.
+    outsider = next(n for n in cluster.nodes if f"node-{n.index + 1}" not in holding)
+    bound = await cluster.key(acme, "bound", machine="doomed")
+    async with cluster.admin(outsider) as admin:
+        revoked = await admin.delete(f"/tenants/{acme}/machines/doomed")
     revoked.raise_for_status()
     assert revoked.json()["revoked_keys"] == ["bound"]
-    # The agent hears machine_revoked from node 3 and stops for good (exit code 2).
-    assert await asyncio.to_thread(third_agent.wait, 15) == 2
-    assert "gpu-3" not in await cluster.machines("machines", cluster.nodes[2])
+    # Both its nodes close its tunnels with machine_revoked: the agent stops (exit code 2).
+    assert await asyncio.to_thread(agent.wait, 15) == 2
+    for node in cluster.nodes:
+        assert "doomed" not in await cluster.machines(acme, node)
+    async with cluster.client(cluster.nodes[2], bound) as client:
+        assert (await _ask(client)).status_code == 401  # its bound key, revoked with it
     async with cluster.client(cluster.nodes[2], bound) as client:
         assert (await _ask(client)).status_code == 401  # its bound key, revoked with it
 
 
-async def test_requests_per_minute_hold_across_three_nodes(cluster: Cluster) -> None:
-    await _tenant_on_every_node(cluster, "rpm")
-    key = await cluster.key("rpm", "ci", rpm=60)
+async def test_requests_per_minute_hold_across_three_nodes(cluster: Cluster, acme: str) -> None:
+    key = await cluster.key(acme, "rpm", rpm=60)
     clients = [cluster.client(node, key) for node in cluster.nodes]
     started = time.monotonic()
     try:
@@ -126,12 +145,11 @@ async def test_requests_per_minute_hold_across_three_nodes(cluster: Cluster) -> 
 
 
 async def test_a_budget_holds_over_sixty_concurrent_requests_on_three_nodes(
-    cluster: Cluster,
+    cluster: Cluster, acme: str
 ) -> None:
-    await _tenant_on_every_node(cluster, "budget")
     # Each request reserves its prompt estimate (a few dozen tokens) + max_tokens 40 ≈ 80;
     # a budget of 800 fits about 10 of them at once.
-    key = await cluster.key("budget", "ci", budget_tokens=800, budget_period="day")
+    key = await cluster.key(acme, "budget", budget_tokens=800, budget_period="day")
     clients = [cluster.client(node, key) for node in cluster.nodes]
     try:
         replies = await asyncio.gather(
@@ -194,13 +212,12 @@ class Load:
 
 
 async def test_redis_killed_and_restarted_under_load(
-    cluster: Cluster, redis_server: RedisServer
+    cluster: Cluster, acme: str, redis_server: RedisServer
 ) -> None:
-    await _tenant_on_every_node(cluster, "redis")
     keys = {
-        "open": await cluster.key("redis", "open"),
-        "rated": await cluster.key("redis", "rated", rpm=100_000),
-        "budget": await cluster.key("redis", "budget", budget_tokens=10**9, budget_period="day"),
+        "open": await cluster.key(acme, "redis-open"),
+        "rated": await cluster.key(acme, "redis-rated", rpm=100_000),
+        "budget": await cluster.key(acme, "redis-budget", budget_tokens=10**9, budget_period="day"),
     }
     load = Load(cluster, keys)
     running = asyncio.create_task(load.run())
@@ -229,10 +246,9 @@ async def test_redis_killed_and_restarted_under_load(
 
 
 async def test_postgresql_restarted_under_load_loses_no_usage(
-    cluster: Cluster, postgres_server: PostgresServer
+    cluster: Cluster, acme: str, postgres_server: PostgresServer
 ) -> None:
-    await _tenant_on_every_node(cluster, "pg")
-    keys = {"ci": await cluster.key("pg", "ci")}
+    keys = {"ci": await cluster.key(acme, "pg")}
     load = Load(cluster, keys)
     running = asyncio.create_task(load.run(workers=3))
     try:
@@ -255,8 +271,8 @@ async def test_postgresql_restarted_under_load_loses_no_usage(
 
     async def recorded() -> int:
         async with cluster.admin() as admin:
-            rows = (await admin.get("/tenants/pg/usage")).json()["usage"]
-        return sum(row["completion_tokens"] for row in rows)
+            rows = (await admin.get(f"/tenants/{acme}/usage", params={"key": "pg"})).json()
+        return sum(row["completion_tokens"] for row in rows["usage"])
 
     # The usage every node kept in memory while the database was down is written once it is
     # back: nothing lost (each node flushes every second).
