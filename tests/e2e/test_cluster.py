@@ -50,10 +50,10 @@ def acme(cluster: Cluster) -> str:
 
 
 async def wait_online(cluster: Cluster, slug: str, names: list[str], tunnels: int = 2) -> None:
-    """Until every node sees each machine online with ``tunnels`` tunnels."""
+    """Until every running node sees each machine online with ``tunnels`` tunnels."""
 
     async def online() -> bool:
-        for node in cluster.nodes:
+        for node in (n for n in cluster.nodes if n.alive):
             machines = await cluster.machines(slug, node)
             for name in names:
                 machine = machines.get(name, {})
