@@ -172,9 +172,8 @@ async def test_a_draining_node_hands_its_agents_over_and_no_request_fails(
     bad = [o for o in load.outcomes if o.result != "ok"]
     assert not bad, bad[:5]
     assert len(load.outcomes) > 20
-    print(
-        f"drain: {len(load.outcomes)} streams, none failed; tunnels handed over in {handed_over:.2f} s"
-    )
+    count = len(load.outcomes)
+    print(f"drain: {count} streams, none failed; tunnels handed over in {handed_over:.2f} s")
     cluster.start_node(victim)  # back for the next test
     cluster.wait_node(victim)
     await wait_online(cluster, "acme", ["gpu-a", "gpu-b"])

@@ -16,11 +16,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from edge import credentials
 from edge.admin import PREFIX, create_admin_app
 from edge.agents.registry import Registry
+from edge.agents.routing import Router
+from edge.agents.session import AgentSession
 from edge.audit import Recorder
 from edge.bodies import LANE
 from edge.config import EdgeConfig
-from edge.agents.routing import Router
-from edge.agents.session import AgentSession
 from edge.context import CONTEXT, EdgeContext
 from edge.fair_lane import FairLane
 from edge.limits import Limits
