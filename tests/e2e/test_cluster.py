@@ -5,14 +5,17 @@ under load. One cluster serves the module; each test has a tenant of its own."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.cluster import Cluster, running_cluster
+from tests.e2e.cluster import LLMTUNNEL, Cluster, free_port, running_cluster
 from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
 
@@ -280,3 +283,35 @@ async def test_postgresql_restarted_under_load_loses_no_usage(
         return await recorded() == served
 
     await cluster.wait_until("usage written", all_written, timeout=10)
+
+
+def _serve(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *LLMTUNNEL, "edge", "serve", "--domain", "example.test", "--plain-http",
+            "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **env},
+    )  # fmt: skip
+
+
+def test_edge_serve_with_an_unreachable_redis_is_one_line(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    done = _serve(
+        tmp_path,
+        {
+            "LLMTUNNEL_DATABASE_URL": postgres_url,
+            "LLMTUNNEL_REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0",
+        },
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: cannot reach Redis") and "Traceback" not in done.stderr
+    assert "hunter2" not in done.stderr and "127.0.0.1" in done.stderr
+    # Redis without a shared database would share limits between nodes that share nothing else.
+    alone = _serve(tmp_path, {"LLMTUNNEL_REDIS_URL": "redis://127.0.0.1:6379/0"})
+    assert alone.returncode == 1 and "--database-url" in alone.stderr
