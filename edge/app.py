@@ -111,5 +111,5 @@ def create_app(config: EdgeConfig, clock: Clock = time.time) -> web.Application:
         from edge.cluster.hop_server import PREFIX as HOP_PREFIX
         from edge.cluster.hop_server import create_hop_app
 
-        app.add_subapp(HOP_PREFIX, create_hop_app())
+        app.add_subapp(HOP_PREFIX, create_hop_app(config.max_body))
     return app

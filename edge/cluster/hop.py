@@ -70,12 +70,19 @@ def sign(key: bytes, node_id: str, body: bytes, now: float) -> dict[str, str]:
     }
 
 
+def fresh(headers: Any, now: float) -> bool:
+    """Whether the hop's headers are there and recent (checked before reading its body)."""
+    stamp = headers.get("x-llmtunnel-time", "")
+    signed = bool(headers.get("x-llmtunnel-signature")) and bool(headers.get("x-llmtunnel-node"))
+    return signed and stamp.isdigit() and abs(now - int(stamp)) <= MAX_SKEW
+
+
 def verify(key: bytes, headers: Any, body: bytes, now: float) -> bool:
-    node, stamp = headers.get("x-llmtunnel-node", ""), headers.get("x-llmtunnel-time", "")
-    signature = headers.get("x-llmtunnel-signature", "")
-    if not stamp.isdigit() or abs(now - int(stamp)) > MAX_SKEW:
+    """Whether ``body`` was signed by a node of this cluster within ``MAX_SKEW``."""
+    if not fresh(headers, now):
         return False
-    return hmac.compare_digest(signature, _mac(key, node, stamp, body))
+    node, stamp = headers["x-llmtunnel-node"], headers["x-llmtunnel-time"]
+    return hmac.compare_digest(headers["x-llmtunnel-signature"], _mac(key, node, stamp, body))
 
 
 def _mac(key: bytes, node_id: str, stamp: str, body: bytes) -> str:

@@ -10,7 +10,8 @@ import time
 import msgpack
 from aiohttp import web
 
-from edge.cluster.hop import FRAMES, PATH, verify
+from edge.cluster.hop import FRAMES, PATH, fresh, verify
+from edge.config import MIB
 from edge.context import CONTEXT
 from edge.errors import ApiError
 from edge.middleware import json_errors, openai_shape
@@ -25,8 +26,11 @@ async def serve_hop(request: web.Request) -> web.StreamResponse:
     """``POST /cluster/v1/streams``: lease a slot here, open the stream, relay its frames."""
     ctx = request.config_dict[CONTEXT]
     assert ctx.cluster is not None
+    now = time.time()
+    if not fresh(request.headers, now):  # before reading a body nobody may have signed
+        raise ApiError(403, "forbidden", "not a signed request from another edge node")
     body = await request.read()
-    if not verify(ctx.cluster.hop_key, request.headers, body, time.time()):
+    if not verify(ctx.cluster.hop_key, request.headers, body, now):
         raise ApiError(403, "forbidden", "not a signed request from another edge node")
     fields = msgpack.unpackb(body, raw=False)
     neutral = from_wire(fields["request"])
@@ -57,7 +61,9 @@ async def serve_hop(request: web.Request) -> web.StreamResponse:
         stream.close()
 
 
-def create_hop_app() -> web.Application:
-    app = web.Application(middlewares=[json_errors(openai_shape)])
+def create_hop_app(max_body: int) -> web.Application:
+    """The ``/cluster`` sub-application; a forwarded request carries what a client's body did
+    (``max_body``), images included, and a little framing."""
+    app = web.Application(middlewares=[json_errors(openai_shape)], client_max_size=max_body + MIB)
     app.router.add_post(PATH.removeprefix(PREFIX), serve_hop)
     return app

@@ -23,9 +23,13 @@ from edge.agents.session import AgentSession
 from edge.cluster.directory import Directory, RemoteMachine
 from edge.cluster.hop import Hop, NodeUnreachable, forward
 from edge.config import EdgeConfig
+from edge.errors import ApiError
 from protocol.requests import Request
 
 log = logging.getLogger(__name__)
+
+# What another node answers when the directory showed a tunnel it no longer holds.
+STALE = frozenset({"no_machine_online", "model_not_found", "machine_degraded"})
 
 
 class ClusterRouter(Router):
@@ -73,6 +77,10 @@ class ClusterRouter(Router):
                         "node %s is unreachable (%s): routing elsewhere", machine.node_id, exc
                     )
                     self.directory.suspect(machine.node_id)
+                except ApiError as exc:
+                    if exc.code not in STALE:
+                        raise
+                    # The directory was behind: that tunnel is gone. The next one, then.
         return await super().acquire(tenant_id, request, timeout, exclude, key_id, only)
 
     def _remote(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.cluster.hop import MAX_SKEW, hop_key, sign, verify
+from edge.cluster.hop import MAX_SKEW, fresh, hop_key, sign, verify
 
 KEY = hop_key(b"s" * 32)
 NOW = 1_800_000_000.0
@@ -21,3 +21,11 @@ def test_a_signed_hop_verifies_and_anything_changed_does_not() -> None:
 
 def test_the_hop_key_is_not_the_server_secret() -> None:
     assert KEY != b"s" * 32 and len(KEY) == 32
+
+
+def test_a_hop_without_fresh_signed_headers_is_refused_before_its_body_is_read() -> None:
+    headers = sign(KEY, "node-1", b"body", NOW)
+    assert fresh(headers, NOW)
+    assert not fresh({**headers, "x-llmtunnel-time": "soon"}, NOW)
+    assert not fresh({k: v for k, v in headers.items() if k != "x-llmtunnel-signature"}, NOW)
+    assert not fresh(headers, NOW - MAX_SKEW - 1)  # from the future, past the skew
