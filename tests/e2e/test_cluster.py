@@ -33,8 +33,11 @@ def cluster(
     redis_server.start()
     redis_server.flush()
     url = postgres_server.new_schema()
-    with running_cluster(tmp_path_factory.mktemp("cluster"), url, redis_server.url) as running:
-        yield running
+    try:
+        with running_cluster(tmp_path_factory.mktemp("cluster"), url, redis_server.url) as running:
+            yield running
+    finally:
+        postgres_server.drop_schema(url)  # other tests look at every schema's tables
 
 
 @pytest.fixture(scope="module")
@@ -283,6 +286,26 @@ async def test_postgresql_restarted_under_load_loses_no_usage(
         return await recorded() == served
 
     await cluster.wait_until("usage written", all_written, timeout=10)
+
+
+async def test_a_response_stored_through_one_node_is_continued_through_another(
+    cluster: Cluster, acme: str
+) -> None:
+    async with cluster.admin(cluster.nodes[0]) as admin:
+        patched = await admin.patch(f"/tenants/{acme}", json={"store_responses": True})
+    patched.raise_for_status()
+    key = await cluster.key(acme, "responses")
+    async with cluster.client(cluster.nodes[0], key) as first:
+        made = await first.post("/responses", json={"model": MODEL, "input": "hi tokens=3"})
+    assert made.status_code == 200, made.text
+    response_id = made.json()["id"]
+    async with cluster.client(cluster.nodes[2], key) as third:
+        assert (await third.get(f"/responses/{response_id}")).json()["id"] == response_id
+        follow = await third.post(
+            "/responses",
+            json={"model": MODEL, "input": "more tokens=2", "previous_response_id": response_id},
+        )
+    assert follow.status_code == 200, follow.text
 
 
 def _serve(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

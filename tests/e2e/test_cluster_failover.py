@@ -8,6 +8,7 @@ check would."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -37,7 +38,9 @@ def cluster(
     redis_server.flush()
     url = postgres_server.new_schema()
     root = tmp_path_factory.mktemp("failover")
-    with running_cluster(root, url, redis_server.url) as running:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(postgres_server.drop_schema, url)  # other tests look at every schema
+        running = cleanup.enter_context(running_cluster(root, url, redis_server.url))
 
         async def setup() -> None:
             await running.tenant("acme")
