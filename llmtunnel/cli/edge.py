@@ -149,6 +149,8 @@ def edge_serve(
         fail("choose exactly one of --tls-cert/--tls-key, --self-signed or --plain-http")
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together")
+    if (advertise is not None or node_id is not None) and redis is None:
+        fail("--advertise and --node-id are for one of several edge nodes: give --redis too")
     if redis is not None and database_url is None:
         fail(
             "--redis shares limits between edge nodes, which must share a database too:"
