@@ -3,6 +3,7 @@
     ./dev bench                # scenarios (a)-(f), three rounds (about 6 minutes)
     ./dev bench --quick        # shorter runs of the same scenarios (under 2 minutes)
     ./dev bench --governance   # only (f): what key limits and the audit cost per request
+    ./dev bench --cluster      # several edge nodes instead: (g)-(j), tests/bench/cluster.py
     ./dev bench --only bd --peers nginx,llmtunnel --rounds 1 --profile /tmp/prof
                                # a part of it; edge and agent under cProfile
 
@@ -392,8 +393,17 @@ if __name__ == "__main__":
     parser.add_argument(
         "--governance", action="store_true", help="only (f), the per-request cost of key limits"
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="several edge nodes on PostgreSQL and Redis instead: (g)-(j) (tests/bench/cluster.py)",
+    )
     arguments = parser.parse_args()
-    if arguments.governance:
+    if arguments.cluster:
+        from tests.bench import cluster
+
+        asyncio.run(cluster.main(arguments.quick, "ghij"))
+    elif arguments.governance:
         governance.report(asyncio.run(governance.measure(20_000)), None, None)
     else:
         chosen = Options(
