@@ -3,7 +3,8 @@
 The first tunnel dials the edge URL from pairing (a load balancer may stand behind it). An edge
 node that is one of several says so with NODES: the node this tunnel reached and every node that
 takes tunnels, each with its own URL. The fleet then holds ``RunOptions.connections`` tunnels to
-distinct nodes, dialing the listed URLs directly, so that losing a node loses no machine: the
+distinct nodes (each machine prefers nodes in its own order, so machines spread evenly), dialing
+the listed URLs directly, so that losing a node loses no machine: the
 machine stays online through its other tunnels while the fleet dials a replacement. A node that
 sends GOAWAY (it is draining) keeps its tunnel until the node closes it, and a replacement is
 dialed at once. Each target has its own backoff with jitter after a failure; the edge URL is
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 from dataclasses import dataclass, field
@@ -106,7 +108,7 @@ class Fleet:
         active = [t for t in self.tunnels.values() if not t.draining]
         missing = max(1, self.options.connections) - len(active)
         held = {t.node_id or t.target for t in self.tunnels.values()}
-        for node_id, url in sorted(self.known.items()):
+        for node_id, url in sorted(self.known.items(), key=lambda item: self._rank(item[0])):
             if missing <= 0:
                 return
             if node_id not in held and self._ready(node_id, now):
@@ -115,6 +117,12 @@ class Fleet:
         dialing_edge = any(t.target == EDGE_URL for t in self.tunnels.values())
         if not active and not dialing_edge and self._ready(EDGE_URL, now):
             self._start(EDGE_URL, self.config.edge_url)
+
+    def _rank(self, node_id: str) -> bytes:
+        """The order this machine prefers the nodes in: a hash of the machine and the node
+        (rendezvous hashing), so that machines spread evenly over the nodes, and each machine
+        returns to the same nodes after a restart."""
+        return hashlib.sha256(f"{self.config.machine_id}\0{node_id}".encode()).digest()
 
     def _ready(self, target: str, now: float) -> bool:
         backoff = self._backoff.get(target)

@@ -44,8 +44,8 @@ def cluster(
 
         async def setup() -> None:
             await running.tenant("acme")
-            # Paired through nodes 1 and 3: with two tunnels each, every node holds a tunnel
-            # of at least one of them and node 1 of both.
+            # Paired through nodes 1 and 3, each holding two tunnels (to the nodes its own
+            # order prefers: agent/fleet.py).
             await running.agent("acme", "gpu-a", running.nodes[0], "--max-concurrency", "4")
             await running.agent("acme", "gpu-b", running.nodes[2], "--max-concurrency", "4")
             await wait_online(running, "acme", ["gpu-a", "gpu-b"])
@@ -184,14 +184,16 @@ async def test_a_draining_node_hands_its_agents_over_and_no_request_fails(
 
 async def test_kill_9_a_node_under_load(cluster: Cluster) -> None:
     key = await cluster.key("acme", "kill")
-    victim: Node = cluster.nodes[0]  # it holds a tunnel of both machines
-    # Long streams sent to a node that holds no tunnel are forwarded, all to node 1 (machines
-    # idle, equal room: the lowest node id first): they are on the killed node's tunnels.
-    holders = {n for name in ("gpu-a", "gpu-b") for n in await _node_ids_of(cluster, name)}
+    # Long streams of gpu-a sent to the node that holds none of its tunnels are forwarded, all
+    # to the first of its two nodes (the machine idle, equal room: the lowest node id): that is
+    # the node killed, under them.
+    bound = await cluster.key("acme", "kill-gpu-a", machine="gpu-a")
+    holders = sorted(await _node_ids_of(cluster, "gpu-a"))
     outsider = next(n for n in cluster.nodes if f"node-{n.index + 1}" not in holders)
+    victim: Node = cluster.nodes[_index(holders[0])]
     load = Load(cluster, key, {0, 1, 2})
     forwarded = [
-        asyncio.create_task(load._stream(cluster.client(outsider, key), outsider.index, 300))
+        asyncio.create_task(load._stream(cluster.client(outsider, bound), outsider.index, 300))
         for _ in range(3)
     ]
     await asyncio.sleep(0.3)
