@@ -35,12 +35,14 @@ class Vectors:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """The request finished: why, and what it cost."""
+    """The request finished: why, and what it cost. ``usage_reported`` is false when the
+    runtime counted no tokens (the counts are then 0, and the edge bounds them: PROTOCOL.md §7)."""
 
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
     timings: dict[str, int]
+    usage_reported: bool = True
 
 
 class BackendError(Exception):

@@ -286,7 +286,7 @@ def _final_for(sid: int, item: Piece | Vectors | Finish, largest: int) -> End | 
     tool call or vector too large to be sent whole (PROTOCOL.md §8)."""
     if isinstance(item, Finish):
         tokens = (item.prompt_tokens, item.completion_tokens)
-        return End(sid, item.finish_reason, *tokens, item.timings)
+        return End(sid, item.finish_reason, *tokens, item.timings, item.usage_reported)
     if isinstance(item, Vectors) and any(len(v) > largest for v in item.vectors):
         message = f"an embedding is larger than the tunnel carries whole ({largest} bytes)"
         return Error(sid, str(ErrorCode.BAD_REQUEST), message, False)

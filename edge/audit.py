@@ -90,12 +90,24 @@ class RequestRecord:
     def tokens_used(self) -> tuple[int, int]:
         """``(prompt, completion)`` tokens to charge: the real counts when the stream ended
         normally; when it broke or was cancelled after a machine took it, an upper bound (the
-        prompt estimate and one token per byte streamed); nothing when no machine took it."""
+        prompt estimate and one token per byte streamed); nothing when no machine took it. An
+        END whose runtime counted nothing carries that upper bound already (``upper_bound``,
+        put in by the stream it came on)."""
         if self.end is not None:
             return self.end.prompt_tokens, self.end.completion_tokens
         if not self.dispatched:
             return 0, 0
+        return self.upper_bound()
+
+    def upper_bound(self) -> tuple[int, int]:
+        """What the request can at most have used so far: the prompt estimate (no tokenizer
+        makes a token shorter than a byte) and one token per byte streamed."""
         return self.prompt_estimate, self.output_bytes
+
+    @property
+    def exact(self) -> bool:
+        """Whether the runtime counted the tokens: the stream ended with an END that says so."""
+        return self.end is not None and self.end.usage_reported
 
 
 class Recorder:
@@ -122,7 +134,7 @@ class Recorder:
         prompt, completion = (min(n, MAX_TOKENS_PER_REQUEST) for n in record.tokens_used())
         first = record.first_output
         ttft = (first - record.started) * 1000 if first is not None else None
-        exact = record.end is not None
+        exact = record.exact
         self._events.append(
             _row(
                 tenant_id=record.tenant_id,

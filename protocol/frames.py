@@ -321,15 +321,17 @@ def tool_call_size(call: ToolCall) -> int:
 
 @dataclass(frozen=True, slots=True)
 class End(StreamFrame):
-    """Agent → edge: the stream finished normally (§7)."""
+    """Agent → edge: the stream finished normally (§7). ``usage_reported`` is false when the
+    runtime counted no tokens (both counts are then 0): the edge counts conservatively (§7)."""
 
     TYPE = FrameType.END
-    SCHEMA = (int, str, int, int, dict)
+    SCHEMA = (int, str, int, int, dict, bool)
     stream_id: int
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
     timings: dict[str, int]
+    usage_reported: bool = True
 
     def check(self) -> None:
         _check_stream_id(self.stream_id)

@@ -194,6 +194,7 @@ async def _open(
         stream = lease.open(request, ctx.config.request_timeout)
         record.dispatch(lease.machine_name, admission.prompt_estimate)
         stream.observer = record.observe
+        stream.unreported_usage = record.upper_bound  # counted conservatively (PROTOCOL.md §7)
         try:
             first = await _first_event(stream, ctx.config.first_token_timeout)
         except BaseException:

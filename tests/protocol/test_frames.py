@@ -66,7 +66,17 @@ WIRE_FIELDS: dict[int, tuple[type[Frame], tuple[str, ...]]] = {
     5: (Models, ("models",)),
     6: (Open, ("stream_id", "request", "timeout")),
     7: (Delta, ("stream_id", "content", "thinking", "tool_calls")),
-    8: (End, ("stream_id", "finish_reason", "prompt_tokens", "completion_tokens", "timings")),
+    8: (
+        End,
+        (
+            "stream_id",
+            "finish_reason",
+            "prompt_tokens",
+            "completion_tokens",
+            "timings",
+            "usage_reported",
+        ),
+    ),
     9: (Error, ("stream_id", "code", "message", "retryable")),
     10: (Cancel, ("stream_id", "reason")),
     11: (Window, ("stream_id", "increment")),

@@ -123,6 +123,7 @@ STRATEGIES: dict[FrameType, st.SearchStrategy[Frame]] = {
         st.integers(0, 2**32 - 1),
         st.integers(0, 2**32 - 1),
         st.dictionaries(st.text(max_size=64), st.integers(0, 2**63 - 1), max_size=16),
+        st.booleans(),
     ),
     FrameType.ERROR: st.builds(Error, ids_or_zero, text, text, st.booleans()),
     FrameType.CANCEL: st.builds(Cancel, ids, text),
