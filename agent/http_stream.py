@@ -13,12 +13,15 @@ returning it to the pool: that is what tells the runtime to stop generating.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 
 import aiohttp
 
 MAX_LINE = 64 * 1024 * 1024  # one NDJSON line or SSE event: a whole tool call fits
 MAX_ERROR_BODY = 64 * 1024  # of an error response, enough for any runtime's message
+# A whole reply (a model list, a batch of embeddings): 2,048 inputs of 4,096 dimensions, as
+# JSON floats, fit.
+MAX_BODY = 256 * 1024 * 1024
 CONNECT_TIMEOUT = 10.0
 
 
@@ -32,15 +35,19 @@ class HttpStatusError(Exception):
 
 
 class LineTooLong(Exception):
-    """A line grew past ``MAX_LINE`` without its newline."""
+    """A line grew past ``MAX_LINE`` without its newline (or a body past ``MAX_BODY``)."""
 
 
 class HttpStream:
-    """POST a body and read the reply's lines, on a pool of ``max_connections``."""
+    """POST a body and read the reply's lines, on a pool of ``max_connections``. ``headers``
+    go with every request (a runtime's ``Authorization``)."""
 
-    def __init__(self, base_url: str, max_connections: int) -> None:
+    def __init__(
+        self, base_url: str, max_connections: int, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._max_connections = max_connections
+        self._headers = dict(headers or {})
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -68,10 +75,10 @@ class HttpStream:
         """POST ``body`` to ``path`` and yield each non-empty line of the reply, without its
         line ending. ``HttpStatusError`` for a status other than 200, ``LineTooLong``, or
         aiohttp's ``ClientError`` when the connection fails."""
-        headers = {"Content-Type": content_type}
+        headers = {**self._headers, "Content-Type": content_type}
         async with self._client().post(self.base_url + path, data=body, headers=headers) as reply:
             if reply.status != 200:
-                raise HttpStatusError(reply.status, await reply.content.read(MAX_ERROR_BODY))
+                raise HttpStatusError(reply.status, await _read(reply, MAX_ERROR_BODY))
             buffer = bytearray()
             async for chunk in reply.content.iter_any():
                 buffer += chunk
@@ -87,7 +94,34 @@ class HttpStream:
             if buffer.strip():
                 yield bytes(buffer)  # the last line may end without a newline
 
+    async def fetch(self, path: str, body: bytes | None = None, base_url: str = "") -> bytes:
+        """The whole reply to a GET of ``path`` (a POST of ``body`` when given), from
+        ``base_url`` or this stream's; the same errors as ``lines``, ``LineTooLong`` past
+        ``MAX_BODY``."""
+        url = (base_url or self.base_url) + path
+        headers = dict(self._headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        method = "POST" if body is not None else "GET"
+        async with self._client().request(method, url, data=body, headers=headers) as reply:
+            if reply.status != 200:
+                raise HttpStatusError(reply.status, await _read(reply, MAX_ERROR_BODY))
+            data = await _read(reply, MAX_BODY + 1)
+            if len(data) > MAX_BODY:
+                raise LineTooLong(f"a reply of more than {MAX_BODY} bytes")
+            return data
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _read(reply: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The reply's body, or its first ``limit`` bytes: a read may return less than asked."""
+    data = bytearray()
+    async for chunk in reply.content.iter_any():
+        data += chunk
+        if len(data) >= limit:
+            break
+    return bytes(data[:limit])
