@@ -363,7 +363,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _vector(text: str, dimensions: int) -> list[float]:
+def embedding_vector(text: str, dimensions: int) -> list[float]:
+    """A unit vector that depends only on ``text``: the same input, the same embedding."""
     seed = hashlib.sha256(text.encode()).digest()
     raw = [((seed[i % 32] + i * 7) % 251) / 125.0 - 1.0 for i in range(dimensions)]
     norm = math.sqrt(sum(x * x for x in raw)) or 1.0
@@ -386,7 +387,7 @@ async def embed(request: web.Request) -> web.Response:
     # Ollama cuts a vector to `dimensions` when that is shorter, and ignores a longer one.
     dimensions = min(dimensions, EMBEDDING_DIMENSIONS)
     started = time.perf_counter()
-    embeddings = [_vector(text, dimensions) for text in inputs]
+    embeddings = [embedding_vector(text, dimensions) for text in inputs]
     total = max(int((time.perf_counter() - started) * 1e9), 1000)
     return web.json_response(
         {
