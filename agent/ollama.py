@@ -60,12 +60,19 @@ def base_url(host: str) -> str:
 
 
 class OllamaBackend:
-    def __init__(self, host: str = DEFAULT_OLLAMA_URL, max_connections: int = 16) -> None:
+    """Ollama at ``host``; ``api_key`` for one behind a proxy that asks for it."""
+
+    def __init__(
+        self, host: str = DEFAULT_OLLAMA_URL, max_connections: int = 16, api_key: str | None = None
+    ) -> None:
         self.host = base_url(host)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # Discovery and embeddings: a handful of requests, where the client's shapes help.
-        self._client = ollama.AsyncClient(host=self.host, timeout=httpx.Timeout(None, connect=10.0))
+        self._client = ollama.AsyncClient(
+            host=self.host, timeout=httpx.Timeout(None, connect=10.0), headers=headers
+        )
         # The hot path: as many kept-alive connections as requests run at once.
-        self._http = HttpStream(self.host, max_connections)
+        self._http = HttpStream(self.host, max_connections, headers)
 
     async def aclose(self) -> None:
         await self._http.aclose()

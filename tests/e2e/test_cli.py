@@ -164,11 +164,13 @@ def test_operator_and_gpu_box_walkthrough(tmp_path: Path, processes: Processes) 
         "agent", "status", "--config", str(agent_config),
         "--ollama", f"http://127.0.0.1:{ollama_port}", env={},
     )  # fmt: skip
-    assert "this machine is accepted" in status and "version" in status
+    assert "this machine is accepted" in status
+    assert f"backend:  ollama http://127.0.0.1:{ollama_port} answers, 5 models" in status
+    assert "qwen3:8b  completion, tools, thinking; context 40960" in status
     machines = json.loads(run("admin", "machine", "list", "acme", "--json", env=env))
     assert machines["machines"][0]["online"]
     down = status_of("--config", str(agent_config), "--ollama", f"http://127.0.0.1:{_free_port()}")
-    assert down.returncode == 1 and "NOT reachable" in down.stdout
+    assert down.returncode == 1 and "NOT answering: cannot reach Ollama" in down.stdout
 
     client = openai.OpenAI(
         base_url=edge_url + "/v1",
