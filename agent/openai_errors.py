@@ -51,7 +51,7 @@ _OVERFLOWS: tuple[tuple[re.Pattern[str], int, int], ...] = tuple(
         (_MAX + r"\. However, your request has (\d+) input", 1, 2),
         # Older vLLM, and llama-cpp-python in its words: "(P in the messages, M in the
         # completion)", "(P in your prompt; M for the completion)", M perhaps "None".
-        (_MAX + r"[.,] [Hh]owever, you requested \d+ tokens \((\d+) in", 1, 2),
+        (_MAX + r"[.,] [Hh]owever,? you requested \d+ tokens \((\d+) in", 1, 2),
         (_MAX + r"\. However, you requested (\d+) tokens in", 1, 2),
         # vLLM's engine, past the OpenAI layer's checks.
         (r"decoder prompt \(length (\d+)\) is longer than the maximum model length of (\d+)", 2, 1),
@@ -72,6 +72,8 @@ _OVERFLOWS: tuple[tuple[re.Pattern[str], int, int], ...] = tuple(
         ),
         # TGI.
         (r"must be <= (\d+)\. Given: (\d+) `inputs` tokens", 1, 2),
+        # llama.cpp, its message alone (the sizes are fields too, read first).
+        (r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens", 2, 1),
     )
 )
 
@@ -149,8 +151,12 @@ def _context_refusal(message: str, error: dict[str, Any] | None) -> BackendError
     if found is not None:
         return found.error()
     code = error.get("code") if error is not None else None
-    if code == "context_length_exceeded" or (
-        error is not None and error.get("type") == "exceed_context_size_error"
+    kind = error.get("type") if error is not None else None
+    # llama.cpp before late 2025 said it without sizes.
+    if (
+        code == "context_length_exceeded"
+        or kind == "exceed_context_size_error"
+        or "exceeds the available context size" in message
     ):
         return BackendError(ErrorCode.CONTEXT_LENGTH_EXCEEDED, message)
     return None

@@ -58,6 +58,7 @@ class SimOpenAIStats:
     completed: int = 0
     cancelled: int = 0
     active: int = 0
+    not_found: int = 0  # requests for a route this flavour does not have
     bodies: list[dict[str, Any]] = field(default_factory=list)  # the last requests, as sent
 
     def keep(self, body: dict[str, Any]) -> None:

@@ -316,6 +316,7 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
     except OpenAIError as exc:
         return web.json_response(exc.body, status=exc.status)
     except web.HTTPNotFound:
+        request.app[STATS_KEY].not_found += 1
         return web.json_response({"detail": "Not Found"}, status=404)
 
 

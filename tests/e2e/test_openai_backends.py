@@ -211,7 +211,7 @@ async def test_responses_and_anthropic_apis_run_on_it(vllm: tuple[Stack, str]) -
     called = await stack.openai(key).responses.create(
         model=QWEN,
         input="call get_weather for Paris",
-        tools=[{"type": "function", **t["function"], "strict": False} for t in TOOLS],  # type: ignore[typeddict-item,misc]
+        tools=[{"type": "function", **t["function"], "strict": False} for t in TOOLS],  # type: ignore[typeddict-item]
     )
     (call,) = [item for item in called.output if item.type == "function_call"]
     assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "example"}
@@ -226,7 +226,7 @@ async def test_responses_and_anthropic_apis_run_on_it(vllm: tuple[Stack, str]) -
         max_tokens=200,
         messages=[{"role": "user", "content": "call get_time for Paris"}],
         tools=[
-            {"name": t["function"]["name"], "input_schema": t["function"]["parameters"]}  # type: ignore[typeddict-item]
+            {"name": t["function"]["name"], "input_schema": t["function"]["parameters"]}
             for t in TOOLS
         ],
     ) as stream:
