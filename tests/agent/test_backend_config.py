@@ -76,7 +76,7 @@ def test_ollama_alone_or_the_backends_given() -> None:
         ((["openai=http://h:2/v1", "openai=http://h:2/v1/"], "x", False, None), "given twice"),
     ]:
         with pytest.raises(ConfigError, match=message):
-            specs(*args)  # type: ignore[arg-type]
+            specs(*args)
 
 
 def test_capabilities_per_model() -> None:
