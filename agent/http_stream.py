@@ -9,10 +9,17 @@ socket delivered, and the caller parses each line once. Discovery and management
 
 Leaving the response early (the stream was cancelled) closes its connection rather than
 returning it to the pool: that is what tells the runtime to stop generating.
+
+A kept-alive connection the runtime has closed meanwhile (uvicorn, under vLLM and
+llama-cpp-python, closes idle ones after 5 s, and drops one whose request failed after it
+answered 200; llama.cpp's server after 5 s too) fails the next request sent on it before any
+answer: such a request is sent once more, on another connection. ``keepalive`` below the
+runtime's own timeout makes that rare.
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import AsyncGenerator, Mapping
 
 import aiohttp
@@ -43,11 +50,16 @@ class HttpStream:
     go with every request (a runtime's ``Authorization``)."""
 
     def __init__(
-        self, base_url: str, max_connections: int, headers: Mapping[str, str] | None = None
+        self,
+        base_url: str,
+        max_connections: int,
+        headers: Mapping[str, str] | None = None,
+        keepalive: float = 60.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._max_connections = max_connections
         self._headers = dict(headers or {})
+        self._keepalive = keepalive
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -58,7 +70,7 @@ class HttpStream:
                 # One runtime, no DNS to speak of, and its address must not be cached past a
                 # restart on another port: nothing to gain from aiohttp's cache.
                 use_dns_cache=False,
-                keepalive_timeout=60.0,
+                keepalive_timeout=self._keepalive,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -76,10 +88,12 @@ class HttpStream:
         line ending. ``HttpStatusError`` for a status other than 200, ``LineTooLong``, or
         aiohttp's ``ClientError`` when the connection fails."""
         headers = {**self._headers, "Content-Type": content_type}
-        async with self._client().post(self.base_url + path, data=body, headers=headers) as reply:
+        reply = await self._request("POST", self.base_url + path, body, headers)
+        async with reply:
             if reply.status != 200:
                 raise HttpStatusError(reply.status, await _read(reply, MAX_ERROR_BODY))
             buffer = bytearray()
+            said = False  # a 200 that ended without a line: the server failed after answering
             async for chunk in reply.content.iter_any():
                 buffer += chunk
                 start = 0
@@ -87,12 +101,16 @@ class HttpStream:
                     line = bytes(buffer[start:end]).rstrip(b"\r")
                     start = end + 1
                     if line:
+                        said = True
                         yield line
                 del buffer[:start]
                 if len(buffer) > MAX_LINE:
                     raise LineTooLong(f"a line of more than {MAX_LINE} bytes")
             if buffer.strip():
+                said = True
                 yield bytes(buffer)  # the last line may end without a newline
+            if not said:
+                reply.close()  # and drops its connection: not one to reuse
 
     async def fetch(self, path: str, body: bytes | None = None, base_url: str = "") -> bytes:
         """The whole reply to a GET of ``path`` (a POST of ``body`` when given), from
@@ -103,13 +121,29 @@ class HttpStream:
         if body is not None:
             headers["Content-Type"] = "application/json"
         method = "POST" if body is not None else "GET"
-        async with self._client().request(method, url, data=body, headers=headers) as reply:
+        async with await self._request(method, url, body, headers) as reply:
             if reply.status != 200:
                 raise HttpStatusError(reply.status, await _read(reply, MAX_ERROR_BODY))
             data = await _read(reply, MAX_BODY + 1)
             if len(data) > MAX_BODY:
                 raise LineTooLong(f"a reply of more than {MAX_BODY} bytes")
             return data
+
+    async def _request(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
+        """The response's head; once more on another connection when the kept-alive one
+        it went out on was closed before any answer (the module docstring)."""
+        try:
+            return await self._client().request(method, url, data=body, headers=headers)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            stale = isinstance(exc, aiohttp.ServerDisconnectedError) or (
+                not isinstance(exc, aiohttp.ClientConnectorError)  # nothing listens: no retry
+                and exc.errno in (errno.ECONNRESET, errno.EPIPE)
+            )
+            if not stale:
+                raise
+            return await self._client().request(method, url, data=body, headers=headers)
 
     async def aclose(self) -> None:
         if self._session is not None:

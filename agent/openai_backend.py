@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 DISCOVERY_TIMEOUT = 10.0  # listing the models; a runtime busy generating still answers that
 _RETRIES = 2  # the two workarounds above, each at most once
+KEEPALIVE = 4.0
 
 
 class OpenAIBackend:
@@ -58,7 +59,8 @@ class OpenAIBackend:
         self._root = self.url.removesuffix("/v1")  # llama.cpp's /props, LM Studio's /api/v0
         self._has_key = api_key is not None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = HttpStream(self.url, max_connections, headers)
+        # Idle connections closed before the runtime's server closes them (uvicorn: 5 s).
+        self._http = HttpStream(self.url, max_connections, headers, keepalive=KEEPALIVE)
         self._capabilities = dict(capabilities or {})
         self._ask_usage = True  # until the runtime refuses stream_options
         self._missing: set[str] = set()  # extras this runtime answered 404 to
