@@ -12,6 +12,7 @@ does).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -147,7 +148,7 @@ def read_key(path: Path) -> str:
 
 
 def build(
-    wanted: list[BackendSpec], capabilities: dict[str, tuple[str, ...]], max_connections: int
+    wanted: list[BackendSpec], capabilities: Mapping[str, tuple[str, ...]], max_connections: int
 ) -> list[Named]:
     """The backends, keys read (each runtime gets its own pool of ``max_connections``)."""
     made: list[Named] = []
