@@ -11,6 +11,10 @@ Every peer stands in front of the same token source (tests/bench/source.py, its 
     direct     client → source                                   (OpenAI SSE, plain HTTP)
     nginx      client → nginx (TLS) → source                     (OpenAI SSE; skipped without nginx)
     llmtunnel  client → edge (TLS) → WebSocket → agent → source  (the source speaks Ollama NDJSON)
+    openai     the same, the agent on the source's OpenAI SSE    (--backend openai=…/v1, as vLLM)
+
+The two tunnel peers are two machines of two tenants on the one edge (a key routes to its own
+tenant's machine), so each request takes the path its peer names.
 
 The edge and the agent are ``llmtunnel edge serve`` and ``llmtunnel agent run`` processes, as
 deployed; this process is the client (tests/bench/client.py). The scenarios (--quick: shorter):
@@ -67,36 +71,48 @@ class Peer:
     source: Target  # the token source behind it, for its counters
 
 
-async def _provision(data_dir: Path, machines: int) -> tuple[str, list[AgentConfig]]:
+async def _provision(
+    data_dir: Path, machines: int
+) -> tuple[str, list[AgentConfig], tuple[str, AgentConfig]]:
     """Tenant, key and machines written straight into the edge's store before it starts
-    (pairing is rate limited per address, and a thousand pairings are not what is measured)."""
+    (pairing is rate limited per address, and a thousand pairings are not what is measured);
+    and a second tenant's key and machine, for the agent on the OpenAI-compatible path."""
     hasher = KeyHasher(load_or_create_server_secret(data_dir / "server.secret"))
     store = SqliteStore(data_dir / "edge.db")
     await store.tenants.create("t_bench", "bench")
     key = "sk-lt-" + secrets.token_urlsafe(24)
     await store.keys.add("k_bench", "t_bench", "bench", key[:12], hasher.digest(key), None)
-    configs = []
-    for n in range(machines):
-        private, public = new_key()
-        code = f"code{n}"
-        await store.machines.add_pairing_code(
-            hasher.digest(code), "t_bench", f"gpu-{n}", time.time() + 600
-        )
-        await store.machines.redeem_pairing_code(
-            hasher.digest(code), f"m_{n}", base64.b64decode(public)
-        )
-        seed = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        configs.append(
-            AgentConfig(
-                edge_url="",
-                machine_id=f"m_{n}",
-                machine_name=f"gpu-{n}",
-                tenant="bench",
-                private_key=base64.b64encode(seed).decode(),
-            )
-        )
+    await store.tenants.create("t_openai", "openai")
+    openai_key = "sk-lt-" + secrets.token_urlsafe(24)
+    digest = hasher.digest(openai_key)
+    await store.keys.add("k_openai", "t_openai", "openai", openai_key[:12], digest, None)
+    openai_config = await _machine(store, hasher, "t_openai", "openai", "gpu-openai", "m_openai")
+    configs = [
+        await _machine(store, hasher, "t_bench", "bench", f"gpu-{n}", f"m_{n}")
+        for n in range(machines)
+    ]
     await store.close()
-    return key, configs
+    return key, configs, (openai_key, openai_config)
+
+
+async def _machine(
+    store: SqliteStore, hasher: KeyHasher, tenant_id: str, tenant: str, name: str, machine: str
+) -> AgentConfig:
+    private, public = new_key()
+    await store.machines.add_pairing_code(
+        hasher.digest(machine), tenant_id, name, time.time() + 600
+    )
+    await store.machines.redeem_pairing_code(
+        hasher.digest(machine), machine, base64.b64decode(public)
+    )
+    seed = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    return AgentConfig(
+        edge_url="",
+        machine_id=machine,
+        machine_name=name,
+        tenant=tenant,
+        private_key=base64.b64encode(seed).decode(),
+    )
 
 
 async def _wait_models(edge: str, key: str, tls: ssl.SSLContext) -> None:
@@ -135,9 +151,17 @@ def _edge(data_dir: Path, port: int, log: Path, profile: Path | None = None) -> 
 
 
 @contextlib.contextmanager
-def _agent(config: Path, source: int, log: Path, profile: Path | None = None) -> Iterator[Proc]:
+def _agent(
+    config: Path, source: int, log: Path, profile: Path | None = None, openai: bool = False
+) -> Iterator[Proc]:
+    """An agent on the source: Ollama's API, or (``openai``) its OpenAI-compatible one."""
+    runtime = (
+        ["--backend", f"openai=http://127.0.0.1:{source}/v1"]
+        if openai
+        else ["--ollama", f"http://127.0.0.1:{source}"]
+    )
     command = llmtunnel(
-        "agent", "run", "--config", str(config), "--ollama", f"http://127.0.0.1:{source}",
+        "agent", "run", "--config", str(config), *runtime,
         "--max-concurrency", "1024", profile=profile,
     )  # fmt: skip
     with started(command, log) as process:
@@ -245,7 +269,7 @@ class Options:
     quick: bool = False
     rounds: int = ROUNDS
     only: str = "abcdef"  # the scenarios to run
-    peers: tuple[str, ...] = ("direct", "nginx", "llmtunnel")
+    peers: tuple[str, ...] = ("direct", "nginx", "llmtunnel", "openai")
     profile: Path | None = None  # run edge and agent under cProfile, writing here
 
 
@@ -260,14 +284,21 @@ async def main(options: Options) -> None:
         tmp = Path(tmp_name)
         data_dir = tmp / "edge"
         data_dir.mkdir(mode=0o700)
-        print(f"provisioning a tenant, a key and {1 + idle_agents} machines")
-        key, configs = await _provision(data_dir, 1 + idle_agents)
+        print(f"provisioning two tenants, their keys and {2 + idle_agents} machines")
+        key, configs, openai_machine = await _provision(data_dir, 1 + idle_agents)
         with _source(tmp / "source.log") as (source_port, source):
             print(f"token source on port {source_port} (pid {source.pid})")
             try:
                 if plan:
                     results, peers = await _scenarios(
-                        tmp, data_dir, key, configs[0], source_port, source, plan, options
+                        tmp,
+                        data_dir,
+                        (key, configs[0]),
+                        openai_machine,
+                        source_port,
+                        source,
+                        plan,
+                        options,
                     )
                     names = [p.target.name for p in peers]
                 if idle_agents:
@@ -315,13 +346,14 @@ def _total_p50(results: list[Measurement], peer: str) -> float | None:
 async def _scenarios(
     tmp: Path,
     data_dir: Path,
-    key: str,
-    config: AgentConfig,
+    machine: tuple[str, AgentConfig],
+    openai_machine: tuple[str, AgentConfig],
     source_port: int,
     source: Proc,
     plan: list[Scenario],
     options: Options,
 ) -> tuple[list[Measurement], list[Peer]]:
+    key, config = machine
     edge_port = free_port()
     ca = data_dir / "tls" / "ca.pem"
     with contextlib.ExitStack() as stack:
@@ -364,6 +396,23 @@ async def _scenarios(
             {"Authorization": f"Bearer {key}"},
         )  # fmt: skip
         peers.append(Peer(tunnel, [edge, agent, source], behind))
+        if "openai" in options.peers:
+            openai_key, openai_config = openai_machine
+            openai_file = _agent_file(openai_config, edge_port, ca, tmp / "agent-openai.json")
+            openai_agent = stack.enter_context(
+                _agent(
+                    openai_file,
+                    source_port,
+                    tmp / "agent-openai.log",
+                    profiles and profiles / "agent-openai.prof",
+                    openai=True,
+                )
+            )
+            await _wait_models(f"https://localhost:{edge_port}", openai_key, tls)
+            print(f"agent on the OpenAI-compatible path: pid {openai_agent.pid}")
+            headers = {"Authorization": f"Bearer {openai_key}"}
+            target = Target("openai", "127.0.0.1", edge_port, tls, "localhost", headers)
+            peers.append(Peer(target, [edge, openai_agent, source], behind))
         peers = [p for p in peers if p.target.name in options.peers]
         for peer in peers:
             await _check(peer)
@@ -380,8 +429,8 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--peers",
-        default="direct,nginx,llmtunnel",
-        help="the peers for (a)-(d), comma-separated (default: direct,nginx,llmtunnel)",
+        default="direct,nginx,llmtunnel,openai",
+        help="the peers for (a)-(d), comma-separated (default: direct,nginx,llmtunnel,openai)",
     )
     parser.add_argument(
         "--profile",

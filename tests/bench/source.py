@@ -21,6 +21,7 @@ tokens by counting ``~`` in the body, however the proxy in between framed or mer
 Endpoints: ``GET /api/tags``, ``POST /api/show`` and ``GET /api/version`` in the shapes the
 simulator returns (enough for the agent's discovery through the ``ollama`` client);
 ``POST /api/chat`` and ``POST /api/generate``, streamed (NDJSON) or not;
+``GET /v1/models`` (as vLLM lists them, for the agent's OpenAI-compatible backend) and
 ``POST /v1/chat/completions``, streamed (SSE, with the usage chunk when
 ``stream_options.include_usage`` asks) or not, with ``usage``; and ``GET /_source/stats``, the
 connections accepted and requests answered so far.
@@ -446,6 +447,13 @@ class Connection(asyncio.Protocol):
             return
         if route == ("GET", "/api/version"):
             write(_response(200, b'{"version":"0.13.5"}'))
+            return
+        if route == ("GET", "/v1/models"):  # as vLLM lists them
+            data = [
+                {"id": name, "object": "model", "owned_by": "vllm", "max_model_len": 131072}
+                for name in MODELS
+            ]
+            write(_response(200, _json({"object": "list", "data": data})))
             return
         if route == ("GET", "/"):
             write(_response(200, b"Ollama is running", b"text/plain"))
