@@ -1,9 +1,11 @@
 """What the agent's session needs from a runtime: the neutral pieces it yields, the error it
-raises, and the ``Backend`` protocol every runtime's client implements (``agent/ollama.py``).
+raises, and the ``Backend`` protocol every runtime's client implements (``agent/ollama.py``,
+``agent/openai_backend.py``, and ``agent/backends.py`` over several); and what they all say the
+same way (docs/ARCHITECTURE.md "The agent's backends").
 
-A backend sees only the neutral request (docs/ARCHITECTURE.md "The neutral model") and yields
-neutral pieces; it knows nothing of HTTP dialects or frames. Closing its generator (the stream
-was cancelled) closes the HTTP response to the runtime, which is what stops generation on the GPU.
+A backend sees only the neutral request (docs/PROTOCOL.md §7) and yields neutral pieces; it knows
+nothing of HTTP dialects or frames. Closing its generator (the stream was cancelled) closes the
+HTTP response to the runtime, which is what stops generation on the GPU.
 """
 
 from __future__ import annotations
