@@ -35,7 +35,13 @@ from agent.openai_stream import DONE, Reply, event
 from agent.openai_wire import JSONMap, chat_body, completion_body, dumps, embeddings_body
 from protocol import ErrorCode
 from protocol.frames import MAX_TOKENS
-from protocol.requests import ChatRequest, EmbedRequest, Request, UnsupportedRequest
+from protocol.requests import (
+    ChatRequest,
+    EmbedRequest,
+    Request,
+    TextRequest,
+    UnsupportedRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,14 +149,20 @@ class OpenAIBackend:
     async def stream(
         self, request: Request | UnsupportedRequest
     ) -> AsyncGenerator[Piece | Vectors | Finish, None]:
-        """Run a neutral request; ``BackendError`` for every failure. Close it (``aclose``) to
-        stop the request early."""
-        if isinstance(request, UnsupportedRequest):
-            raise BackendError(ErrorCode.UNSUPPORTED, f"this agent cannot run {request.op!r}")
+        """The runtime's answer to ``request``, piece by piece, then its ``Finish``; closing the
+        generator closes the HTTP response, and the runtime stops. Every failure is a
+        ``BackendError``."""
         if isinstance(request, EmbedRequest):
             async for vectors in self._embed(request):
                 yield vectors
-            return
+        elif isinstance(request, UnsupportedRequest):
+            raise BackendError(ErrorCode.UNSUPPORTED, f"this agent cannot run {request.op!r}")
+        else:
+            async for piece in self._text(request):
+                yield piece
+
+    async def _text(self, request: TextRequest) -> AsyncIterator[Piece | Finish]:
+        """Chat or a plain completion, asked again if a workaround applies (module docstring)."""
         chat = isinstance(request, ChatRequest)
         if isinstance(request, ChatRequest):
             path, body = "/chat/completions", chat_body(request, self._ask_usage)

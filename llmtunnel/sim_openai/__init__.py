@@ -8,6 +8,7 @@ simulated Ollama's (``llmtunnel/sim_ollama``): the words of the last user messag
 tool whose name is in the message is called.
 """
 
+from llmtunnel.sim_ollama import bound_port
 from llmtunnel.sim_openai.config import (
     CONFIG_KEY,
     DEFAULT_MODELS,
@@ -17,7 +18,7 @@ from llmtunnel.sim_openai.config import (
     SimOpenAIConfig,
     SimOpenAIStats,
 )
-from llmtunnel.sim_openai.server import bound_port, create_app, main, serve
+from llmtunnel.sim_openai.server import create_app, main, serve
 
 __all__ = [
     "CONFIG_KEY",

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from llmtunnel.sim_ollama import SimModel
+from llmtunnel.sim_ollama import SimModel, SimStats
 
 Flavour = Literal["vllm", "llama.cpp", "lm-studio", "plain"]
 FLAVOURS: tuple[Flavour, ...] = ("vllm", "llama.cpp", "lm-studio", "plain")
@@ -53,11 +53,9 @@ class SimOpenAIConfig:
 
 
 @dataclass
-class SimOpenAIStats:
-    started: int = 0
-    completed: int = 0
-    cancelled: int = 0
-    active: int = 0
+class SimOpenAIStats(SimStats):
+    """The simulated Ollama's counters (``queued`` stays 0: no parallel limit here), and more."""
+
     not_found: int = 0  # requests for a route this flavour does not have
     bodies: list[dict[str, Any]] = field(default_factory=list)  # the last requests, as sent
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import secrets
 import time
@@ -14,7 +12,7 @@ from aiohttp import web
 
 from llmtunnel.sim_ollama import SimModel
 from llmtunnel.sim_ollama.replies import Plan, count_prompt_tokens, make_plan, tool_calls_for
-from llmtunnel.sim_ollama.server import embedding_vector
+from llmtunnel.sim_ollama.server import embedding_vector, run_until_interrupted, start
 from llmtunnel.sim_openai.config import (
     CONFIG_KEY,
     EMBEDDING_DIMENSIONS,
@@ -210,13 +208,18 @@ def _turn(
     return turn
 
 
+async def _generating(request: web.Request, api: str) -> tuple[dict[str, Any], SimModel]:
+    """The body and the model of a request for text, which the model must make."""
+    body = await _body(request)
+    model = served(request.app[CONFIG_KEY], body.get("model"))
+    if "completion" not in model.capabilities:
+        raise error(400, f"The model does not support {api} API")
+    return body, model
+
+
 @routes.post("/v1/chat/completions")
 async def chat(request: web.Request) -> web.StreamResponse:
-    config = request.app[CONFIG_KEY]
-    body = await _body(request)
-    model = served(config, body.get("model"))
-    if "completion" not in model.capabilities:
-        raise error(400, "The model does not support Chat Completions API")
+    body, model = await _generating(request, "Chat Completions")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
         raise error(400, "messages must be a non-empty list")
@@ -254,11 +257,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/v1/completions")
 async def completions(request: web.Request) -> web.StreamResponse:
-    config = request.app[CONFIG_KEY]
-    body = await _body(request)
-    model = served(config, body.get("model"))
-    if "completion" not in model.capabilities:
-        raise error(400, "The model does not support Completions API")
+    body, model = await _generating(request, "Completions")
     prompt = body.get("prompt")
     prompt = prompt[0] if isinstance(prompt, list) and prompt else prompt
     if not isinstance(prompt, str):
@@ -331,30 +330,9 @@ def create_app(config: SimOpenAIConfig | None = None) -> web.Application:
 async def serve(host: str, port: int, config: SimOpenAIConfig | None = None) -> web.AppRunner:
     """Listen on ``host:port`` (0 for a free port); the caller cleans the runner up. A client
     that goes away cancels its generation at once, as vLLM and llama.cpp do."""
-    runner = web.AppRunner(
-        create_app(config), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
-    )
-    await runner.setup()
-    await web.TCPSite(runner, host, port, backlog=1024).start()
-    return runner
-
-
-def bound_port(runner: web.AppRunner) -> int:
-    port: int = runner.addresses[0][1]
-    return port
+    return await start(create_app(config), host, port)
 
 
 def main(host: str, port: int, config: SimOpenAIConfig) -> None:
     """Serve until interrupted."""
-
-    async def run() -> None:
-        runner = await serve(host, port, config)
-        base = f"http://{host}:{bound_port(runner)}/v1"
-        print(f"sim-openai ({config.flavour}) listening on {base}", flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    run_until_interrupted(create_app(config), host, port, f"sim-openai ({config.flavour})", "/v1")

@@ -46,23 +46,11 @@ class Turn:
 
 async def reply(request: web.Request, turn: Turn) -> web.StreamResponse:
     """Write ``turn``, counting it as started, completed or cancelled (the client went away)."""
-    config, stats = request.app[CONFIG_KEY], request.app[STATS_KEY]
-    stats.started += 1
-    stats.active += 1
-    finished = False
-    try:
+    config = request.app[CONFIG_KEY]
+    with request.app[STATS_KEY].counted():
         if turn.stream:
-            response = await _stream(request, turn, config)
-        else:
-            response = await _whole(turn, config)
-        finished = True
-        return response
-    finally:
-        stats.active -= 1
-        if finished:
-            stats.completed += 1
-        else:
-            stats.cancelled += 1
+            return await _stream(request, turn, config)
+        return await _whole(turn, config)
 
 
 def _usage(turn: Turn) -> dict[str, int]:
