@@ -58,11 +58,13 @@ class FrameType(IntEnum):
 
 
 class Frame:
-    """Base of all frames. ``SCHEMA`` lists the accepted Python types of each field, in order."""
+    """Base of all frames. ``SCHEMA`` lists the accepted Python types of each field, in order;
+    the last ``OPTIONAL_FIELDS`` of them may be left out (a field added later, §2)."""
 
     __slots__ = ()
     TYPE: ClassVar[FrameType]
     SCHEMA: ClassVar[tuple[type | tuple[type, ...], ...]]
+    OPTIONAL_FIELDS: ClassVar[int] = 0
 
     def check(self) -> None:
         """Raise ``RemoteProtocolError`` when a field is out of range."""
@@ -322,16 +324,30 @@ def tool_call_size(call: ToolCall) -> int:
 @dataclass(frozen=True, slots=True)
 class End(StreamFrame):
     """Agent → edge: the stream finished normally (§7). ``usage_reported`` is false when the
-    runtime counted no tokens (both counts are then 0): the edge counts conservatively (§7)."""
+    runtime counted no tokens (both counts are then 0): the edge counts conservatively (§7).
+
+    The field came later, so it is written only when false, and read as true when left out
+    (§2): agents and edges from before it keep working together with those after it."""
 
     TYPE = FrameType.END
     SCHEMA = (int, str, int, int, dict, bool)
+    OPTIONAL_FIELDS = 1  # usage_reported may be left out
     stream_id: int
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
     timings: dict[str, int]
     usage_reported: bool = True
+
+    def wire_values(self) -> tuple[Any, ...]:
+        fields = (
+            self.stream_id,
+            self.finish_reason,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.timings,
+        )
+        return fields if self.usage_reported else (*fields, False)
 
     def check(self) -> None:
         _check_stream_id(self.stream_id)

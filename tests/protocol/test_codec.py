@@ -104,12 +104,12 @@ GOLDEN: list[tuple[Frame, str]] = [
     ),
     # EMBEDDINGS: [15, stream_id, index, vectors]; a vector is bin (float32 LE), 1.0 = 00 00 80 3f.
     (Embeddings(1, 0, [b"\x00\x00\x80\x3f"]), "94 0f 01 00 91 c4 04 00 00 80 3f"),
-    # END: [8, stream_id, finish_reason, prompt_tokens, completion_tokens, timings,
-    # usage_reported].
-    (End(1, "stop", 3, 200, {}), "97 08 01 a4 73 74 6f 70 03 cc c8 80 c3"),
+    # END: [8, stream_id, finish_reason, prompt_tokens, completion_tokens, timings], and
+    # usage_reported only when false (§2: written only then, read as true when left out).
+    (End(1, "stop", 3, 200, {}), "96 08 01 a4 73 74 6f 70 03 cc c8 80"),
     (
         End(2, "length", 0, 1, {"total_ns": 5}),
-        "97 08 02 a6 6c 65 6e 67 74 68 00 01 81 a8 74 6f 74 61 6c 5f 6e 73 05 c3",
+        "96 08 02 a6 6c 65 6e 67 74 68 00 01 81 a8 74 6f 74 61 6c 5f 6e 73 05",
     ),
     (End(3, "stop", 0, 0, {}, usage_reported=False), "97 08 03 a4 73 74 6f 70 00 00 80 c2"),
     # ERROR: [9, stream_id, code, message, retryable].
@@ -322,8 +322,9 @@ MALFORMED: list[tuple[str, str]] = [
     ("94 0b 01 02 03", "Window frame has 3 fields, expected 2"),
     ("94 07 01 a0 a0", "Delta frame has 3 fields, expected 4"),
     ("95 06 01 " + CHAT_HI_WIRE + " 00 00", "Open frame has 4 fields, expected 3"),
-    # An END without usage_reported (the field came later, §7) is refused as any short frame.
-    ("96 08 01 a4 73 74 6f 70 03 cc c8 80", "End frame has 5 fields, expected 6"),
+    # END may leave out its last field, usage_reported, and no other (§2).
+    ("95 08 01 a4 73 74 6f 70 03 cc c8", "End frame has 4 fields, expected 5 to 6"),
+    ("98 08 01 a4 73 74 6f 70 03 cc c8 80 c3 c3", "End frame has 7 fields, expected 5 to 6"),
     # Wrong field types; bool and int are distinct on the wire.
     ("92 0c c3", "Ping.payload has type bool"),
     ("92 0c c2", "Ping.payload has type bool"),
@@ -387,7 +388,7 @@ MALFORMED: list[tuple[str, str]] = [
         "request.model must be a name of 1 to 256 characters",
     ),
     # END usage beyond 2³²-1 (the red team's 2⁶⁴-1 broke the edge's database writes).
-    ("97 08 01 a4 73 74 6f 70 00 cf ff ff ff ff ff ff ff ff 80 c3", "token counts"),
+    ("96 08 01 a4 73 74 6f 70 00 cf ff ff ff ff ff ff ff ff 80", "token counts"),
     # Well typed but out of range: check() runs on every decoded frame.
     ("93 0b 01 00", "window increment 0"),
     ("93 0a 00 a0", "stream id 0"),
@@ -496,7 +497,7 @@ def test_lengths_up_to_the_frame_size_are_fine() -> None:
             " a9 61 72 67 75 6d 65 6e 74 73 c7 00 05",
             id="in-tool-call-arguments",
         ),
-        pytest.param("97 08 01 a4 73 74 6f 70 00 00 81 a1 74 c7 00 05 c3", id="in-end-timings"),
+        pytest.param("96 08 01 a4 73 74 6f 70 00 00 81 a1 74 c7 00 05", id="in-end-timings"),
         pytest.param(
             "92 05 91 83 a4 6e 61 6d 65 a1 6d ac 63 61 70 61 62 69 6c 69 74 69 65 73 90"
             " a6 66 61 6d 69 6c 79 c7 00 05",

@@ -139,7 +139,7 @@ GOLDEN_SESSION: list[Step] = [
     (
         Role.AGENT,
         End(1, "stop", 3, 200, {}),
-        "97 08 01 a4 73 74 6f 70 03 cc c8 80 c3",
+        "96 08 01 a4 73 74 6f 70 03 cc c8 80",
         State.DRAINING,
         State.DRAINING,
         [],
