@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmtunnel.cli.common import fail, setup_logging
+from llmtunnel.cli.common import fail, run_loop, setup_logging
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -102,7 +102,7 @@ def agent_run(
             await backend.aclose()
 
     try:
-        asyncio.run(serve())
+        run_loop(serve())
     except AgentStopped as exc:
         fail(str(exc), code=2)
 

@@ -198,8 +198,7 @@ async def _idle(
     """(e): a fresh edge with one working agent, then the idle agents join it."""
     print(f"\n(e) {len(configs) - 1} idle agents on one edge (and one working agent)")
     port = free_port()
-    ca = data_dir / "tls" / "ca.pem"
-    tls = ssl.create_default_context(cafile=str(ca))
+    ca = data_dir / "tls" / "ca.pem"  # made by the edge when it starts, if this run made none
     idle_dir = tmp / "idle"
     idle_dir.mkdir()
     for n, config in enumerate(configs[1:]):
@@ -209,6 +208,7 @@ async def _idle(
         _edge(data_dir, port, tmp / "edge-e.log") as edge,
         _agent(agent_file, source, tmp / "agent-e.log"),
     ):
+        tls = ssl.create_default_context(cafile=str(ca))
         await _wait_models(f"https://localhost:{port}", key, tls)
         await asyncio.sleep(2)
         before = edge.rss_kib()
