@@ -83,32 +83,34 @@ class HttpStream:
 
     async def lines(
         self, path: str, body: bytes, content_type: str = "application/json"
-    ) -> AsyncGenerator[bytes, None]:
-        """POST ``body`` to ``path`` and yield each non-empty line of the reply, without its
-        line ending. ``HttpStatusError`` for a status other than 200, ``LineTooLong``, or
-        aiohttp's ``ClientError`` when the connection fails."""
+    ) -> AsyncGenerator[list[bytes], None]:
+        """POST ``body`` to ``path`` and yield the reply's non-empty lines, without their line
+        endings, as they arrive: each batch holds every line completed by one read from the
+        socket, so tokens that arrived together are handled together. ``HttpStatusError`` for
+        a status other than 200, ``LineTooLong``, or aiohttp's ``ClientError`` when the
+        connection fails. A line may keep a ``\r`` of a CRLF ending."""
         headers = {**self._headers, "Content-Type": content_type}
-        reply = await self._request("POST", self.base_url + path, body, headers)
-        async with reply:
+        async with await self._request("POST", self.base_url + path, body, headers) as reply:
             if reply.status != 200:
                 raise HttpStatusError(reply.status, await _read(reply, MAX_ERROR_BODY))
-            buffer = bytearray()
             said = False  # a 200 that ended without a line: the server failed after answering
+            partial = bytearray()  # a line begun and not ended: each byte is copied once
             async for chunk in reply.content.iter_any():
-                buffer += chunk
-                start = 0
-                while (end := buffer.find(b"\n", start)) >= 0:
-                    line = bytes(buffer[start:end]).rstrip(b"\r")
-                    start = end + 1
-                    if line:
-                        said = True
-                        yield line
-                del buffer[:start]
-                if len(buffer) > MAX_LINE:
-                    raise LineTooLong(f"a line of more than {MAX_LINE} bytes")
-            if buffer.strip():
+                end = chunk.rfind(b"\n")
+                if end < 0:
+                    partial += chunk
+                    if len(partial) > MAX_LINE:
+                        raise LineTooLong(f"a line of more than {MAX_LINE} bytes")
+                    continue
+                complete = bytes(partial) + chunk[:end] if partial else chunk[:end]
+                partial = bytearray(chunk[end + 1 :])
+                batch = [line for line in complete.split(b"\n") if line.strip()]
+                if batch:
+                    said = True
+                    yield batch
+            if partial.strip():
                 said = True
-                yield bytes(buffer)  # the last line may end without a newline
+                yield [bytes(partial)]  # the last line may end without a newline
             if not said:
                 reply.close()  # and drops its connection: not one to reuse
 

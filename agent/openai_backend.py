@@ -185,13 +185,22 @@ class OpenAIBackend:
         lines = self._http.lines(path, dumps(body))
         try:
             # Read to the end, past [DONE]: a response left early takes its connection with it.
-            async for line in lines:
-                chunk = event(line, self.runtime)
-                if not isinstance(chunk, dict):
-                    done = done or chunk is DONE
-                    continue
-                piece = reply.chunk(chunk)
-                if piece is not None:
+            async for batch in lines:
+                # The events that arrived together make one piece, as on the Ollama path: what
+                # the session would coalesce into one DELTA anyway, for less work per token.
+                piece = Piece()
+                try:
+                    for line in batch:
+                        chunk = event(line, self.runtime)
+                        if isinstance(chunk, dict):
+                            reply.chunk(chunk, piece)
+                        else:
+                            done = done or chunk is DONE
+                except BackendError:
+                    if piece.content or piece.thinking or piece.tool_calls:
+                        yield piece  # what came before the runtime's error is the client's
+                    raise
+                if piece.content or piece.thinking or piece.tool_calls:
                     yield piece
         except aiohttp.ClientPayloadError as exc:
             raise BackendError(

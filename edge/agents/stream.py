@@ -138,6 +138,10 @@ class TunnelStream:
         prompt, completion = self.unreported_usage()
         return dataclasses.replace(end, prompt_tokens=prompt, completion_tokens=completion)
 
+    def ready(self) -> bool:
+        """Whether ``next()`` would return at once."""
+        return bool(self._events)
+
     async def next_text(self) -> TextEvent:
         return as_text(await self.next())
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmtunnel.cli.common import fail, setup_logging
+from llmtunnel.cli.common import fail, run_loop, setup_logging
 
 if TYPE_CHECKING:
     from agent.backends import Named
@@ -145,7 +145,7 @@ def agent_run(
             await served.aclose()
 
     try:
-        asyncio.run(serve())
+        run_loop(serve())
     except AgentStopped as exc:
         fail(str(exc), code=2)
 

@@ -148,7 +148,8 @@ async def test_a_failure_after_the_start_ends_the_stream_with_the_runtimes_error
         with pytest.raises(BackendError, match="the engine died mid-generation"):
             async for item in backend.stream(_chat("go tokens=10 fail-after=3")):
                 seen.append(item)
-    assert [p.content for p in seen if isinstance(p, Piece)] == ["go", " the", " tunnel"]
+    # Everything before the runtime's error reached the session (in the batches it came in).
+    assert "".join(p.content for p in seen if isinstance(p, Piece)) == "go the tunnel"
 
 
 async def test_a_stream_cut_without_a_word_is_an_error_not_a_short_reply() -> None:

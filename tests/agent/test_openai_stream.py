@@ -20,6 +20,13 @@ def _chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any
     return b"data: " + json.dumps({"id": "c", "choices": choices, **extra}).encode()
 
 
+def _one(reply: Reply, chunk: dict[str, Any]) -> Piece | None:
+    """What one chunk adds, alone in its piece (the backend puts a batch's in one)."""
+    piece = Piece()
+    reply.chunk(chunk, piece)
+    return piece if piece.content or piece.thinking or piece.tool_calls else None
+
+
 def _read(lines: list[bytes], chat: bool = True) -> tuple[list[Piece], Finish]:
     reply = Reply(RUNTIME, chat)
     pieces = []
@@ -29,7 +36,7 @@ def _read(lines: list[bytes], chat: bool = True) -> tuple[list[Piece], Finish]:
         if not isinstance(chunk, dict):
             done = done or chunk is DONE
             continue
-        piece = reply.chunk(chunk)
+        piece = _one(reply, chunk)
         if piece is not None:
             pieces.append(piece)
     assert done
@@ -102,7 +109,7 @@ def test_tool_calls_cut_anywhere_come_out_whole_each_when_the_next_begins() -> N
     out: list[tuple[int, Piece]] = []
     for number, line in enumerate(lines):
         chunk = event(line, RUNTIME)
-        if isinstance(chunk, dict) and (piece := reply.chunk(chunk)) is not None:
+        if isinstance(chunk, dict) and (piece := _one(reply, chunk)) is not None:
             out.append((number, piece))
     compact = json.dumps({"city": "Zürich", "days": [1, 2]}, separators=(",", ":"))
     # The first call leaves when the second begins; the second with the finish reason, which
@@ -169,7 +176,7 @@ def test_calls_that_cannot_be_carried_whole_are_backend_errors(
         for line in lines:
             chunk = event(line, RUNTIME)
             assert isinstance(chunk, dict)
-            reply.chunk(chunk)
+            reply.chunk(chunk, Piece())
     assert caught.value.code is ErrorCode.BACKEND_ERROR and wanted in str(caught.value)
 
 
@@ -254,3 +261,12 @@ def test_a_reply_fed_a_byte_at_a_time_by_the_line_reader_is_the_same() -> None:
                 lines.append(line)
     pieces, finish = _read(lines)
     assert pieces == [Piece("é")] and finish == Finish("stop", 1, 1, {})
+
+
+def test_lines_ending_in_crlf_are_read_the_same() -> None:
+    # sse-starlette (llama-cpp-python's server) separates events with CRLF; the pool's lines
+    # keep the CR.
+    pieces, finish = _read(
+        [_chunk({"content": "a"}) + b"\r", _chunk({}, "stop") + b"\r", b"data: [DONE]\r"]
+    )
+    assert pieces == [Piece("a")] and finish.finish_reason == "stop"

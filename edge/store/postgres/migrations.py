@@ -133,6 +133,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX responses_tenant ON responses(tenant_id, created_at);
     """,
+    # 2: console sessions (edge/console), by a digest of their id; they end with their admin key.
+    """
+    CREATE TABLE console_sessions (
+        session_hash TEXT PRIMARY KEY,
+        admin_key_id TEXT NOT NULL REFERENCES admin_keys(id),
+        created_at DOUBLE PRECISION NOT NULL,
+        last_seen_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX console_sessions_seen ON console_sessions(last_seen_at);
+    """,
 )
 
 # pg_advisory_xact_lock's key: any constant every node agrees on ('llmtunnl' in ASCII).
