@@ -10,13 +10,24 @@ import errno
 import logging
 import signal
 import sys
-from collections.abc import Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Coroutine, Iterable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from llmtunnel.logs import LogFormat
+
 if TYPE_CHECKING:
     from edge.logging_safety import RepeatLimiter
+
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        help="human: one readable line per event; json: one JSON object per line (time, level,"
+        " logger, message, request_id, tenant, key, machine, stream).",
+    ),
+]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -36,20 +47,27 @@ def address_in_use_is_a_usage_error(where: str, flag: str) -> Iterator[None]:
         fail(f"{where} is already in use: stop what listens there, or choose another with {flag}")
 
 
-def setup_logging(verbose: bool) -> RepeatLimiter:
-    """Log to stderr, through filters that rate-limit repeated records and redact anything that
-    looks like a key (edge/logging_safety.py): nothing a client does can flood the log or put a
-    secret in it. Returns the rate limiter, for its summaries to be flushed now and then."""
+def setup_logging(
+    verbose: bool,
+    log_format: LogFormat = LogFormat.HUMAN,
+    fields: Iterable[logging.Filter] = (),
+) -> RepeatLimiter:
+    """Log to stderr in ``log_format`` (llmtunnel/logs.py), through filters that rate-limit
+    repeated records and redact anything that looks like a key (edge/logging_safety.py):
+    nothing a client does can flood the log or put a secret in it. ``fields`` are the filters
+    that put a request's fields (its id, tenant, machine…) on the records written for it.
+    Returns the rate limiter, for its summaries to be flushed now and then."""
     from edge.logging_safety import RepeatLimiter, protect_handler
+    from llmtunnel.logs import formatter
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(formatter(log_format))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[stderr])
     limiter = RepeatLimiter()
     for handler in logging.getLogger().handlers:
         protect_handler(handler, limiter)
+        for field_filter in fields:
+            handler.addFilter(field_filter)
     # Library chatter (httpx logs every request the agent makes to Ollama) is for debugging.
     for library in ("httpx", "httpcore"):
         logging.getLogger(library).setLevel(logging.DEBUG if verbose else logging.WARNING)

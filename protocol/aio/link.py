@@ -20,6 +20,10 @@ the peer simply went away, raises ``ClosedByPeer`` if it sent ERROR on stream 0,
 (WebSocket close 1002, or 1009 for a frame too large, §4). ``close()`` ends the link from this
 side, from any task, any number of times, even before ``run()``: everything still goes out
 through the one writer.
+
+What a link moves is counted in a ``Traffic`` (frames and bytes each way, after the login), which
+many links may share: plain integers bumped by the read loop and the writer, which cost next to
+nothing per frame, for the metrics to read when they are scraped.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from protocol.aio.transport import Transport, send_all
@@ -52,6 +57,16 @@ _REFUSED = frozenset({ErrorCode.AUTH_FAILED, ErrorCode.MACHINE_REVOKED})
 _LIVE = (State.OPEN, State.DRAINING)
 
 
+@dataclass(slots=True)
+class Traffic:
+    """Frames and bytes links received and sent (WebSocket payloads, after the login)."""
+
+    frames_received: int = 0
+    bytes_received: int = 0
+    frames_sent: int = 0
+    bytes_sent: int = 0
+
+
 class Link:
     """One logged-in connection (see the module docstring). Subclasses implement the hooks."""
 
@@ -62,9 +77,16 @@ class Link:
         super().__init_subclass__(**kwargs)
         cls.log = logging.getLogger(cls.__module__)  # a session logs as the end it serves
 
-    def __init__(self, transport: Transport, conn: Connection, heartbeat_interval: float) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        conn: Connection,
+        heartbeat_interval: float,
+        traffic: Traffic | None = None,
+    ) -> None:
         self.transport = transport
         self.conn = conn
+        self.traffic = traffic if traffic is not None else Traffic()
         self.heartbeat_interval = heartbeat_interval
         self.write_bound = WRITE_TIMEOUT_INTERVALS * heartbeat_interval
         self.rtt: float | None = None  # seconds, from the last PONG to this side's PING
@@ -150,7 +172,10 @@ class Link:
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        traffic = self.traffic
         while (data := await self.transport.recv()) is not None:
+            traffic.frames_received += 1
+            traffic.bytes_received += len(data)
             self._liveness.heard(loop.time())
             if self.conn.state is State.CLOSED:
                 continue  # this side closed it: what still arrives was in flight
@@ -173,7 +198,10 @@ class Link:
                 stopping = self._stopping  # read first: all queued before the stop goes now
                 if not stopping and self.conn.state is not State.CLOSED:
                     self.prepare_frames()
-                await send_all(self.transport, self.conn.data_to_send(), self.write_bound)
+                batch = self.conn.data_to_send()
+                self.traffic.frames_sent += len(batch)
+                self.traffic.bytes_sent += sum(map(len, batch))
+                await send_all(self.transport, batch, self.write_bound)
                 if stopping:
                     return
         except TimeoutError:

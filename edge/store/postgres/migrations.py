@@ -133,6 +133,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX responses_tenant ON responses(tenant_id, created_at);
     """,
+    # 2: the id of each API request (its x-request-id, README "Operating it"), so that an audit
+    # row can be matched with the edge's and the agent's log lines (SQLite's migration 5).
+    """
+    ALTER TABLE audit_events ADD COLUMN request_id TEXT;
+    """,
 )
 
 # pg_advisory_xact_lock's key: any constant every node agrees on ('llmtunnl' in ASCII).

@@ -147,4 +147,9 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX responses_tenant ON responses(tenant_id, created_at);
     """,
+    # 5: the id of each API request (its x-request-id, README "Operating it"), so that an audit
+    # row can be matched with the edge's and the agent's log lines.
+    """
+    ALTER TABLE audit_events ADD COLUMN request_id TEXT;
+    """,
 )

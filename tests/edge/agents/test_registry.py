@@ -41,7 +41,7 @@ class FakeSession:
     def in_flight(self) -> int:
         return len(self.streams)
 
-    def open_stream(self, request: Any, timeout: float) -> TunnelStream:
+    def open_stream(self, request: Any, timeout: float, request_id: str) -> TunnelStream:
         stream = TunnelStream(self, len(self.streams) + 1)
         self.streams.append(stream)
         return stream

@@ -47,6 +47,7 @@ class ScriptedMachine:
     accepting: bool = True
     backend_down: str | None = None
     requests: list[Request] = field(default_factory=list)
+    request_ids: list[str] = field(default_factory=list)
     cancelled: list[str | None] = field(default_factory=list)
     streams: dict[int, TunnelStream] = field(default_factory=dict)
 
@@ -58,8 +59,9 @@ class ScriptedMachine:
     def in_flight(self) -> int:
         return len(self.streams)
 
-    def open_stream(self, request: Request, timeout: float) -> TunnelStream:
+    def open_stream(self, request: Request, timeout: float, request_id: str) -> TunnelStream:
         self.requests.append(request)
+        self.request_ids.append(request_id)
         stream = TunnelStream(self, len(self.requests))
         self.streams[stream.stream_id] = stream
         loop = asyncio.get_running_loop()
