@@ -96,6 +96,16 @@ def run_until_signal(main: Coroutine[Any, Any, None]) -> None:
     asyncio.run(wrapper())
 
 
+def parse_listen(
+    listen: str, flag: str = "--listen", default_host: str = "0.0.0.0"
+) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6; an empty host is ``default_host``)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        fail(f"{flag} must be HOST:PORT, got {listen!r}")
+    return host.strip("[]") or default_host, int(port)
+
+
 def when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"

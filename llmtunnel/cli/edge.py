@@ -14,19 +14,13 @@ from llmtunnel.cli.common import (
     address_in_use_is_a_usage_error,
     fail,
     flush_log_summaries,
+    parse_listen,
     run_until_signal,
     setup_logging,
 )
 from llmtunnel.logs import LogFormat
 
 edge_app = typer.Typer(no_args_is_help=True, help="Run the public edge server.")
-
-
-def _parse_listen(listen: str, flag: str = "--listen") -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        fail(f"{flag} must be HOST:PORT, got {listen!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def _default_data_dir() -> Path:
@@ -135,8 +129,10 @@ def edge_serve(
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together")
     data_dir = data_dir or _default_data_dir()
-    host, port = _parse_listen(listen or ("127.0.0.1:8080" if plain_http else "0.0.0.0:443"))
-    metrics_address = _parse_listen(metrics_listen, "--metrics-listen") if metrics_listen else None
+    host, port = parse_listen(listen or ("127.0.0.1:8080" if plain_http else "0.0.0.0:443"))
+    metrics_address = (
+        parse_listen(metrics_listen, "--metrics-listen", "127.0.0.1") if metrics_listen else None
+    )
     ca_file: Path | None = None
     secure_data_dir(data_dir)  # 0700 before anything, the self-signed CA's key included, is in it
     if self_signed:
@@ -175,7 +171,9 @@ def edge_serve(
         if ca_file:
             typer.echo(f"self-signed: clients and agents must trust the CA at {ca_file}")
         if edge.metrics is not None and metrics_address is not None:
-            metrics_url = f"http://{metrics_address[0]}:{edge.metrics.port}/metrics"
+            metrics_host = metrics_address[0]
+            metrics_host = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
+            metrics_url = f"http://{metrics_host}:{edge.metrics.port}/metrics"
             typer.echo(f"metrics at {metrics_url}")
         try:
             await asyncio.Event().wait()
