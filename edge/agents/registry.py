@@ -287,6 +287,12 @@ class Registry(Generic[S]):
             progress = False
             for key_id in list(queues):
                 waiter = queues[key_id][0]
+                if waiter.future.done():
+                    # Cancelled (its client went away) but its task has not run to leave the
+                    # queue yet: a slot granted to it would be lost, and set_result would raise.
+                    _pop(queues, key_id)
+                    progress = True
+                    break
                 try:
                     self._check_servable(tenant_id, waiter.model, waiter.exclude, waiter.only)
                 except ApiError as exc:
