@@ -24,6 +24,7 @@ class MetricsListenFailed(Exception):
 class MetricsListener:
     runner: web.AppRunner
     port: int  # the one bound (the address may have asked for 0)
+    metrics: EdgeMetrics
 
     async def stop(self) -> None:
         await self.runner.cleanup()
@@ -49,4 +50,4 @@ async def serve_metrics(metrics: EdgeMetrics, host: str, port: int) -> MetricsLi
         await runner.cleanup()
         raise MetricsListenFailed(f"cannot serve metrics on {host}:{port}: {exc}") from exc
     bound: int = runner.addresses[0][1]
-    return MetricsListener(runner, bound)
+    return MetricsListener(runner, bound, metrics)

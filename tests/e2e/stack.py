@@ -19,6 +19,7 @@ from openai.types.chat import ChatCompletionUserMessageParam
 
 from agent.backend import Backend
 from agent.config import AgentConfig
+from agent.metrics import AgentMetrics
 from agent.ollama import OllamaBackend
 from agent.pairing import pair
 from agent.runner import RunOptions, run_agent
@@ -131,11 +132,13 @@ class Stack:
         *,
         ollama_url: str | None = None,
         dial: str | None = None,
+        metrics: AgentMetrics | None = None,
         **options: Any,
     ) -> Agent:
         """Pair a machine and run its agent until it shows up online.
 
-        ``dial`` makes the agent connect through another address (a test proxy)."""
+        ``dial`` makes the agent connect through another address (a test proxy); ``metrics``
+        counts what it does."""
         config = await pair(await self.pairing_code(slug, name), self.edge_url, self.ca)
         if dial is not None:
             config = config.model_copy(update={"edge_url": dial})
@@ -144,7 +147,7 @@ class Stack:
         )
         run_options = RunOptions(**{"backoff_base": 0.05, "backoff_cap": 0.5, **options})
         stop = asyncio.Event()
-        task = asyncio.create_task(run_agent(config, backend, run_options, stop))
+        task = asyncio.create_task(run_agent(config, backend, run_options, stop, metrics))
         agent = Agent(config, task, stop, backend)
         self.agents.append(agent)
         await self.wait_online(slug, name)
