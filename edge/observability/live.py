@@ -63,6 +63,8 @@ class LiveCollector(Collector):
             labels=["tenant"],
         )
         waiting: Counter[str] = Counter()  # two ids past the cap share "(other)": add up
+        for tenant_id in self._machines.tenants():  # 0 rather than nothing where machines are
+            waiting[self._tenant(tenant_id)] += 0
         for tenant_id, count in self._machines.queued().items():
             waiting[self._tenant(tenant_id)] += count
         for tenant, count in waiting.items():
