@@ -14,8 +14,8 @@ import pytest
 
 from agent.metrics import AgentMetrics, serve_metrics
 from protocol import TunnelLimits
-from tests.e2e.metrics_scrape import Scrape, scrape
 from tests.e2e.stack import running_stack, user
+from tests.metrics_scrape import Scrape, scrape
 
 pytestmark = pytest.mark.e2e
 

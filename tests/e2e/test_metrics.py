@@ -15,8 +15,8 @@ import pytest
 from agent.metrics import AgentMetrics, serve_metrics
 from llmtunnel import sim_ollama
 from protocol import TunnelLimits
-from tests.e2e.metrics_scrape import Scrape, scrape
 from tests.e2e.stack import Stack, running_stack, user
+from tests.metrics_scrape import Scrape, scrape
 
 pytestmark = pytest.mark.e2e
 
