@@ -11,11 +11,9 @@ machine's tunnel, the audit writer) carry none.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
-from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from edge.audit import RequestRecord
@@ -23,15 +21,20 @@ if TYPE_CHECKING:
 _CURRENT: ContextVar[RequestRecord | None] = ContextVar("llmtunnel_request", default=None)
 
 
-@contextlib.contextmanager
-def current_request(record: RequestRecord) -> Iterator[None]:
+class current_request:  # lower case: it reads as a function, with current_request(record)
     """Log lines written inside the block (in this task, and in tasks started from it) are
-    about ``record``'s request."""
-    token = _CURRENT.set(record)
-    try:
-        yield
-    finally:
-        _CURRENT.reset(token)
+    about ``record``'s request. A class rather than a generator: it runs on every request."""
+
+    __slots__ = ("_record", "_token")
+
+    def __init__(self, record: RequestRecord) -> None:
+        self._record = record
+
+    def __enter__(self) -> None:
+        self._token: Token[RequestRecord | None] = _CURRENT.set(self._record)
+
+    def __exit__(self, *exc: Any) -> None:
+        _CURRENT.reset(self._token)
 
 
 class RequestLogFields(logging.Filter):
