@@ -132,22 +132,15 @@ class _Live(Collector):
             "1 while the backend (Ollama) answers, as last checked (PROTOCOL.md §5)",
             value=int(m.backend_up),
         )
-        t = m.traffic
-        frames = CounterMetricFamily(
-            "llmtunnel_agent_tunnel_frames",
-            "Frames on the tunnel after login; in: from the edge",
-            labels=["direction"],
-        )
-        frames.add_metric(["in"], t.frames_received)
-        frames.add_metric(["out"], t.frames_sent)
-        sizes = CounterMetricFamily(
-            "llmtunnel_agent_tunnel_bytes",
-            "Bytes of frames on the tunnel after login; in: from the edge",
-            labels=["direction"],
-        )
-        sizes.add_metric(["in"], t.bytes_received)
-        sizes.add_metric(["out"], t.bytes_sent)
-        yield from (frames, sizes)
+        for unit, received, sent in m.traffic.totals():
+            family = CounterMetricFamily(
+                f"llmtunnel_agent_tunnel_{unit}",
+                f"Tunnel {unit} after login; in: from the edge",
+                labels=["direction"],
+            )
+            family.add_metric(["in"], received)
+            family.add_metric(["out"], sent)
+            yield family
 
 
 @dataclass(slots=True)

@@ -124,19 +124,12 @@ class LiveCollector(Collector):
         yield from (machines, streams, rtt)
 
     def _tunnel_traffic(self) -> Iterator[Metric]:
-        t = self._traffic
-        frames = CounterMetricFamily(
-            "llmtunnel_edge_tunnel_frames",
-            "Frames on the machines' tunnels after login; in: from the machines",
-            labels=["direction"],
-        )
-        frames.add_metric(["in"], t.frames_received)
-        frames.add_metric(["out"], t.frames_sent)
-        sizes = CounterMetricFamily(
-            "llmtunnel_edge_tunnel_bytes",
-            "Bytes of frames on the machines' tunnels after login; in: from the machines",
-            labels=["direction"],
-        )
-        sizes.add_metric(["in"], t.bytes_received)
-        sizes.add_metric(["out"], t.bytes_sent)
-        yield from (frames, sizes)
+        for unit, received, sent in self._traffic.totals():
+            family = CounterMetricFamily(
+                f"llmtunnel_edge_tunnel_{unit}",
+                f"Tunnel {unit} after login, all machines; in: from the machines",
+                labels=["direction"],
+            )
+            family.add_metric(["in"], received)
+            family.add_metric(["out"], sent)
+            yield family

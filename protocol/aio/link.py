@@ -66,6 +66,13 @@ class Traffic:
     frames_sent: int = 0
     bytes_sent: int = 0
 
+    def totals(self) -> tuple[tuple[str, int, int], ...]:
+        """``(what, received, sent)`` for ``frames`` and ``bytes``, as metrics report them."""
+        return (
+            ("frames", self.frames_received, self.frames_sent),
+            ("bytes", self.bytes_received, self.bytes_sent),
+        )
+
 
 class Link:
     """One logged-in connection (see the module docstring). Subclasses implement the hooks."""
