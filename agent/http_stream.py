@@ -64,28 +64,31 @@ class HttpStream:
 
     async def lines(
         self, path: str, body: bytes, content_type: str = "application/json"
-    ) -> AsyncGenerator[bytes, None]:
-        """POST ``body`` to ``path`` and yield each non-empty line of the reply, without its
-        line ending. ``HttpStatusError`` for a status other than 200, ``LineTooLong``, or
-        aiohttp's ``ClientError`` when the connection fails."""
+    ) -> AsyncGenerator[list[bytes], None]:
+        """POST ``body`` to ``path`` and yield the reply's non-empty lines, without their line
+        endings, as they arrive: each batch holds every line completed by one read from the
+        socket, so tokens that arrived together are handled together. ``HttpStatusError`` for
+        a status other than 200, ``LineTooLong``, or aiohttp's ``ClientError`` when the
+        connection fails."""
         headers = {"Content-Type": content_type}
         async with self._client().post(self.base_url + path, data=body, headers=headers) as reply:
             if reply.status != 200:
                 raise HttpStatusError(reply.status, await reply.content.read(MAX_ERROR_BODY))
-            buffer = bytearray()
+            partial = bytearray()  # a line begun and not ended: each byte is copied once
             async for chunk in reply.content.iter_any():
-                buffer += chunk
-                start = 0
-                while (end := buffer.find(b"\n", start)) >= 0:
-                    line = bytes(buffer[start:end]).rstrip(b"\r")
-                    start = end + 1
-                    if line:
-                        yield line
-                del buffer[:start]
-                if len(buffer) > MAX_LINE:
-                    raise LineTooLong(f"a line of more than {MAX_LINE} bytes")
-            if buffer.strip():
-                yield bytes(buffer)  # the last line may end without a newline
+                end = chunk.rfind(b"\n")
+                if end < 0:
+                    partial += chunk
+                    if len(partial) > MAX_LINE:
+                        raise LineTooLong(f"a line of more than {MAX_LINE} bytes")
+                    continue
+                complete = bytes(partial) + chunk[:end] if partial else chunk[:end]
+                partial = bytearray(chunk[end + 1 :])
+                batch = [line for line in complete.split(b"\n") if line.strip()]
+                if batch:
+                    yield batch
+            if partial.strip():
+                yield [bytes(partial)]  # the last line may end without a newline
 
     async def aclose(self) -> None:
         if self._session is not None:

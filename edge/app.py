@@ -5,6 +5,7 @@ beside them (docs/ARCHITECTURE.md "The edge").
     /v1/…                         the public API (edge.api): every dialect, one pipeline
     /admin/v1/…                   the admin API (edge.admin)
     /agent/pair, /agent/connect   where machines come in (edge.agents)
+    /console/…                    the web console (edge.console)
 
 State (store, registry, limits, recorder) is opened and closed with the app (``cleanup_ctx``),
 so that starting, draining and stopping have one order whoever runs the app.
@@ -29,6 +30,8 @@ from edge.api import create_api_app
 from edge.api.openapi import openapi
 from edge.bodies import LANE
 from edge.config import EdgeConfig
+from edge.console import PREFIX as CONSOLE_PREFIX
+from edge.console import create_console_app
 from edge.context import CONTEXT, Clock, open_context
 from edge.fair_lane import FairLane
 from edge.middleware import json_errors, openai_shape
@@ -99,4 +102,5 @@ def create_app(config: EdgeConfig, clock: Clock = time.time) -> web.Application:
     app.add_subapp("/v1", create_api_app(config.max_body))
     app.add_subapp(ADMIN_PREFIX, create_admin_app())
     app.add_subapp("/agent", create_agents_app(config.pairing_attempts_per_minute))
+    app.add_subapp(CONSOLE_PREFIX, create_console_app())
     return app

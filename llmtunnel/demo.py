@@ -82,14 +82,16 @@ async def run_demo(
             try:
                 edge_url = f"https://localhost:{edge.port}"
                 ca = str(bundle.ca_cert)
-                key, code = await _provision(edge_url, ca, edge.admin_key_path)
+                assert edge.admin_key_path is not None  # a fresh data dir always makes one
+                admin_key = (await asyncio.to_thread(edge.admin_key_path.read_text)).strip()
+                key, code = await _provision(edge_url, ca, admin_key)
                 settings = await pair(code, edge_url, ca)
                 agent_config.save(settings, data_dir / "agent.json")
                 options = RunOptions(max_concurrency=8)
                 backend = OllamaBackend(ollama_url, options.max_concurrency)
                 agent_task = asyncio.create_task(run_agent(settings, backend, options))
                 model = await _wait_for_model(edge_url, ca, key)
-                _print_instructions(edge_url, ca, key, model, ollama_label)
+                _print_instructions(edge_url, ca, key, model, ollama_label, admin_key)
                 await asyncio.Event().wait()
             finally:
                 if agent_task is not None:
@@ -100,10 +102,8 @@ async def run_demo(
                 await edge.stop()
 
 
-async def _provision(edge_url: str, ca: str, admin_key_path: Path | None) -> tuple[str, str]:
+async def _provision(edge_url: str, ca: str, admin_key: str) -> tuple[str, str]:
     """Tenant, API key and pairing code through the admin API, as an operator would."""
-    assert admin_key_path is not None  # a fresh data dir always creates the operator key
-    admin_key = (await asyncio.to_thread(admin_key_path.read_text)).strip()
     headers = {"Authorization": f"Bearer {admin_key}"}
     async with httpx.AsyncClient(
         base_url=edge_url + "/admin/v1",
@@ -130,7 +130,9 @@ async def _wait_for_model(edge_url: str, ca: str, key: str) -> str:
             await asyncio.sleep(0.1)
 
 
-def _print_instructions(edge_url: str, ca: str, key: str, model: str, ollama_label: str) -> None:
+def _print_instructions(
+    edge_url: str, ca: str, key: str, model: str, ollama_label: str, admin_key: str
+) -> None:
     base = f"{edge_url}/v1"
     body = (
         f'{{"model": "{model}", "stream": true, '
@@ -143,6 +145,9 @@ llmtunnel demo is running: edge on {edge_url}, one agent paired as {TENANT}/gpu-
   base URL  {base}
   API key   {key}
   CA        {ca}   (self-signed for this demo)
+
+  console   {edge_url}/console/   (your browser will warn about the demo's CA)
+  sign in   {admin_key}   (the operator key)
 
 Stream a chat completion with curl:
 

@@ -1,7 +1,8 @@
 """msgpack encoding of frames; every size is checked before allocating (PROTOCOL.md §2).
 
-``decode`` raises only ``FrameTooLarge`` or ``RemoteProtocolError``: whatever msgpack or the
-frame constructors would raise on hostile input is caught here and named.
+``decode`` (one frame) and ``decode_many`` (a message of frames back to back) raise only
+``FrameTooLarge`` or ``RemoteProtocolError``: whatever msgpack or the frame constructors would
+raise on hostile input is caught here and named.
 """
 
 from __future__ import annotations
@@ -50,26 +51,72 @@ def encode(frame: Frame) -> bytes:
 
 
 def decode(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> Frame:
-    """Parse and validate one frame of at most ``max_frame`` bytes."""
+    """Parse and validate a message of at most ``max_frame`` bytes that holds exactly one frame."""
+    _check_size(data, max_frame)
+    try:
+        obj = msgpack.unpackb(data, **_bounds(len(data)))
+    except msgpack.ExtraData:
+        raise RemoteProtocolError(
+            "a message with more than one frame where one is expected"
+        ) from None
+    except Exception as exc:  # msgpack raises a dozen types on garbage; all mean the same here
+        raise _malformed(exc) from None
+    return _frame_of(obj)
+
+
+def decode_many(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> list[Frame]:
+    """Parse and validate every frame of a message of at most ``max_frame`` bytes, in order:
+    once a session is open a message carries one or more frames back to back (§2)."""
+    _check_size(data, max_frame)
+    bounds = _bounds(len(data))
+    try:
+        # The common case, one frame, without the cost of an Unpacker.
+        return [_frame_of(msgpack.unpackb(data, **bounds))]
+    except msgpack.ExtraData as more:
+        first, rest = more.unpacked, more.extra
+    except RemoteProtocolError:
+        raise
+    except Exception as exc:
+        raise _malformed(exc) from None
+    frames = [_frame_of(first)]
+    unpacker = msgpack.Unpacker(max_buffer_size=len(rest), **bounds)
+    unpacker.feed(rest)
+    try:
+        objects = list(unpacker)
+    except Exception as exc:
+        raise _malformed(exc) from None
+    if unpacker.tell() != len(rest):  # the iteration stops quietly at a frame cut short
+        raise RemoteProtocolError("malformed frame: the message ends inside a frame")
+    frames.extend(_frame_of(obj) for obj in objects)
+    return frames
+
+
+def _check_size(data: bytes, max_frame: int) -> None:
     if len(data) > max_frame:
         raise FrameTooLarge(f"frame of {len(data)} bytes exceeds limit {max_frame}")
-    size = len(data)
-    try:
-        # No container or string can be longer than the frame that carries it, so these bounds
-        # stop a forged length prefix from allocating gigabytes from a few bytes.
-        obj = msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            max_str_len=size,
-            max_bin_len=size,
-            max_array_len=size,
-            max_map_len=size // 2,
-            max_ext_len=0,
-            ext_hook=_refuse_extension,
-        )
-    except Exception as exc:  # msgpack raises a dozen types on garbage; all mean the same here
-        raise RemoteProtocolError(f"malformed frame: {type(exc).__name__}: {exc}") from None
+
+
+def _bounds(size: int) -> dict[str, Any]:
+    # No container or string can be longer than the message that carries it, so these bounds
+    # stop a forged length prefix from allocating gigabytes from a few bytes.
+    return {
+        "raw": False,
+        "strict_map_key": True,
+        "max_str_len": size,
+        "max_bin_len": size,
+        "max_array_len": size,
+        "max_map_len": size // 2,
+        "max_ext_len": 0,
+        "ext_hook": _refuse_extension,
+    }
+
+
+def _malformed(exc: Exception) -> RemoteProtocolError:
+    return RemoteProtocolError(f"malformed frame: {type(exc).__name__}: {exc}")
+
+
+def _frame_of(obj: Any) -> Frame:
+    """The frame a decoded msgpack value stands for, checked field by field."""
     if not isinstance(obj, list) or not obj or type(obj[0]) is not int:
         raise RemoteProtocolError("a frame must be an array starting with its type code")
     cls = FRAME_CLASSES.get(obj[0])

@@ -1,12 +1,14 @@
 """The tunnel connection as a sans-I/O state machine (PROTOCOL.md §4 to §10).
 
 Theory of operation. One ``Connection`` object lives on each end of one WebSocket. The I/O layer
-hands every received binary message to ``receive()``, which validates it against the connection
-state, the stream table and the credit windows, and returns the frame for the application to act
-on (or ``None`` when the frame belonged to a stream this side already closed and is dropped on
-purpose). The application calls ``send()`` for every frame it wants to emit; ``send()`` checks the
+hands every received binary message to ``receive_message()``, which validates each of its frames
+against the connection state, the stream table and the credit windows, and returns the frames for
+the application to act on (leaving out those that belonged to a stream this side already closed,
+dropped on purpose); ``receive()`` does the same for a message of exactly one frame, as the login
+has them. The application calls ``send()`` for every frame it wants to emit; ``send()`` checks the
 same rules from the other direction and queues the encoded bytes, which the I/O layer collects with
-``data_to_send()`` and writes in order. Some frames are answered by the machine itself: PING gets a
+``data_to_send()`` and writes in order: once the session is open, the frames queued together share
+messages up to the peer's limit (§2). Some frames are answered by the machine itself: PING gets a
 PONG, and credit for dropped DELTAs is handed back with WINDOW. A peer that keeps sending PINGs
 while the I/O layer cannot write (it stopped reading) would grow the outbox without end, so past
 ``MAX_UNSENT_PONGS`` PONGs not yet collected a PING is a protocol error (§9).
@@ -122,6 +124,7 @@ TRANSITIONS: dict[tuple[State, FrameType], State] = {
     **{(State.DRAINING, t): State.DRAINING for t in _SESSION},
 }
 _CROSSED_GOAWAY = (State.DRAINING, FrameType.OPEN)
+_LIVE = (State.OPEN, State.DRAINING)  # the session: frames may share a message (§2)
 FLOW_CONTROLLED = (Delta, Embeddings)  # the frames charged against the windows (§8)
 # Automatic PONGs the I/O layer has not collected yet; past this a PING is refused (§9). An
 # honest peer pings once per heartbeat interval, so only a peer that stops reading gets here.
@@ -157,7 +160,10 @@ class Connection:
         self._last_stream_id = 0
         self._connection_send = SendWindow(0)
         self._connection_receive = ReceiveWindow(0)
-        self._outbox: list[bytes] = []
+        # Messages to write, each a list of encoded frames. Once the session is open, frames
+        # queued together share a message up to the peer's limit (§2): one write for many.
+        self._outbox: list[list[bytes]] = []
+        self._batch_size = 0  # bytes in the last message, while it still takes frames
         self._unsent_pongs = 0
         # Flow-controlled bytes received per stream and not yet reported by consumed(); kept
         # after the stream ends until the application has read them.
@@ -187,10 +193,13 @@ class Connection:
         return self._last_stream_id + 1
 
     def data_to_send(self) -> list[bytes]:
-        """Encoded frames queued by ``send()`` and by automatic replies, oldest first."""
+        """Messages to write, oldest first: the frames queued by ``send()`` and by automatic
+        replies, each message holding one frame during the login and as many as fit once the
+        session is open (§2)."""
         out, self._outbox = self._outbox, []
+        self._batch_size = 0
         self._unsent_pongs = 0
-        return out
+        return [parts[0] if len(parts) == 1 else b"".join(parts) for parts in out]
 
     # ------------------------------------------------------------------ sending
 
@@ -204,12 +213,21 @@ class Connection:
             raise LocalProtocolError(f"the {self.role.value} never sends {frame.TYPE.name}")
         data = self._encode(frame)
         new_state = self._next_state(frame, receiving=False)
+        batchable = self.state in _LIVE  # sent in the session, not in the login
         if isinstance(frame, StreamFrame):
             self._account_sent(frame)
         self._enter(new_state, frame)
         if isinstance(frame, GoAway):
             self.draining_sent = True
-        self._outbox.append(data)
+        self._queue(data, batchable)
+
+    def _queue(self, data: bytes, batchable: bool) -> None:
+        if batchable and self._batch_size and self._batch_size + len(data) <= self.max_send_frame:
+            self._outbox[-1].append(data)
+            self._batch_size += len(data)
+            return
+        self._outbox.append([data])
+        self._batch_size = len(data) if batchable else 0
 
     def _encode(self, frame: Frame) -> bytes:
         try:
@@ -282,8 +300,27 @@ class Connection:
     # ------------------------------------------------------------------ receiving
 
     def receive(self, data: bytes) -> Frame | None:
-        """Validate one received message; the frame, or ``None`` for a dropped late frame."""
-        frame = codec.decode(data, self.max_receive_frame)
+        """Validate a received message of one frame; the frame, or ``None`` for a dropped late
+        frame. The login (§3) goes one frame per message."""
+        return self._take(codec.decode(data, self.max_receive_frame))
+
+    def receive_message(self, data: bytes) -> list[Frame]:
+        """Validate a received message: the frames for the application, in order, late frames
+        dropped. Once the session is open a message may carry several frames (§2); a frame that
+        closes the connection ends the message there."""
+        if self.state not in _LIVE:
+            frame = self.receive(data)
+            return [] if frame is None else [frame]
+        frames = []
+        for frame in codec.decode_many(data, self.max_receive_frame):
+            taken = self._take(frame)
+            if taken is not None:
+                frames.append(taken)
+            if self.state is State.CLOSED:
+                break
+        return frames
+
+    def _take(self, frame: Frame) -> Frame | None:
         if self.peer not in SENDERS[frame.TYPE]:
             raise RemoteProtocolError(f"the {self.peer.value} never sends {frame.TYPE.name}")
         new_state = self._next_state(frame, receiving=True)

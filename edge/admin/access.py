@@ -1,5 +1,9 @@
 """What the admin API's resources share: who may act on a tenant (``TenantAdmin``), and the
-validators and ranges of what an admin sends."""
+validators and ranges of what an admin sends.
+
+An admin is authenticated by the admin key the request carries (``Authorization: Bearer``), or
+by whoever mounted the handlers beforehand: the console (edge/console) serves these same
+handlers to a signed-in session and sets ``AUTHENTICATED`` before they run."""
 
 from __future__ import annotations
 
@@ -29,6 +33,18 @@ MAX_MODEL_NAME = 256
 MAX_UNIX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z, the last second datetime can name
 
 
+# Set on a request by an application that mounts the admin handlers behind its own
+# authentication (the console's session); a request's own storage, which no client can write.
+AUTHENTICATED = web.RequestKey("llmtunnel_authenticated_admin", AdminKey)
+
+
+async def admin_of(request: web.Request) -> AdminKey:
+    """The admin the request acts as: the one the mounting application authenticated, or the
+    one its admin key names (401 without a valid one)."""
+    admin = request.get(AUTHENTICATED)
+    return admin if admin is not None else await authenticate_admin(request)
+
+
 @dataclass(frozen=True, slots=True)
 class TenantAdmin:
     """An authorized admin request on one tenant."""
@@ -45,7 +61,7 @@ async def tenant_admin(request: web.Request) -> TenantAdmin:
     """The admin key of the request, authorized on the tenant its path names (``{slug}``):
     401 without a valid admin key, 403 on another tenant, 404 (operator only) on no tenant."""
     ctx = request.config_dict[CONTEXT]
-    admin = await authenticate_admin(request)
+    admin = await admin_of(request)
     tenant = await ctx.store.tenants.by_slug(request.match_info["slug"])
     if tenant is None:
         if admin.tenant_id is not None:

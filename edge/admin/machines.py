@@ -67,8 +67,25 @@ def _machine_view(ctx: EdgeContext, machine: Machine) -> dict[str, Any]:
             in_flight=session.in_flight,
             max_concurrency=session.max_concurrency,
             models=sorted(session.models),
+            model_details=[_model_view(session.models[name]) for name in sorted(session.models)],
+            rtt_ms=round(session.rtt * 1000, 1) if session.rtt is not None else None,
         )
     return view
+
+
+_MODEL_FIELDS = (
+    "name",
+    "capabilities",
+    "context_length",
+    "family",
+    "parameter_size",
+    "quantization",
+)
+
+
+def _model_view(model: dict[str, Any]) -> dict[str, Any]:
+    """What the machine's agent says of one model (checked at the tunnel, PROTOCOL.md §5)."""
+    return {field: model.get(field) for field in _MODEL_FIELDS}
 
 
 @routes.delete("/tenants/{slug}/machines/{name}")

@@ -8,8 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from edge import credentials
-from edge.admin.access import tenant_admin
-from edge.auth import authenticate_admin
+from edge.admin.access import admin_of, tenant_admin
 from edge.bodies import read_json_object
 from edge.context import CONTEXT, EdgeContext
 from edge.errors import ApiError, bad_request
@@ -23,7 +22,7 @@ SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 @routes.post("/tenants")
 async def create_tenant(request: web.Request) -> web.Response:
     ctx = request.config_dict[CONTEXT]
-    admin = await authenticate_admin(request)
+    admin = await admin_of(request)
     if admin.tenant_id is not None:
         raise ApiError(403, "forbidden", "only the operator creates tenants")
     body = await read_json_object(request)
@@ -44,7 +43,7 @@ async def create_tenant(request: web.Request) -> web.Response:
 @routes.get("/tenants")
 async def list_tenants(request: web.Request) -> web.Response:
     ctx = request.config_dict[CONTEXT]
-    admin = await authenticate_admin(request)
+    admin = await admin_of(request)
     tenants = [t for t in await ctx.store.tenants.all() if admin.tenant_id in (None, t.id)]
     return web.json_response({"tenants": [await _tenant_view(ctx, t) for t in tenants]})
 
@@ -57,6 +56,12 @@ async def _tenant_view(ctx: EdgeContext, tenant: Tenant) -> dict[str, Any]:
         "created_at": tenant.created_at,
         "store_responses": await ctx.store.tenants.stores_responses(tenant.id),
     }
+
+
+@routes.get("/tenants/{slug}")
+async def get_tenant(request: web.Request) -> web.Response:
+    admin = await tenant_admin(request)
+    return web.json_response(await _tenant_view(admin.ctx, admin.tenant))
 
 
 @routes.patch("/tenants/{slug}")

@@ -124,6 +124,10 @@ class TunnelStream:
             self.observer(event)
         return event
 
+    def ready(self) -> bool:
+        """Whether ``next()`` would return at once."""
+        return bool(self._events)
+
     async def next_text(self) -> TextEvent:
         return as_text(await self.next())
 

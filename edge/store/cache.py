@@ -26,6 +26,7 @@ from edge.store.interface import (
     Keys,
     Machines,
     Responses,
+    Sessions,
     Store,
     Tenants,
     Usage,
@@ -261,6 +262,10 @@ class CachedStore:
     @property
     def responses(self) -> Responses:
         return self.inner.responses
+
+    @property
+    def sessions(self) -> Sessions:
+        return self.inner.sessions
 
     @property
     def schema_version(self) -> int:

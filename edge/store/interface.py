@@ -14,9 +14,13 @@ from typing import Any, Protocol
 from edge.store.records import (
     AdminKey,
     ApiKey,
+    AuditQuery,
     AuditRow,
+    ConsoleSession,
     KeyLimits,
     Machine,
+    ModelUsageRow,
+    SeriesPoint,
     Tenant,
     UsageIncrement,
     UsageRow,
@@ -137,6 +141,26 @@ class Usage(Protocol):
     async def prune_audit(self, before: float) -> int:
         """Delete audit events older than ``before``; returns how many went."""
 
+    async def audit_page(
+        self, tenant_id: str, query: AuditQuery, limit: int
+    ) -> list[dict[str, Any]]:
+        """The tenant's events that ``query`` selects, newest first (by ``at``, then ``id``),
+        as maps of ``AUDIT_COLUMNS`` plus ``id``: a number that orders events of the same
+        ``at``, which ``AuditQuery.before`` pages on."""
+
+    async def series(
+        self, since: float, until: float, bucket_seconds: int, tenant_id: str | None = None
+    ) -> list[SeriesPoint]:
+        """API requests (``kind = 'request'``) from ``since`` to ``until`` (exclusive) counted
+        per tenant (only ``tenant_id``'s when given) and per bucket of ``bucket_seconds``
+        starting at ``since``; buckets without requests are left out. By tenant, then time."""
+
+    async def daily_by_model(
+        self, tenant_id: str, since: float, key_id: str | None = None
+    ) -> list[ModelUsageRow]:
+        """The tenant's API requests from ``since`` on, per UTC day, key and model (of one
+        key when given), from the audit events. By day, key name, model."""
+
 
 class Aliases(Protocol):
     async def set(self, tenant_id: str, alias: str, model: str) -> None:
@@ -167,6 +191,25 @@ class Responses(Protocol):
     async def delete(self, tenant_id: str, response_id: str) -> bool: ...
 
 
+class Sessions(Protocol):
+    """Console sessions (edge/console): stored by a digest of their id, never the id."""
+
+    async def create(self, session_hash: str, admin_key_id: str, now: float) -> None: ...
+
+    async def get(self, session_hash: str) -> ConsoleSession | None:
+        """The session with its admin key; ``None`` when there is none or its admin key was
+        revoked (revoking an admin key ends its sessions at once). Expiry is the caller's."""
+
+    async def touch(self, session_hash: str, now: float) -> None:
+        """The session was used at ``now`` (its inactivity timeout starts again)."""
+
+    async def delete(self, session_hash: str) -> bool: ...
+
+    async def prune(self, idle_before: float, created_before: float) -> int:
+        """Delete sessions last used before ``idle_before``, made before ``created_before``, or
+        of a revoked admin key; returns how many went."""
+
+
 class Store(Protocol):
     # Read-only properties, so that an implementation's own query classes satisfy them.
     @property
@@ -183,6 +226,8 @@ class Store(Protocol):
     def aliases(self) -> Aliases: ...
     @property
     def responses(self) -> Responses: ...
+    @property
+    def sessions(self) -> Sessions: ...
 
     @property
     def schema_version(self) -> int: ...

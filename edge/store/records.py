@@ -112,6 +112,49 @@ class UsageRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelUsageRow:
+    """A tenant's API requests of one UTC day, one key and one model, from the audit events
+    (so within their retention): tokens as the machines reported them."""
+
+    day: str
+    key_name: str | None  # None: the key is gone
+    model: str | None  # None: the request failed before it named a served model
+    requests: int
+    errors: int  # status 400 and above
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """A tenant's API requests in one time bucket ``[start, start + bucket)``, from the audit
+    events: what the console's charts draw."""
+
+    tenant_id: str
+    start: float
+    requests: int
+    errors: int  # status 400 and above
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_ms_avg: float | None  # over the requests that produced output
+    ttft_ms_max: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which of a tenant's audit events to read, newest first; every field narrows."""
+
+    since: float = 0.0
+    until: float | None = None  # exclusive
+    key_id: str | None = None
+    machine: str | None = None
+    kind: str | None = None  # 'request' | 'admin'
+    status_min: int | None = None  # inclusive; events without a status (admin) never match
+    status_max: int | None = None
+    before: tuple[float, int] | None = None  # a page's cursor: (at, id) of the last event seen
+
+
+@dataclass(frozen=True, slots=True)
 class AdminKey:
     id: str
     tenant_id: str | None  # None: the operator
@@ -122,3 +165,12 @@ class AdminKey:
     def actor(self) -> str:
         """Who acted, as the audit trail names it."""
         return "operator" if self.tenant_id is None else f"admin:{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """A signed-in console session of a live admin key (edge/console)."""
+
+    admin: AdminKey
+    created_at: float
+    last_seen_at: float

@@ -186,13 +186,13 @@ class Link:
             self._liveness.heard(loop.time())
             if self.conn.state is State.CLOSED:
                 continue  # this side closed it: what still arrives was in flight
-            frame = self.conn.receive(data)
-            if isinstance(frame, Error) and frame.stream_id == NO_STREAM:
-                raise ClosedByPeer(frame.code, frame.message)
-            if isinstance(frame, Pong):
-                self.rtt = (time.monotonic_ns() - frame.payload) / 1e9
-            elif frame is not None and not isinstance(frame, Ping):
-                self.frame_received(frame)
+            for frame in self.conn.receive_message(data):
+                if isinstance(frame, Error) and frame.stream_id == NO_STREAM:
+                    raise ClosedByPeer(frame.code, frame.message)
+                if isinstance(frame, Pong):
+                    self.rtt = (time.monotonic_ns() - frame.payload) / 1e9
+                elif not isinstance(frame, Ping):
+                    self.frame_received(frame)
             self._wake.set()  # the connection may have queued a PONG or a WINDOW
 
     # ------------------------------------------------------------------ writing

@@ -60,7 +60,8 @@ async def test_generate_yields_the_response_and_its_counts(
     pieces, finish = await _run(
         backend, {"op": "generate", "model": "llama3.2:3b", "prompt": prompt}
     )
-    assert len(pieces) == 9  # one piece per streamed line: nothing merged or lost
+    # Lines that arrive together make one piece; together they are the whole reply.
+    assert 1 <= len(pieces) <= 9
     assert "".join(p.content for p in pieces) == direct.response
     assert not any(p.thinking or p.tool_calls for p in pieces)
     assert finish.finish_reason == "stop"
@@ -145,7 +146,7 @@ async def test_a_generate_failing_mid_stream_yields_then_raises(backend: OllamaB
         async for item in _stream(backend, request):
             assert isinstance(item, Piece)  # never a Finish
             received.append(item.content)
-    assert received == ["go", " the", " tunnel"]
+    assert "".join(received) == "go the tunnel"  # everything before Ollama's error line
     assert caught.value.code == ErrorCode.BACKEND_ERROR
     assert "llama runner process has terminated" in str(caught.value)
 

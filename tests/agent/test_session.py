@@ -91,14 +91,12 @@ async def edge_reads(edge: Side, until: type[Frame], *, consume: bool = True) ->
     while not (frames and isinstance(frames[-1], until)):
         data = await edge.transport.recv()
         assert data is not None, f"the agent hung up before {until.__name__}: {frames}"
-        frame = edge.conn.receive(data)
-        if frame is None:
-            continue
-        frames.append(frame)
-        if consume and isinstance(frame, Delta):
-            edge.conn.consumed(frame.stream_id, frame.flow_size)
-            for out in edge.conn.data_to_send():
-                await edge.transport.send(out)
+        for frame in edge.conn.receive_message(data):
+            frames.append(frame)
+            if consume and isinstance(frame, Delta):
+                edge.conn.consumed(frame.stream_id, frame.flow_size)
+        for out in edge.conn.data_to_send():
+            await edge.transport.send(out)
     return frames
 
 

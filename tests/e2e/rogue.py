@@ -9,6 +9,7 @@ credit, malformed. Built on the project's ``protocol`` package and the ``websock
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import socket
 from collections.abc import AsyncIterator
@@ -33,9 +34,8 @@ from protocol import (
     Role,
     auth_message,
     choose_version,
-    decode,
 )
-from protocol.codec import AGENT_MAX_RECEIVE_FRAME
+from protocol.codec import AGENT_MAX_RECEIVE_FRAME, decode_many
 
 MODELS: list[dict[str, Any]] = [{"name": "rogue:1b", "capabilities": ["completion", "tools"]}]
 F = TypeVar("F", bound=Frame)
@@ -69,6 +69,7 @@ class RogueAgent:
         self.ws = ws
         self.conn = conn
         self.ready = ready
+        self._pending: collections.deque[Frame] = collections.deque()  # read, not yet returned
 
     @classmethod
     async def login(
@@ -135,9 +136,10 @@ class RogueAgent:
     async def receive(self) -> Frame | None:
         """The next frame, through the connection: credit and stream state follow it. The
         connection's automatic replies (PONG) go out at once, as a real agent's do."""
-        frame = self.conn.receive(await _recv(self.ws))
-        await self.flush()
-        return frame
+        if not self._pending:
+            self._pending.extend(self.conn.receive_message(await _recv(self.ws)))
+            await self.flush()
+        return self._pending.popleft() if self._pending else None
 
     @contextlib.asynccontextmanager
     async def answering_pings(self) -> AsyncIterator[list[Frame | None]]:
@@ -178,7 +180,7 @@ class RogueAgent:
                 async for message in self.ws:
                     assert isinstance(message, bytes)
                     with contextlib.suppress(ProtocolError):
-                        ending.frames.append(decode(message, max_frame=len(message)))
+                        ending.frames.extend(decode_many(message, max_frame=len(message)))
         ending.code = self.ws.close_code
         return ending
 

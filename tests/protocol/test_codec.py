@@ -40,7 +40,7 @@ from protocol import (
     decode,
     encode,
 )
-from protocol.codec import AGENT_MAX_RECEIVE_FRAME
+from protocol.codec import AGENT_MAX_RECEIVE_FRAME, decode_many
 from protocol.frames import FRAME_CLASSES, Frame
 from protocol.requests import (
     ChatRequest,
@@ -401,10 +401,10 @@ MALFORMED: list[tuple[str, str]] = [
     ("92 0e a2 c3 28", "malformed"),  # truncated UTF-8 sequence
     ("93 0b 81 90 01 05", "malformed"),  # map with an array key
     ("92 05 91 81 01 02", "malformed"),  # map with an integer key
-    # Trailing data after one complete frame.
-    ("92 0c 05 05", "malformed"),
-    ("92 0c 05 00", "malformed"),
-    ("92 0c 05 92 0c 05", "malformed"),  # two frames in one message
+    # Trailing data after one complete frame, where one frame is expected (decode; §2).
+    ("92 0c 05 05", "more than one frame"),
+    ("92 0c 05 00", "more than one frame"),
+    ("92 0c 05 92 0c 05", "more than one frame"),  # two frames in one message
     # Empty input.
     ("", "malformed"),
 ]
@@ -429,8 +429,33 @@ def test_every_truncation_of_a_golden_frame_is_rejected(frame: Frame, wire: str)
 @pytest.mark.parametrize(("frame", "wire"), GOLDEN, ids=repr)
 def test_trailing_bytes_after_a_golden_frame_are_rejected(frame: Frame, wire: str) -> None:
     for extra in (b"\x00", b"\xc0", b"\x90", h(wire)):
-        with pytest.raises(RemoteProtocolError, match="malformed"):
+        with pytest.raises(RemoteProtocolError, match="more than one frame"):
             decode(h(wire) + extra)
+    for extra in (b"\x00", b"\xc0", b"\x90"):  # where several frames may come, none is one
+        with pytest.raises(RemoteProtocolError, match="array starting with its type code"):
+            decode_many(h(wire) + extra, 10**6)
+    assert decode_many(h(wire) * 2, 10**6) == [frame, frame]
+
+
+def test_a_message_of_golden_frames_decodes_to_each_in_order() -> None:
+    frames = [frame for frame, _ in GOLDEN]
+    message = b"".join(h(wire) for _, wire in GOLDEN)
+    assert decode_many(message, len(message)) == frames
+    assert decode_many(message[: len(h(GOLDEN[0][1]))]) == [frames[0]]  # one frame alone
+
+
+def test_a_message_of_frames_is_bounded_as_a_whole() -> None:
+    one = encode(Ping(1))
+    with pytest.raises(FrameTooLarge):
+        decode_many(one * 10, len(one) * 10 - 1)
+    assert decode_many(one * 10, len(one) * 10) == [Ping(1)] * 10
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3])
+def test_a_message_whose_last_frame_is_cut_is_malformed(cut: int) -> None:
+    message = encode(Ping(1)) + encode(Cancel(3, "gone"))
+    with pytest.raises(RemoteProtocolError, match="malformed"):
+        decode_many(message[:-cut])
 
 
 FORGED = [

@@ -20,6 +20,7 @@ from protocol import (
     State,
     decode,
 )
+from protocol.codec import decode_many
 from tests.protocol.test_login import logged_in
 
 
@@ -66,7 +67,7 @@ def test_close_works_in_any_state_before_closed(role: Role) -> None:
     conn = edge if role is Role.EDGE else agent
     conn.send(GoAway("bye"))  # DRAINING
     conn.close(ErrorCode.HEARTBEAT_TIMEOUT, "no frame for 15 s")
-    frames = [decode(data) for data in conn.data_to_send()]
+    frames = [f for data in conn.data_to_send() for f in decode_many(data, len(data))]
     assert frames[-1] == Error(0, "heartbeat_timeout", "no frame for 15 s", False)
     assert conn.state is State.CLOSED
 

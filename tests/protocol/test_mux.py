@@ -46,6 +46,7 @@ from protocol import (
     decode,
     encode,
 )
+from protocol.codec import decode_many
 from protocol.frames import MAX_WINDOW, NO_STREAM
 from protocol.mux import MAX_UNSENT_PONGS
 from protocol.requests import ChatRequest, EmbedRequest, Message, Options
@@ -56,14 +57,15 @@ READY = Ready("s", 1024, STREAM_WINDOW, CONNECTION_WINDOW, 5.0)
 CHAT = ChatRequest("m", (Message("user", "hi"),))
 
 
-def pump(source: Connection, target: Connection) -> list[Frame | None]:
-    """Move everything ``source`` queued into ``target``, one message per frame."""
-    return [target.receive(data) for data in source.data_to_send()]
+def pump(source: Connection, target: Connection) -> list[Frame]:
+    """Move everything ``source`` queued into ``target``, as the I/O layer does; the frames
+    ``target`` delivers (dropped late frames are not among them)."""
+    return [frame for data in source.data_to_send() for frame in target.receive_message(data)]
 
 
 def queued(conn: Connection) -> list[Frame]:
     """Collect and decode what ``conn`` queued, without delivering it."""
-    return [decode(data) for data in conn.data_to_send()]
+    return [frame for data in conn.data_to_send() for frame in decode_many(data, 1 << 30)]
 
 
 def handshake(*, hello: bool = True) -> tuple[Connection, Connection]:
@@ -540,7 +542,7 @@ def test_pings_faster_than_pongs_are_collected_are_refused() -> None:
     # Once the outbox is collected the count starts again.
     for payload in range(MAX_UNSENT_PONGS):
         edge.receive(encode(Ping(payload)))
-    assert len(edge.data_to_send()) == MAX_UNSENT_PONGS
+    assert len(queued(edge)) == MAX_UNSENT_PONGS
 
 
 def test_a_ping_answered_each_time_is_never_refused() -> None:
@@ -764,7 +766,7 @@ def test_late_deltas_after_cancel_are_dropped_and_their_credit_returned() -> Non
     assert not edge.is_active(sid)
     agent.send(delta(sid, 100))  # crossed the CANCEL on the wire
     agent.send(End(sid, "stop", 1, 1, {}))
-    assert pump(agent, edge) == [None, None]  # dropped, not delivered
+    assert pump(agent, edge) == []  # dropped, not delivered
     assert queued(edge) == []  # 100 < half of 250: not yet
     assert [agent.receive(data) for data in cancel] == [None]  # the agent had already ended
     other = open_stream(edge, agent)
@@ -781,8 +783,8 @@ def test_late_deltas_alone_return_connection_credit() -> None:
     for sid in streams:
         agent.send(delta(sid, 70))
         edge.send(Cancel(sid, "gone"))
-    assert len(edge.data_to_send()) == 2  # the two CANCELs, still on the wire
-    assert pump(agent, edge) == [None, None]
+    assert len(queued(edge)) == 2  # the two CANCELs, still on the wire
+    assert pump(agent, edge) == []
     assert queued(edge) == [Window(NO_STREAM, 140)]
 
 
@@ -1171,7 +1173,7 @@ def test_a_hand_made_window_for_an_ended_stream_goes_out_and_is_dropped() -> Non
     agent.send(End(1, "stop", 0, 0, {}))
     pump(agent, edge)
     edge.send(Window(1, 10))
-    assert pump(edge, agent) == [None]
+    assert pump(edge, agent) == []
     edge.send(Window(NO_STREAM, 10))  # connection credit is still counted on both ends
     assert pump(edge, agent) == [Window(NO_STREAM, 10)]
     sid = open_stream(edge, agent)
@@ -1204,3 +1206,58 @@ def test_is_active_and_credit_for_unknown_streams() -> None:
     ]
     assert [check() for check in checks] == [0, 0, 0]
     assert not edge.is_active(0) and not edge.is_active(1)
+
+
+# ------------------------------------------------------------------ several frames per message (§2)
+
+
+def test_login_frames_go_one_per_message_and_session_frames_share_them() -> None:
+    edge, agent = handshake(hello=False)
+    agent.send(Hello("1.0", 4, []))
+    agent.send(Models([]))  # queued together with the HELLO, but the HELLO goes alone
+    agent.send(Ping(1))
+    messages = agent.data_to_send()
+    assert [decode_many(m, 1 << 20) for m in messages] == [
+        [Hello("1.0", 4, [])],
+        [Models([]), Ping(1)],
+    ]
+    assert edge.receive(messages[0]) == Hello("1.0", 4, [])  # the edge's login reads one frame
+    assert edge.receive_message(messages[1]) == [Models([]), Ping(1)]
+    assert queued(edge) == [Pong(1)]
+
+
+def test_a_message_holds_frames_up_to_the_peers_limit_and_no_more() -> None:
+    edge, agent = handshake()
+    edge.send(Open(1, CHAT, 0))
+    pump(edge, agent)
+    agent.max_send_frame = 64  # READY's max_frame, as small as a test can make it
+    for _ in range(5):
+        agent.send(delta(1, 15))  # 21 bytes each: three fit in 64
+    messages = agent.data_to_send()
+    assert [len(decode_many(m, 64)) for m in messages] == [3, 2]
+    assert all(len(m) <= 64 for m in messages)
+    frames = [f for m in messages for f in edge.receive_message(m)]
+    assert frames == [delta(1, 15)] * 5
+
+
+def test_a_message_that_closes_the_connection_ends_there() -> None:
+    edge, _ = handshake()
+    message = encode(Ping(1)) + encode(Error(0, "protocol_error", "bye", False)) + encode(Ping(2))
+    assert edge.receive_message(message) == [Ping(1), Error(0, "protocol_error", "bye", False)]
+    assert edge.state is State.CLOSED
+
+
+def test_several_frames_in_one_message_are_refused_during_the_login() -> None:
+    edge = Connection(Role.EDGE)
+    edge.send(Challenge(b"n" * 32, "edge.test", [1]))
+    edge.data_to_send()
+    two = encode(Auth("m_1", 1, b"s" * 64)) * 2
+    with pytest.raises(RemoteProtocolError, match="more than one frame"):
+        edge.receive_message(two)
+
+
+def test_a_refused_frame_in_a_message_fails_the_connection_like_a_lone_one() -> None:
+    edge, _ = handshake()
+    message = encode(Ping(1)) + encode(Open(1, CHAT, 0))  # the agent never sends OPEN
+    with pytest.raises(RemoteProtocolError, match="never sends OPEN"):
+        edge.receive_message(message)

@@ -58,7 +58,7 @@ from protocol import (
     decode,
     encode,
 )
-from protocol.codec import AGENT_MAX_RECEIVE_FRAME
+from protocol.codec import AGENT_MAX_RECEIVE_FRAME, decode_many
 from protocol.frames import MAX_WINDOW, NO_STREAM
 from protocol.mux import FLOW_CONTROLLED
 from protocol.requests import ChatRequest, Message, Request, UnsupportedRequest
@@ -328,13 +328,15 @@ class Tunnel(RuleBasedStateMachine):
     # ---------------------------------------------------------------- plumbing
 
     def collect(self, role: Role, expected: list[Frame]) -> None:
-        """Take what ``role`` queued: exactly ``expected``; put it on the wire."""
+        """Take what ``role`` queued: exactly ``expected``; put it on the wire one frame per
+        message, so that each frame can be delivered (or held back) on its own. Frames that
+        share a message are tested in test_mux.py."""
         out = self.conn[role].data_to_send()
-        frames = [decode(data, AGENT_MAX_RECEIVE_FRAME) for data in out]
+        frames = [f for data in out for f in decode_many(data, AGENT_MAX_RECEIVE_FRAME)]
         assert frames == expected
         for frame in frames:
             self.model[role].sent(frame)
-        self.wire[role].extend(out)
+        self.wire[role].extend(encode(frame) for frame in frames)
 
     def send(self, role: Role, frame: Frame) -> None:
         expected = self.model[role].send_error(frame)
@@ -572,7 +574,7 @@ class Tunnel(RuleBasedStateMachine):
         assert conn.data_to_send() == []
         if not check_receive(conn, encode(frame), frame, model.receive_outcome(frame)):
             return
-        replies = [decode(d) for d in conn.data_to_send()]
+        replies = [f for d in conn.data_to_send() for f in decode_many(d, AGENT_MAX_RECEIVE_FRAME)]
         assert replies == model.received(frame)
         assert conn.state is model.state
 

@@ -482,8 +482,8 @@ def test_a_list_or_map_where_a_name_is_expected_is_refused_not_crashed(
 # ------------------------------------------------------------------------------ unknown ops
 
 
-def pump(source: Connection, target: Connection) -> list[Frame | None]:
-    return [target.receive(data) for data in source.data_to_send()]
+def pump(source: Connection, target: Connection) -> list[Frame]:
+    return [frame for data in source.data_to_send() for frame in target.receive_message(data)]
 
 
 def handshake() -> tuple[Connection, Connection]:

@@ -14,6 +14,7 @@ from edge.store.postgres.content import PostgresAliases, PostgresResponses
 from edge.store.postgres.db import MAX_CONNECTIONS, MIN_CONNECTIONS, Db
 from edge.store.postgres.identity import PostgresMachines, PostgresTenants
 from edge.store.postgres.keys import PostgresAdminKeys, PostgresKeys
+from edge.store.postgres.sessions import PostgresSessions
 from edge.store.postgres.usage import PostgresUsage
 
 
@@ -29,6 +30,7 @@ class PostgresStore:
         self.usage = PostgresUsage(db)
         self.aliases = PostgresAliases(db)
         self.responses = PostgresResponses(db)
+        self.sessions = PostgresSessions(db)
 
     @classmethod
     async def open(

@@ -14,6 +14,7 @@ from edge.store.sqlite.content import SqliteAliases, SqliteResponses
 from edge.store.sqlite.db import Clock, Db
 from edge.store.sqlite.identity import SqliteMachines, SqliteTenants
 from edge.store.sqlite.keys import SqliteAdminKeys, SqliteKeys
+from edge.store.sqlite.sessions import SqliteSessions
 from edge.store.sqlite.usage import SqliteUsage
 
 
@@ -29,6 +30,7 @@ class SqliteStore:
         self.usage = SqliteUsage(self._db)
         self.aliases = SqliteAliases(self._db)
         self.responses = SqliteResponses(self._db)
+        self.sessions = SqliteSessions(self._db)
 
     @property
     def schema_version(self) -> int:

@@ -147,7 +147,17 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX responses_tenant ON responses(tenant_id, created_at);
     """,
-    # 5: the id of each API request (its x-request-id, README "Operating it"), so that an audit
+    # 5: console sessions (edge/console), by a digest of their id; they end with their admin key.
+    """
+    CREATE TABLE console_sessions (
+        session_hash TEXT PRIMARY KEY,
+        admin_key_id TEXT NOT NULL REFERENCES admin_keys(id),
+        created_at REAL NOT NULL,
+        last_seen_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX console_sessions_seen ON console_sessions(last_seen_at);
+    """,
+    # 6: the id of each API request (its x-request-id, README "Operating it"), so that an audit
     # row can be matched with the edge's and the agent's log lines.
     """
     ALTER TABLE audit_events ADD COLUMN request_id TEXT;

@@ -13,6 +13,7 @@ from tests.edge.admin.conftest import AdminApi
 
 # Every route that names a tenant, with a body that would succeed there, and its status then.
 TENANT_ROUTES: list[tuple[str, str, dict[str, Any] | None, int]] = [
+    ("GET", "/tenants/{slug}", None, 200),
     ("PATCH", "/tenants/{slug}", {"store_responses": True}, 200),
     ("POST", "/tenants/{slug}/machines/pair", {"name": "gpu-2"}, 201),
     ("GET", "/tenants/{slug}/machines", None, 200),
@@ -22,6 +23,8 @@ TENANT_ROUTES: list[tuple[str, str, dict[str, Any] | None, int]] = [
     ("POST", "/tenants/{slug}/keys/k1/rotate", {}, 200),
     ("DELETE", "/tenants/{slug}/keys/k1", None, 200),
     ("GET", "/tenants/{slug}/usage", None, 200),
+    ("GET", "/tenants/{slug}/usage/models", None, 200),
+    ("GET", "/tenants/{slug}/stats", None, 200),
     ("GET", "/tenants/{slug}/audit", None, 200),
     ("POST", "/tenants/{slug}/admin-keys", {"name": "bob"}, 201),
     ("GET", "/tenants/{slug}/admin-keys", None, 200),
@@ -33,6 +36,7 @@ TENANT_ROUTES: list[tuple[str, str, dict[str, Any] | None, int]] = [
 ROUTES = [
     ("POST", "/tenants", {"slug": "initech"}),
     ("GET", "/tenants", None),
+    ("GET", "/stats", None),
     *((method, path, body) for method, path, body, _ in TENANT_ROUTES),
 ]
 FORBIDDEN = {

@@ -73,9 +73,7 @@ async def _machine_reads(machine: Side, until: type[Frame]) -> list[Frame]:
     while not (frames and isinstance(frames[-1], until)):
         data = await machine.transport.recv()
         assert data is not None, f"the edge hung up before {until.__name__}: {frames}"
-        frame = machine.conn.receive(data)
-        if frame is not None:
-            frames.append(frame)
+        frames.extend(machine.conn.receive_message(data))
     return frames
 
 

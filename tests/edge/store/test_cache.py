@@ -15,6 +15,7 @@ from edge.store import (
     Keys,
     Machines,
     Responses,
+    Sessions,
     Store,
     Tenants,
     Usage,
@@ -106,6 +107,10 @@ class Counting:
     @property
     def responses(self) -> Responses:
         return self._inner.responses
+
+    @property
+    def sessions(self) -> Sessions:
+        return self._inner.sessions
 
     @property
     def schema_version(self) -> int:

@@ -23,10 +23,10 @@ from protocol import (
     Ready,
     Role,
     TunnelLimits,
-    decode,
     encode,
 )
 from protocol.aio import agent_login, edge_login
+from protocol.codec import decode_many
 from tests.virtual_time import virtual_time
 
 HOST = "edge.test"
@@ -83,7 +83,7 @@ class SocketTransport:
         """Everything that arrives until the other end closes, decoded."""
         while await self.recv() is not None:
             pass
-        return [decode(data, max_frame=len(data)) for data in self.received]
+        return [frame for data in self.received for frame in decode_many(data, len(data))]
 
     async def send_frame(self, frame: Frame) -> None:
         await self.send(encode(frame))

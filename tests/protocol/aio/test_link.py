@@ -27,9 +27,9 @@ from protocol import (
     RemoteProtocolError,
     TunnelLimits,
     Window,
-    decode,
 )
 from protocol.aio import Link
+from protocol.codec import decode_many
 from protocol.requests import GenerateRequest
 from tests.protocol.aio.pair import End as Side
 from tests.protocol.aio.pair import logged_in, on_socket_pairs
@@ -155,8 +155,8 @@ async def test_the_edge_pings_every_interval_and_the_agent_answers() -> None:
     edge, agent = Recorder(edge_side), Recorder(agent_side)
     running = await both(edge, agent)
     await asyncio.sleep(3.5 * INTERVAL)
-    pings = [decode(m) for m in agent_side.transport.received]
-    pongs = [decode(m) for m in edge_side.transport.received]
+    pings = [f for m in agent_side.transport.received for f in decode_many(m, len(m))]
+    pongs = [f for m in edge_side.transport.received for f in decode_many(m, len(m))]
     assert [type(f) for f in pings] == [Ping, Ping, Ping]  # at 1, 2 and 3 intervals
     assert [type(f) for f in pongs] == [Pong, Pong, Pong]  # the agent answers, never pings
     assert [p.payload for p in pings] == [p.payload for p in pongs]  # type: ignore[attr-defined]
