@@ -9,11 +9,12 @@ WebSocket library either. Each end gives it a ``Transport`` over its own library
                   and closing
     link.py       Link: a logged-in connection: the read loop, the single writer, the heartbeat
                   and watchdog (§9), bounded writes, closing; edge and agent sessions subclass it.
-                  Traffic: the frames and bytes links moved, for the metrics
+                  (Traffic, from protocol.traffic: what links moved, for the metrics)
 """
 
-from protocol.aio.link import Link, Traffic
+from protocol.aio.link import Link
 from protocol.aio.login import agent_login, agent_probe, edge_login
 from protocol.aio.transport import Transport
+from protocol.traffic import Traffic
 
 __all__ = ["Link", "Traffic", "Transport", "agent_login", "agent_probe", "edge_login"]

@@ -21,9 +21,8 @@ the peer simply went away, raises ``ClosedByPeer`` if it sent ERROR on stream 0,
 side, from any task, any number of times, even before ``run()``: everything still goes out
 through the one writer.
 
-What a link moves is counted in a ``Traffic`` (frames and bytes each way, after the login), which
-many links may share: plain integers bumped by the read loop and the writer, which cost next to
-nothing per frame, for the metrics to read when they are scraped.
+What a link moves is counted in a ``Traffic`` (``protocol.traffic``), which many links may share:
+its connection counts the frames, the read loop and the writer the messages and their bytes.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from protocol.aio.transport import Transport, send_all
@@ -46,6 +44,7 @@ from protocol.errors import (
 from protocol.frames import NO_STREAM, Error, Frame, Ping, Pong
 from protocol.liveness import SILENT_INTERVALS, Liveness, Verdict
 from protocol.mux import Connection, Role, State
+from protocol.traffic import Traffic
 
 WRITE_TIMEOUT_INTERVALS = 2  # heartbeat intervals one write may take before the link is dropped
 # WebSocket close codes (RFC 6455 §7.4.1).
@@ -55,23 +54,6 @@ POLICY_VIOLATION = 1008  # a machine refused: its key is wrong, or it was revoke
 MESSAGE_TOO_BIG = 1009
 _REFUSED = frozenset({ErrorCode.AUTH_FAILED, ErrorCode.MACHINE_REVOKED})
 _LIVE = (State.OPEN, State.DRAINING)
-
-
-@dataclass(slots=True)
-class Traffic:
-    """Frames and bytes links received and sent (WebSocket payloads, after the login)."""
-
-    frames_received: int = 0
-    bytes_received: int = 0
-    frames_sent: int = 0
-    bytes_sent: int = 0
-
-    def totals(self) -> tuple[tuple[str, int, int], ...]:
-        """``(what, received, sent)`` for ``frames`` and ``bytes``, as metrics report them."""
-        return (
-            ("frames", self.frames_received, self.frames_sent),
-            ("bytes", self.bytes_received, self.bytes_sent),
-        )
 
 
 class Link:
@@ -94,6 +76,7 @@ class Link:
         self.transport = transport
         self.conn = conn
         self.traffic = traffic if traffic is not None else Traffic()
+        conn.traffic = self.traffic  # from now on: the login's frames are not counted
         self.heartbeat_interval = heartbeat_interval
         self.write_bound = WRITE_TIMEOUT_INTERVALS * heartbeat_interval
         self.rtt: float | None = None  # seconds, from the last PONG to this side's PING
@@ -181,7 +164,7 @@ class Link:
         loop = asyncio.get_running_loop()
         traffic = self.traffic
         while (data := await self.transport.recv()) is not None:
-            traffic.frames_received += 1
+            traffic.messages_received += 1
             traffic.bytes_received += len(data)
             self._liveness.heard(loop.time())
             if self.conn.state is State.CLOSED:
@@ -206,7 +189,7 @@ class Link:
                 if not stopping and self.conn.state is not State.CLOSED:
                     self.prepare_frames()
                 batch = self.conn.data_to_send()
-                self.traffic.frames_sent += len(batch)
+                self.traffic.messages_sent += len(batch)
                 self.traffic.bytes_sent += sum(map(len, batch))
                 await send_all(self.transport, batch, self.write_bound)
                 if stopping:

@@ -119,6 +119,14 @@ async def test_machines_streams_traffic_and_round_trips_are_read_when_scraped(
     assert after.value(frames, direction="out") >= before.value(frames, direction="out") + 1
     assert after.value(frames, direction="in") >= before.value(frames, direction="in") + 2
     assert after.value(sizes, direction="out") >= before.value(sizes, direction="out") + 20
+    messages = "llmtunnel_edge_tunnel_messages_total"  # a message carries one frame or more
+    assert after.value(messages, direction="in") >= before.value(messages, direction="in") + 1
+    for direction in ("in", "out"):
+        assert (
+            0
+            < after.value(messages, direction=direction)
+            <= after.value(frames, direction=direction)
+        )
     assert after.value("llmtunnel_edge_audit_backlog_events") >= 0
     assert "llmtunnel_edge_audit_dropped_events_total" in after.names()
     assert after.value("llmtunnel_edge_streams_in_flight", tenant="acme") == 0
