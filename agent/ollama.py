@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import httpx
 import ollama
+import orjson
 
 from agent.backend import BackendError, Finish, Piece, Vectors
 from agent.http_stream import HttpStatusError, HttpStream, LineTooLong
@@ -160,10 +161,11 @@ def _dumps(body: dict[str, Any]) -> bytes:
 
 def _chunk(line: bytes) -> dict[str, Any]:
     """One line of Ollama's reply as a map; an ``{"error": …}`` line (an error after the
-    stream began, OLLAMA.md "Errors") is raised as Ollama's refusal."""
+    stream began, OLLAMA.md "Errors") is raised as Ollama's refusal. orjson: the agent parses
+    one line per token, and the standard parser was a tenth of its CPU (README "Benchmarks")."""
     try:
-        chunk = json.loads(line)
-    except ValueError:
+        chunk = orjson.loads(line)
+    except orjson.JSONDecodeError:
         raise BackendError(ErrorCode.BACKEND_ERROR, "Ollama sent a line that is not JSON") from None
     if not isinstance(chunk, dict):
         raise BackendError(ErrorCode.BACKEND_ERROR, "Ollama sent a line that is not an object")

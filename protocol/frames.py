@@ -70,6 +70,11 @@ class Frame:
     def check(self) -> None:
         """Raise ``RemoteProtocolError`` when a field is out of range."""
 
+    def check_outgoing(self) -> None:
+        """``check``, and whatever else a frame about to be sent must pass for its receiver to
+        take it (the receiver runs ``check`` on what it decodes)."""
+        self.check()
+
 
 class StreamFrame(Frame):
     """A frame that belongs to one stream (or, for ERROR and WINDOW, to the connection: id 0)."""
@@ -261,9 +266,6 @@ class Open(StreamFrame):
 
     def check(self) -> None:
         _check_stream_id(self.stream_id)
-        # A request built here must be one the agent takes back: refused on sending, it fails
-        # one request; refused on receiving, it would fail the whole tunnel (§6).
-        from_wire(to_wire(self.request))
         # NaN fails every comparison, so it fails this one too.
         _require(
             0 <= self.timeout <= MAX_TIMEOUT,
@@ -274,6 +276,13 @@ class Open(StreamFrame):
             _REQUEST_ID.fullmatch(self.request_id) is not None,
             f"request id must be at most {MAX_REQUEST_ID} visible ASCII characters",
         )
+
+    def check_outgoing(self) -> None:
+        self.check()
+        # A request built here must be one the agent takes back: refused on sending, it fails
+        # one request; refused on receiving, it would fail the whole tunnel (§6). A received
+        # request was just checked field by field by ``from_wire``: only sending needs this.
+        from_wire(to_wire(self.request))
 
 
 ToolCall = dict[str, str]  # {id, name, arguments}: arguments is the JSON text of an object

@@ -235,7 +235,7 @@ class Connection:
 
     def _encode(self, frame: Frame) -> bytes:
         try:
-            frame.check()
+            frame.check_outgoing()
             data = codec.encode(frame)
         except RemoteProtocolError as exc:
             raise LocalProtocolError(str(exc)) from None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmtunnel.cli.common import LogFormatOption, fail, parse_listen, setup_logging
+from llmtunnel.cli.common import LogFormatOption, fail, parse_listen, run_loop, setup_logging
 from llmtunnel.logs import LogFormat
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def agent_run(
                 await listener.stop()
 
     try:
-        asyncio.run(serve())
+        run_loop(serve())
     except AgentStopped as exc:
         fail(str(exc), code=2)
 

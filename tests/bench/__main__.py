@@ -23,6 +23,8 @@ deployed; this process is the client (tests/bench/client.py). The scenarios (--q
     (d) 32 users: 16-token replies, not streamed, from ``fast``, for 10 s
     (e) 1,000 idle agents join a fresh edge: its RSS before and after, per agent
     (f) key governance per request, in this process (tests/bench/governance.py)
+    (g) cancellation: a client drops a stream after 3 tokens; how soon the source's request
+        closes (tests/bench/cancel.py), 20 times per peer (--quick: 10)
 
 Scenarios (a)-(d) run on each peer
 in turn, three rounds with the peers' order rotated each round, and the summary gives the
@@ -53,7 +55,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from agent.config import AgentConfig, new_key, save
 from edge.credentials import KeyHasher, load_or_create_server_secret
 from edge.store import SqliteStore
-from tests.bench import governance, nginx, report
+from tests.bench import cancel, governance, nginx, report
 from tests.bench.client import Target
 from tests.bench.procs import Proc, established, free_port, llmtunnel, started, tail, wait_for_port
 from tests.bench.scenarios import Measurement, Scenario, median, pct, run, scenarios
@@ -207,8 +209,7 @@ async def _idle(
     """(e): a fresh edge with one working agent, then the idle agents join it."""
     print(f"\n(e) {len(configs) - 1} idle agents on one edge (and one working agent)")
     port = free_port()
-    ca = data_dir / "tls" / "ca.pem"
-    tls = ssl.create_default_context(cafile=str(ca))
+    ca = data_dir / "tls" / "ca.pem"  # made by the edge when it starts, if this run made none
     idle_dir = tmp / "idle"
     idle_dir.mkdir()
     for n, config in enumerate(configs[1:]):
@@ -218,6 +219,7 @@ async def _idle(
         _edge(data_dir, port, tmp / "edge-e.log") as edge,
         _agent(agent_file, source, tmp / "agent-e.log"),
     ):
+        tls = ssl.create_default_context(cafile=str(ca))
         await _wait_models(f"https://localhost:{port}", key, tls)
         await asyncio.sleep(2)
         before = edge.rss_kib()
@@ -251,11 +253,14 @@ async def _idle(
     return result
 
 
+CANCELLED: dict[str, list[float]] = {}  # (g): per peer, seconds from close to the source
+
+
 @dataclass(frozen=True)
 class Options:
     quick: bool = False
     rounds: int = ROUNDS
-    only: str = "abcdef"  # the scenarios to run
+    only: str = "abcdefg"  # the scenarios to run
     peers: tuple[str, ...] = ("direct", "nginx", "llmtunnel")
     profile: Path | None = None  # run edge and agent under cProfile, writing here
     metrics: bool = False  # edge and agent with --metrics-listen
@@ -277,7 +282,7 @@ async def main(options: Options) -> None:
         with _source(tmp / "source.log") as (source_port, source):
             print(f"token source on port {source_port} (pid {source.pid})")
             try:
-                if plan:
+                if plan or "g" in options.only:
                     results, peers = await _scenarios(
                         tmp, data_dir, key, configs[0], source_port, source, plan, options
                     )
@@ -290,11 +295,12 @@ async def main(options: Options) -> None:
     if "f" in options.only:
         figures = await governance.measure(2000 if options.quick else 20_000)
         governance.report(figures, _total_p50(results, "direct"), _total_p50(results, "llmtunnel"))
-    print(
-        f"\nSummary: median of {options.rounds} rounds; (+x) over direct, (n x) a multiple of"
-        " direct"
-    )
-    print("\n".join(report.table(results, plan, names, idle)))
+    if plan or idle:
+        print(
+            f"\nSummary: median of {options.rounds} rounds; (+x) over direct, (n x) a multiple"
+            " of direct"
+        )
+        print("\n".join(report.table(results, plan, names, idle)))
     if plan:
         for lines in (
             report.cpu_table(results, plan),
@@ -305,6 +311,9 @@ async def main(options: Options) -> None:
             print("\n".join(lines))
         print(f"\nEvery round ({options.rounds}):")
         print("\n".join(report.rounds_table(results, names, options.rounds)))
+    if CANCELLED:
+        print()
+        print("\n".join(cancel.report(CANCELLED)))
     print(f"\n{os.cpu_count()} CPUs; the whole run took {time.perf_counter() - began:.0f} s")
 
 
@@ -391,7 +400,12 @@ async def _scenarios(
         peers = [p for p in peers if p.target.name in options.peers]
         for peer in peers:
             await _check(peer)
-        return await _rounds(peers, plan, options.rounds), peers
+        measured = await _rounds(peers, plan, options.rounds) if plan else []
+        if "g" in options.only:
+            runs = 10 if options.quick else 20
+            for peer in peers:
+                CANCELLED[peer.target.name] = await cancel.measure(peer.target, behind, runs)
+        return measured, peers
     raise AssertionError("unreachable")
 
 
@@ -400,7 +414,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds of (a)-(d), 1 to 10")
     parser.add_argument(
-        "--only", default="abcdef", help="the scenarios to run, e.g. --only bd (default: abcdef)"
+        "--only", default="abcdefg", help="the scenarios to run, e.g. --only bd (default: all)"
     )
     parser.add_argument(
         "--peers",

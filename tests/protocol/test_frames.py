@@ -207,7 +207,7 @@ VALID: list[Frame] = [
 
 @pytest.mark.parametrize("frame", VALID, ids=repr)
 def test_check_accepts_boundary_values(frame: Frame) -> None:
-    frame.check()  # raises if refused
+    frame.check_outgoing()  # raises if refused
 
 
 INVALID: list[tuple[Frame, str]] = [
@@ -366,8 +366,10 @@ INVALID: list[tuple[Frame, str]] = [
 
 @pytest.mark.parametrize(("frame", "reason"), INVALID, ids=repr)
 def test_check_rejects_out_of_range_fields(frame: Frame, reason: str) -> None:
+    # check_outgoing: what a sender runs (an OPEN's request is checked there; a receiver's
+    # from_wire checks it field by field while decoding).
     with pytest.raises(RemoteProtocolError, match=reason) as caught:
-        frame.check()
+        frame.check_outgoing()
     assert caught.value.code is ErrorCode.PROTOCOL_ERROR
 
 

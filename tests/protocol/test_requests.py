@@ -542,7 +542,7 @@ def test_the_edge_can_send_an_unknown_op() -> None:
     assert pump(edge, agent) == [Open(1, UnsupportedRequest("rerank", "bge"), 5)]
 
 
-# ------------------------------------------------------------------------------ Open.check()
+# ------------------------------------------------------------------- Open.check_outgoing()
 
 
 def deep_request(depth: int) -> ChatRequest:
@@ -566,15 +566,15 @@ def test_deep_request_nests_as_deep_as_it_says() -> None:
     assert [_depth(to_wire(deep_request(d))) for d in (5, 64, 65)] == [5, 64, 65]
 
 
-def test_a_request_nested_deeper_than_64_levels_is_refused_by_check() -> None:
-    Open(1, deep_request(64), 0).check()  # the limit itself is fine
+def test_a_request_nested_deeper_than_64_levels_is_refused_before_sending() -> None:
+    Open(1, deep_request(64), 0).check_outgoing()  # the limit itself is fine
     with pytest.raises(RemoteProtocolError, match="OPEN request: nested deeper than 64 levels"):
-        Open(1, deep_request(65), 0).check()
+        Open(1, deep_request(65), 0).check_outgoing()
     with pytest.raises(RemoteProtocolError, match="nested deeper than 64 levels"):
         decode(encode(Open(1, deep_request(65), 0)))  # and the agent refuses it too
 
 
-def test_check_refuses_what_json_cannot_hold_in_a_typed_request() -> None:
+def test_check_outgoing_refuses_what_json_cannot_hold_in_a_typed_request() -> None:
     cases: list[tuple[Request, str]] = [
         (ChatRequest("m", (), options=Options(temperature=math.nan)), "not a finite number"),
         (ChatRequest("m", (), options=Options(seed=2**63)), "outside int64"),
@@ -583,7 +583,7 @@ def test_check_refuses_what_json_cannot_hold_in_a_typed_request() -> None:
     ]
     for request, reason in cases:
         with pytest.raises(RemoteProtocolError, match=reason):
-            Open(1, request, 0).check()
+            Open(1, request, 0).check_outgoing()
 
 
 # Typed requests whose wire map is JSON but which from_wire refuses: an OPEN the agent answers
@@ -617,6 +617,7 @@ def test_the_agent_refuses_these_requests(request_: Request, reason: str) -> Non
 
 
 @pytest.mark.parametrize(("request_", "reason"), AGENT_REFUSES, ids=AGENT_REFUSES_IDS)
-def test_check_refuses_what_the_agent_refuses(request_: Request, reason: str) -> None:
+def test_check_outgoing_refuses_what_the_agent_refuses(request_: Request, reason: str) -> None:
     with pytest.raises(RemoteProtocolError, match=reason):
-        Open(1, request_, 0).check()
+        Open(1, request_, 0).check_outgoing()
+    Open(1, request_, 0).check()  # the frame's own fields are fine: the request is the trouble
