@@ -93,7 +93,8 @@ async def _audited(request: web.Request, handler: Handler) -> web.StreamResponse
             response = await handler(request)
             status = response.status
             return response
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ConnectionResetError):
+            # The client went away: cancelled while waiting, or its socket gone mid-write.
             status, record.error_code = 499, record.error_code or "client_closed"
             raise
         finally:
