@@ -7,6 +7,7 @@ import contextlib
 import logging
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from websockets.exceptions import InvalidStatus, WebSocketException
 
@@ -17,6 +18,9 @@ from agent.login import dial, login
 from agent.session import TunnelSession
 from agent.transport import WebsocketsTransport
 from protocol import ClosedByPeer, ErrorCode, ProtocolError
+
+if TYPE_CHECKING:
+    from agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +61,24 @@ async def run_agent(
     backend: Backend,
     options: RunOptions = RunOptions(),
     stop: asyncio.Event | None = None,
+    metrics: AgentMetrics | None = None,
 ) -> None:
-    """Serve until ``stop`` is set (then drain and return) or the task is cancelled.
+    """Serve until ``stop`` is set (then drain and return) or the task is cancelled; what it
+    does is counted in ``metrics`` when given.
 
     ``AgentStopped`` when the edge refuses this machine.
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     attempt = 0
+    dialed = False
     while not stop.is_set():
         started = loop.time()
+        if dialed and metrics is not None:
+            metrics.reconnects.inc()
+        dialed = True
         try:
-            await connect_once(config, backend, options, stop)
+            await connect_once(config, backend, options, stop, metrics)
             log.info("tunnel closed by the edge")
         except EdgeRefused as exc:
             if exc.fatal:
@@ -97,6 +107,7 @@ async def connect_once(
     backend: Backend,
     options: RunOptions,
     stop: asyncio.Event | None = None,
+    metrics: AgentMetrics | None = None,
 ) -> None:
     """One connection: dial, log in, serve until the link ends. ``EdgeRefused`` when the edge
     ends it with ERROR on stream 0."""
@@ -106,6 +117,8 @@ async def connect_once(
     except BackendError as exc:
         log.warning("the backend is not answering (%s); connecting as degraded for now", exc)
         models, backend_down = [], str(exc)
+    if metrics is not None:
+        metrics.backend_up = backend_down is None
     async with dial(config, options.connect_timeout) as ws:
         transport = WebsocketsTransport(ws)
         try:
@@ -129,7 +142,14 @@ async def connect_once(
                 stop,
                 options.drain_timeout,
                 backend_down,
+                metrics,
             )
-            await session.run()
+            if metrics is not None:
+                metrics.session = session
+            try:
+                await session.run()
+            finally:
+                if metrics is not None:
+                    metrics.session = None
         except ClosedByPeer as exc:
             raise EdgeRefused(exc.error_code, exc.error_message) from None

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,13 @@ def _bounded(value: Any) -> Any:
     return value[:MAX_TEXT] if isinstance(value, str) else value
 
 
+def new_request_id() -> str:
+    """A request's id, as OpenAI writes theirs: ``req_`` and 32 hex digits (128 random bits, so
+    ids from several edge nodes never collide). Always the edge's own, never a client's
+    (README "Operating it")."""
+    return "req_" + secrets.token_hex(16)
+
+
 @dataclass(slots=True)
 class RequestRecord:
     """One API request as the audit sees it; filled in as the request goes along."""
@@ -51,9 +60,12 @@ class RequestRecord:
     endpoint: str
     client: str | None
     user_agent: str | None
+    request_id: str = field(default_factory=new_request_id)  # x-request-id, OPEN, the audit
+    route: str | None = None  # the endpoint as metrics name it: its route, not its path
     started_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.monotonic)
     tenant_id: str | None = None
+    tenant_slug: str | None = None
     key_id: str | None = None
     key_name: str | None = None
     model: str | None = None
@@ -110,8 +122,15 @@ class RequestRecord:
         return self.end is not None and self.end.usage_reported
 
 
+RequestObserver = Callable[[RequestRecord, int], None]
+
+
 class Recorder:
-    """Buffers audit events and usage increments; ``run()`` flushes them every interval."""
+    """Buffers audit events and usage increments; ``run()`` flushes them every interval.
+
+    Every API request ends here (``request``), authenticated or not, so ``observer``, when set,
+    is told of each one with its status: the metrics count requests from what the record
+    already knows (edge/observability), instead of more work while the request runs."""
 
     def __init__(
         self, store: Store, flush_interval: float = 1.0, retention_days: float = 90.0
@@ -123,10 +142,18 @@ class Recorder:
         self._usage: dict[tuple[str, str], list[Any]] = {}
         self._last_prune = 0.0
         self.dropped = 0  # rows the store refused and that were dropped (logged one by one)
+        self.observer: RequestObserver | None = None
+
+    @property
+    def backlog(self) -> int:
+        """Audit events waiting to be written (a store that cannot be written makes it grow)."""
+        return len(self._events)
 
     def request(self, record: RequestRecord, status: int) -> None:
         """A finished API request: queue its event and usage (its admission was settled by
         the pipeline that opened it, edge/api/dispatch.py)."""
+        if self.observer is not None:
+            self.observer(record, status)
         if record.tenant_id is None or record.key_id is None:
             return  # never authenticated: no tenant to file it under
         # Clamped: a count past any real request's is a confused or hostile machine's, and must
@@ -153,6 +180,7 @@ class Recorder:
                 duration_ms=(time.monotonic() - record.started) * 1000,
                 client=record.client,
                 user_agent=record.user_agent,
+                request_id=record.request_id,
             )
         )
         day = datetime.datetime.fromtimestamp(record.started_at, datetime.UTC).date().isoformat()

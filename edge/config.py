@@ -41,6 +41,9 @@ class EdgeConfig:
     # None: SQLite in data_dir (one node); a postgresql:// URL: PostgreSQL, which several edge
     # nodes may share (docs/ARCHITECTURE.md "State"). Kept out of repr: it may hold a password.
     database_url: str | None = field(default=None, repr=False)
+    # Where GET /metrics is served (README "Operating it"); None: no metrics at all, and
+    # nothing counted. Never the public listener.
+    metrics_address: tuple[str, int] | None = None
 
     def tenant_url(self, slug: str) -> str:
         """Where the tenant's clients and agents reach the edge: ``SLUG.DOMAIN``, or the bare

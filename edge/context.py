@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -18,6 +18,7 @@ from edge.data_dir import secure_data_dir
 from edge.limits import Limits
 from edge.store import Store, open_store
 from edge.store.cache import CachedStore
+from protocol.aio import Traffic
 
 Clock = Callable[[], float]
 
@@ -34,6 +35,7 @@ class EdgeContext:
     limits: Limits
     recorder: Recorder
     clock: Clock = time.time  # Unix seconds; tests move it instead of sleeping
+    traffic: Traffic = field(default_factory=Traffic)  # every machine's tunnel adds to it
 
 
 CONTEXT = web.AppKey("llmtunnel_edge", EdgeContext)

@@ -7,6 +7,7 @@ field types alone cannot (ranges, sizes), and the codec calls it on every decode
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar
@@ -32,6 +33,8 @@ MAX_TIMINGS = 16
 MAX_TIMING_NAME = 64
 MAX_TIMEOUT = 7 * 24 * 3600.0  # OPEN's deadline: a week is already far beyond any request
 MAX_HEALTH_REASON = 500  # HEALTH's reason, shown to clients and admins (§5)
+MAX_REQUEST_ID = 64  # OPEN's request id: printable ASCII without spaces, empty for none (§2)
+_REQUEST_ID = re.compile(rf"[!-~]{{0,{MAX_REQUEST_ID}}}")
 
 JSONMap = dict[str, Any]
 
@@ -245,20 +248,23 @@ class Open(StreamFrame):
     """Edge → agent: start a stream with a neutral request; ``timeout`` seconds, 0 for none (§7).
 
     ``request`` is typed (``protocol.requests``): on the wire it is the map ``to_wire`` makes,
-    and decoding checks every field of it as it checks the frame's own."""
+    and decoding checks every field of it as it checks the frame's own. ``request_id`` is the
+    id the edge gave the client's request (its ``x-request-id``), so that the agent's log lines
+    for the stream name the request the edge's access line and audit row name (§2)."""
 
     TYPE = FrameType.OPEN
-    SCHEMA = (int, dict, (int, float))
+    SCHEMA = (int, dict, (int, float), str)
     stream_id: int
     request: Request | UnsupportedRequest
     timeout: float
+    request_id: str = ""  # the edge's id of the client's request, for the agent's logs
 
     @classmethod
     def from_wire_values(cls, values: list[Any]) -> Open:
-        return cls(values[0], from_wire(values[1]), values[2])
+        return cls(values[0], from_wire(values[1]), values[2], values[3])
 
     def wire_values(self) -> tuple[Any, ...]:
-        return (self.stream_id, to_wire(self.request), self.timeout)
+        return (self.stream_id, to_wire(self.request), self.timeout, self.request_id)
 
     def check(self) -> None:
         _check_stream_id(self.stream_id)
@@ -266,6 +272,11 @@ class Open(StreamFrame):
         _require(
             0 <= self.timeout <= MAX_TIMEOUT,
             f"timeout {self.timeout} is not between 0 and {MAX_TIMEOUT:g} s",
+        )
+        # It goes into log lines as it is: short, and nothing that could break a line (§2).
+        _require(
+            _REQUEST_ID.fullmatch(self.request_id) is not None,
+            f"request id must be at most {MAX_REQUEST_ID} visible ASCII characters",
         )
 
     def check_outgoing(self) -> None:

@@ -15,7 +15,7 @@ PREFIX = "/agent"
 
 async def _connect(request: web.Request) -> web.StreamResponse:
     ctx = request.config_dict[CONTEXT]
-    return await accept_agent(request, ctx.store, ctx.registry, ctx.config.tunnel)
+    return await accept_agent(request, ctx.store, ctx.registry, ctx.config.tunnel, ctx.traffic)
 
 
 def create_agents_app(pairing_attempts_per_minute: int) -> web.Application:

@@ -191,7 +191,7 @@ async def _open(
         lease = await ctx.registry.acquire(
             tenant_id, request.model, ctx.config.queue_timeout, tried, key.id, bound
         )
-        stream = lease.open(request, ctx.config.request_timeout)
+        stream = lease.open(request, ctx.config.request_timeout, record.request_id)
         record.dispatch(lease.machine_name, admission.prompt_estimate)
         stream.observer = record.observe
         stream.unreported_usage = record.upper_bound  # counted conservatively (PROTOCOL.md §7)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmtunnel.cli.common import fail, run_loop, setup_logging
+from llmtunnel.cli.common import LogFormatOption, fail, parse_listen, run_loop, setup_logging
+from llmtunnel.logs import LogFormat
 
 if TYPE_CHECKING:
     from agent.backends import Named
@@ -109,26 +110,51 @@ def agent_run(
         float, typer.Option(help="On SIGTERM, seconds running requests may take to finish.")
     ] = 30.0,
     config: ConfigPath = None,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT to serve Prometheus metrics on (GET /metrics), such as 127.0.0.1:9465.",
+            show_default="off",
+        ),
+    ] = None,
+    log_format: LogFormatOption = LogFormat.HUMAN,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Keep the tunnel to the edge open and serve requests with the local runtimes."""
     from agent import config as agent_config
     from agent.backend_config import combined
+    from agent.log_fields import StreamLogFields
+    from agent.metrics import AgentMetrics, MetricsListenFailed, serve_metrics
     from agent.runner import AgentStopped, RunOptions, run_agent
 
-    setup_logging(verbose)
+    fields = StreamLogFields()
+    setup_logging(verbose, log_format, [fields])
     try:
         settings = agent_config.load(config or agent_config.default_path())
     except agent_config.ConfigError as exc:
         fail(str(exc))
+    fields.tenant, fields.machine = settings.tenant, settings.machine_name
+    metrics_address = (
+        parse_listen(metrics_listen, "--metrics-listen", "127.0.0.1") if metrics_listen else None
+    )
     backends = _backends(ctx, ollama, backend, backend_key_file, capabilities, max_concurrency)
     served = combined(backends)
     options = RunOptions(max_concurrency=max_concurrency, drain_timeout=drain_timeout)
+    metrics = AgentMetrics() if metrics_address else None
 
     async def serve() -> None:
+        listener = None
+        if metrics is not None and metrics_address is not None:
+            try:
+                listener = await serve_metrics(metrics, *metrics_address)
+            except MetricsListenFailed as exc:
+                fail(str(exc))
+            host = metrics_address[0]
+            host = f"[{host}]" if ":" in host else host
+            typer.echo(f"metrics at http://{host}:{listener.port}/metrics")
         # First SIGTERM/SIGINT drains (GOAWAY, running requests finish); a second one quits now.
         stop = asyncio.Event()
-        task = asyncio.ensure_future(run_agent(settings, served, options, stop))
+        task = asyncio.ensure_future(run_agent(settings, served, options, stop, metrics))
         loop = asyncio.get_running_loop()
 
         def on_signal() -> None:
@@ -143,6 +169,8 @@ def agent_run(
                 await task
         finally:
             await served.aclose()
+            if listener is not None:
+                await listener.stop()
 
     try:
         run_loop(serve())

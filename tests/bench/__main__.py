@@ -5,6 +5,8 @@
     ./dev bench --governance   # only (f): what key limits and the audit cost per request
     ./dev bench --only bd --peers nginx,llmtunnel --rounds 1 --profile /tmp/prof
                                # a part of it; edge and agent under cProfile
+    ./dev bench --quick --only d --peers llmtunnel --metrics
+                               # edge and agent counting metrics (--metrics-listen)
 
 Every peer stands in front of the same token source (tests/bench/source.py, its own process):
 
@@ -141,11 +143,18 @@ def _source(log: Path) -> Iterator[tuple[int, Proc]]:
         yield int(line.split()[-1]), Proc("source", process.pid)
 
 
+# With --metrics: what edge and agent add to serve their metrics (each on a port of its own).
+METRICS = ("--metrics-listen", "127.0.0.1:0")
+
+
 @contextlib.contextmanager
-def _edge(data_dir: Path, port: int, log: Path, profile: Path | None = None) -> Iterator[Proc]:
+def _edge(
+    data_dir: Path, port: int, log: Path, profile: Path | None = None, metrics: bool = False
+) -> Iterator[Proc]:
     command = llmtunnel(
         "edge", "serve", "--domain", "bench.test", "--listen", f"127.0.0.1:{port}",
-        "--data-dir", str(data_dir), "--self-signed", profile=profile,
+        "--data-dir", str(data_dir), "--self-signed", *(METRICS if metrics else ()),
+        profile=profile,
     )  # fmt: skip
     with started(command, log) as process:
         wait_for_port(port, process)
@@ -154,7 +163,12 @@ def _edge(data_dir: Path, port: int, log: Path, profile: Path | None = None) -> 
 
 @contextlib.contextmanager
 def _agent(
-    config: Path, source: int, log: Path, profile: Path | None = None, openai: bool = False
+    config: Path,
+    source: int,
+    log: Path,
+    profile: Path | None = None,
+    openai: bool = False,
+    metrics: bool = False,
 ) -> Iterator[Proc]:
     """An agent on the source: Ollama's API, or (``openai``) its OpenAI-compatible one."""
     runtime = (
@@ -164,7 +178,7 @@ def _agent(
     )
     command = llmtunnel(
         "agent", "run", "--config", str(config), *runtime,
-        "--max-concurrency", "1024", profile=profile,
+        "--max-concurrency", "1024", *(METRICS if metrics else ()), profile=profile,
     )  # fmt: skip
     with started(command, log) as process:
         yield Proc("agent", process.pid)
@@ -276,6 +290,7 @@ class Options:
     only: str = "abcdefg"  # the scenarios to run
     peers: tuple[str, ...] = ("direct", "nginx", "llmtunnel", "openai")
     profile: Path | None = None  # run edge and agent under cProfile, writing here
+    metrics: bool = False  # edge and agent with --metrics-listen
 
 
 async def main(options: Options) -> None:
@@ -368,12 +383,24 @@ async def _scenarios(
     with contextlib.ExitStack() as stack:
         profiles = options.profile
         edge = stack.enter_context(
-            _edge(data_dir, edge_port, tmp / "edge.log", profiles and profiles / "edge.prof")
+            _edge(
+                data_dir,
+                edge_port,
+                tmp / "edge.log",
+                profiles and profiles / "edge.prof",
+                options.metrics,
+            )
         )
         tls = ssl.create_default_context(cafile=str(ca))
         agent_file = _agent_file(config, edge_port, ca, tmp / "agent.json")
         agent = stack.enter_context(
-            _agent(agent_file, source_port, tmp / "agent.log", profiles and profiles / "agent.prof")
+            _agent(
+                agent_file,
+                source_port,
+                tmp / "agent.log",
+                profiles and profiles / "agent.prof",
+                options.metrics,
+            )
         )
         await _wait_models(f"https://localhost:{edge_port}", key, tls)
         print(f"edge on port {edge_port} (pid {edge.pid}), agent pid {agent.pid}")
@@ -455,6 +482,11 @@ if __name__ == "__main__":
     parser.add_argument(
         "--governance", action="store_true", help="only (f), the per-request cost of key limits"
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="edge and agent count and serve their metrics (--metrics-listen), to see the cost",
+    )
     arguments = parser.parse_args()
     if arguments.governance:
         governance.report(asyncio.run(governance.measure(20_000)), None, None)
@@ -465,6 +497,7 @@ if __name__ == "__main__":
             only=arguments.only.lower(),
             peers=tuple(p.strip() for p in arguments.peers.split(",") if p.strip()),
             profile=arguments.profile.resolve() if arguments.profile else None,
+            metrics=arguments.metrics,
         )
         if chosen.profile:
             chosen.profile.mkdir(parents=True, exist_ok=True)

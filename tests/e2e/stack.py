@@ -22,6 +22,7 @@ from agent.backend import Backend
 from agent.backend_config import combined
 from agent.backends import Named
 from agent.config import AgentConfig
+from agent.metrics import AgentMetrics
 from agent.ollama import OllamaBackend
 from agent.pairing import pair
 from agent.runner import RunOptions, run_agent
@@ -145,13 +146,15 @@ class Stack:
         dial: str | None = None,
         backends: list[Named] | None = None,
         wait: bool = True,
+        metrics: AgentMetrics | None = None,
         **options: Any,
     ) -> Agent:
         """Pair a machine and run its agent until it shows up online.
 
         ``dial`` makes the agent connect through another address (a test proxy); ``backends``
         are its runtimes (by default the simulated Ollama), as ``agent run --backend`` makes
-        them; ``wait=False`` returns without waiting for it to serve models."""
+        them; ``wait=False`` returns without waiting for it to serve models; ``metrics`` counts
+        what it does."""
         config = await pair(await self.pairing_code(slug, name), self.edge_url, self.ca)
         if dial is not None:
             config = config.model_copy(update={"edge_url": dial})
@@ -164,7 +167,7 @@ class Stack:
         )
         run_options = RunOptions(**{"backoff_base": 0.05, "backoff_cap": 0.5, **options})
         stop = asyncio.Event()
-        task = asyncio.create_task(run_agent(config, backend, run_options, stop))
+        task = asyncio.create_task(run_agent(config, backend, run_options, stop, metrics))
         agent = Agent(config, task, stop, backend)
         self.agents.append(agent)
         if wait:

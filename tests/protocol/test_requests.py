@@ -278,7 +278,7 @@ def test_options_with_every_field_use_ollamas_names() -> None:
 
 
 # [6, 3, {op: chat, model: m, messages: [{role: tool, content: "4", tool_name: f,
-#  tool_call_id: c}], options: {seed: 7}, think: true}, 60], key by key in to_wire's order.
+#  tool_call_id: c}], options: {seed: 7}, think: true}, 60, ""], key by key in to_wire's order.
 GOLDEN_OPEN = Open(
     3,
     ChatRequest(
@@ -290,7 +290,7 @@ GOLDEN_OPEN = Open(
     60,
 )
 GOLDEN_OPEN_WIRE = (
-    "94 06 03 85"  # fixarray(4), OPEN, stream 3, fixmap(5)
+    "95 06 03 85"  # fixarray(5), OPEN, stream 3, fixmap(5)
     " a2 6f 70 a4 63 68 61 74"  # "op": "chat"
     " a5 6d 6f 64 65 6c a1 6d"  # "model": "m"
     " a8 6d 65 73 73 61 67 65 73 91 84"  # "messages": [ fixmap(4)
@@ -301,6 +301,7 @@ GOLDEN_OPEN_WIRE = (
     " a7 6f 70 74 69 6f 6e 73 81 a4 73 65 65 64 07"  # "options": {"seed": 7}
     " a5 74 68 69 6e 6b c3"  # "think": true
     " 3c"  # timeout 60
+    " a0"  # no request id
 )
 
 
@@ -432,7 +433,7 @@ def test_a_malformed_request_is_refused_with_the_field_named(wire: object, reaso
     with pytest.raises(RemoteProtocolError, match=reason):
         from_wire(wire)
     # The same through the codec: a protocol error of the connection, not any other exception.
-    data = msgpack.packb([int(FrameType.OPEN), 1, wire, 0], use_bin_type=True)
+    data = msgpack.packb([int(FrameType.OPEN), 1, wire, 0, ""], use_bin_type=True)
     if not isinstance(wire, dict):
         reason = "Open.request has type list"  # the frame's own schema speaks first
     with pytest.raises(RemoteProtocolError, match=reason) as caught:
@@ -473,7 +474,7 @@ def test_an_embed_without_truncate_truncates(truncate: dict[str, Any]) -> None:
 def test_a_list_or_map_where_a_name_is_expected_is_refused_not_crashed(
     wire: dict[str, Any], reason: str
 ) -> None:
-    data = msgpack.packb([int(FrameType.OPEN), 1, wire, 0], use_bin_type=True)
+    data = msgpack.packb([int(FrameType.OPEN), 1, wire, 0, ""], use_bin_type=True)
     with pytest.raises(RemoteProtocolError, match=reason):
         decode(data)  # codec.py promises only FrameTooLarge or RemoteProtocolError
 
@@ -506,7 +507,7 @@ def test_an_unknown_op_decodes_to_unsupported_with_its_op_and_model() -> None:
     assert isinstance(request, UnsupportedRequest)
     assert (request.OP, request.op, request.model) == ("rerank", "rerank", "bge")
     assert to_wire(request) == {"op": "rerank", "model": "bge"}  # the rest was never read
-    data = msgpack.packb([int(FrameType.OPEN), 1, wire, 0], use_bin_type=True)
+    data = msgpack.packb([int(FrameType.OPEN), 1, wire, 0, ""], use_bin_type=True)
     assert decode(data) == Open(1, UnsupportedRequest("rerank", "bge"), 0)
 
 
@@ -521,7 +522,7 @@ def test_an_unknown_op_ends_only_its_stream() -> None:
     pump(edge, agent)
     # A newer edge asks for something this agent does not know; its extra fields ride along.
     wire = {"op": "rerank", "model": "bge", "query": "q", "top_n": 3}
-    (frame,) = [agent.receive(msgpack.packb([6, 2, wire, 0], use_bin_type=True))]
+    (frame,) = [agent.receive(msgpack.packb([6, 2, wire, 0, ""], use_bin_type=True))]
     assert frame == Open(2, UnsupportedRequest("rerank", "bge"), 0)
     assert agent.state is State.OPEN and agent.is_active(2)
     edge.send(Open(2, UnsupportedRequest("rerank", "bge"), 0))  # keep the edge's ids in step
