@@ -22,6 +22,7 @@ import hashlib
 import itertools
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from websockets.exceptions import InvalidStatus, WebSocketException
 
@@ -31,6 +32,9 @@ from agent.diagnose import explain
 from agent.gate import Gate
 from agent.tunnel import AgentStopped, EdgeRefused, RunOptions, backoff_delay, connect_once
 from protocol import Nodes, ProtocolError
+
+if TYPE_CHECKING:
+    from agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,7 @@ class Fleet:
     backend: Backend
     options: RunOptions
     stop: asyncio.Event
+    metrics: AgentMetrics | None = None
     known: dict[str, str] = field(default_factory=dict)  # node id → URL, the latest NODES
     tunnels: dict[int, Tunnel] = field(default_factory=dict)
     gate: Gate = field(init=False)
@@ -135,6 +140,8 @@ class Fleet:
     def _start(self, target: str, url: str) -> None:
         tunnel = Tunnel(target, url)
         number = next(self._ids)
+        if number and self.metrics is not None:  # every dial after the first
+            self.metrics.reconnects.inc()
         self.tunnels[number] = tunnel
         tunnel.task = asyncio.create_task(self._serve(number, tunnel), name=f"tunnel-{number}")
 
@@ -150,6 +157,7 @@ class Fleet:
                 self.backend,
                 self.options,
                 self.stop,
+                self.metrics,
                 gate=self.gate,
                 on_nodes=lambda frame: self._nodes(tunnel, frame),
                 on_goaway=lambda: self._going_away(tunnel),

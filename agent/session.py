@@ -16,6 +16,10 @@ The session also watches the backend (§5): it lists the models every ``model_re
 (every ``UNHEALTHY_POLL`` while the backend does not answer, and at once after a request finds it
 unreachable), sends MODELS when the list changes and HEALTH when the backend stops or starts
 answering, so the edge stops routing to a machine whose runtime is down.
+
+Each stream's task names its stream for the log (``agent.log_fields``: the edge's request id
+from OPEN, PROTOCOL.md §2), logs how a stream that failed ended, and tells the metrics, when
+there are any (``agent.metrics``), of the backend's first output and the stream's end.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.backend import Backend, BackendError, Finish, Piece, Vectors
 from agent.gate import Gate
+from agent.log_fields import serving
 from agent.outgoing import Outgoing
 from protocol import (
     NO_STREAM,
@@ -49,6 +55,9 @@ from protocol import (
 from protocol.aio import Link, Transport
 from protocol.frames import MAX_HEALTH_REASON, tool_call_size
 from protocol.requests import Request, UnsupportedRequest
+
+if TYPE_CHECKING:
+    from agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +84,7 @@ class TunnelSession(Link):
         stop: asyncio.Event | None = None,
         drain_timeout: float = 30.0,
         backend_down: str | None = None,
+        metrics: AgentMetrics | None = None,
         gate: Gate | None = None,
         on_nodes: Callable[[Nodes], None] | None = None,
         on_goaway: Callable[[], None] | None = None,
@@ -83,7 +93,10 @@ class TunnelSession(Link):
         the edge hears it first thing. With tunnels to several edge nodes (PROTOCOL.md §11),
         ``gate`` bounds the requests of all of them together, ``on_nodes`` hears NODES and
         ``on_goaway`` the edge's GOAWAY (time to dial another node)."""
-        super().__init__(transport, conn, heartbeat_interval)
+        super().__init__(
+            transport, conn, heartbeat_interval, metrics.traffic if metrics is not None else None
+        )
+        self._metrics = metrics
         self._backend = backend
         self._max_concurrency = max_concurrency
         self._models = models
@@ -100,6 +113,11 @@ class TunnelSession(Link):
         self._gate = gate or Gate(max_concurrency)
         self._on_nodes = on_nodes
         self._on_goaway = on_goaway
+
+    @property
+    def in_flight(self) -> int:
+        """Streams whose backend call is running."""
+        return len(self._tasks)
 
     async def run(self) -> None:
         try:
@@ -147,9 +165,11 @@ class TunnelSession(Link):
             refusal = (ErrorCode.BUSY, f"this machine runs at most {self._max_concurrency} at once")
         if refusal is not None:
             self.conn.send(Error(sid, str(refusal[0]), refusal[1], True))
+            if self._metrics is not None:
+                self._metrics.stream_refused(frame.request, refusal[0])
             return
         self._outgoing[sid] = Outgoing()
-        self._tasks[sid] = asyncio.create_task(self._serve(sid, frame.request, frame.timeout))
+        self._tasks[sid] = asyncio.create_task(self._serve(frame))
 
     def _stop(self, sid: int) -> None:
         task = self._tasks.pop(sid, None)
@@ -166,25 +186,39 @@ class TunnelSession(Link):
 
     # ------------------------------------------------------------------ serving a stream
 
-    async def _serve(self, sid: int, request: Request | UnsupportedRequest, timeout: float) -> None:
+    async def _serve(self, frame: Open) -> None:
+        sid, request, timeout = frame.stream_id, frame.request, frame.timeout
+        serving(frame.request_id, sid)  # this task's log lines are about this stream
+        started = time.monotonic()
+        outcome = "cancelled"
         out = self._outgoing[sid]
         try:
-            async with asyncio.timeout(timeout or None), self._gate.slot(self):
-                await self._relay(sid, out, request)
-        except BackendError as exc:
-            out.final = Error(sid, str(exc.code), str(exc), exc.retryable)
-            if exc.code is ErrorCode.BACKEND_UNAVAILABLE:
-                self._check_backend.set()
-        except TimeoutError:
-            message = f"the request exceeded its {timeout:g} s deadline"
-            out.final = Error(sid, str(ErrorCode.BACKEND_TIMEOUT), message, False)
-        except Exception as exc:
-            log.exception("stream %d failed", sid)
-            out.final = Error(sid, str(ErrorCode.INTERNAL), f"agent error: {exc}", False)
+            try:
+                async with asyncio.timeout(timeout or None), self._gate.slot(self):
+                    await self._relay(sid, out, request, started)
+            except BackendError as exc:
+                out.final = Error(sid, str(exc.code), str(exc), exc.retryable)
+                if exc.code is ErrorCode.BACKEND_UNAVAILABLE:
+                    self._check_backend.set()
+            except TimeoutError:
+                message = f"the request exceeded its {timeout:g} s deadline"
+                out.final = Error(sid, str(ErrorCode.BACKEND_TIMEOUT), message, False)
+            except Exception as exc:
+                log.exception("stream %d failed", sid)
+                out.final = Error(sid, str(ErrorCode.INTERNAL), f"agent error: {exc}", False)
+            outcome = "end"
+            if isinstance(out.final, Error):  # its line carries the request id (log_fields)
+                outcome = out.final.code
+                log.info("stream %d ended with %s: %s", sid, outcome, out.final.message)
+        finally:
+            if self._metrics is not None:
+                self._metrics.stream_ended(request, outcome, started)
         self._tasks.pop(sid, None)
         self._mark(sid)
 
-    async def _relay(self, sid: int, out: Outgoing, request: Request | UnsupportedRequest) -> None:
+    async def _relay(
+        self, sid: int, out: Outgoing, request: Request | UnsupportedRequest, started: float
+    ) -> None:
         """The backend's output into ``out`` until it finishes, pausing while a window's worth
         waits for credit; ``out.final`` is the frame that ends the stream."""
         window = self.conn.stream_window
@@ -195,8 +229,12 @@ class TunnelSession(Link):
         largest = min(window, self.conn.connection_window) // 2
         # aclosing: cancelled while paused below, the backend call is closed at once (which
         # stops generation on the GPU), not whenever its generator is collected.
+        first = True
         async with contextlib.aclosing(self._backend.stream(request)) as items:
             async for item in items:
+                if first and self._metrics is not None:
+                    self._metrics.first_output_after(request, started)
+                first = False
                 out.final = _final_for(sid, item, largest)
                 if out.final is not None:
                     return
@@ -279,11 +317,15 @@ class TunnelSession(Link):
                 log.warning("the backend stopped answering: %s", exc)
                 self._backend_down = str(exc)[:MAX_HEALTH_REASON]
                 self._send_live(Health(False, self._backend_down))
+                if self._metrics is not None:
+                    self._metrics.backend_up = False
             return
         if self._backend_down is not None:
             log.info("the backend answers again")
             self._backend_down = None
             self._send_live(Health(True, ""))
+            if self._metrics is not None:
+                self._metrics.backend_up = True
         if models != self._models:
             self._models = models
             log.info("models changed: %s", ", ".join(m["name"] for m in models) or "none")
@@ -300,7 +342,7 @@ def _final_for(sid: int, item: Piece | Vectors | Finish, largest: int) -> End | 
     tool call or vector too large to be sent whole (PROTOCOL.md §8)."""
     if isinstance(item, Finish):
         tokens = (item.prompt_tokens, item.completion_tokens)
-        return End(sid, item.finish_reason, *tokens, item.timings)
+        return End(sid, item.finish_reason, *tokens, item.timings, item.usage_reported)
     if isinstance(item, Vectors) and any(len(v) > largest for v in item.vectors):
         message = f"an embedding is larger than the tunnel carries whole ({largest} bytes)"
         return Error(sid, str(ErrorCode.BAD_REQUEST), message, False)

@@ -8,6 +8,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agent.backend import Backend, BackendError
 from agent.config import AgentConfig
@@ -16,6 +17,9 @@ from agent.login import dial, login
 from agent.session import TunnelSession
 from agent.transport import WebsocketsTransport
 from protocol import ClosedByPeer, ErrorCode, Nodes
+
+if TYPE_CHECKING:
+    from agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,7 @@ async def connect_once(
     backend: Backend,
     options: RunOptions,
     stop: asyncio.Event | None = None,
+    metrics: AgentMetrics | None = None,
     *,
     gate: Gate | None = None,
     on_nodes: Callable[[Nodes], None] | None = None,
@@ -71,6 +76,8 @@ async def connect_once(
     except BackendError as exc:
         log.warning("the backend is not answering (%s); connecting as degraded for now", exc)
         models, backend_down = [], str(exc)
+    if metrics is not None:
+        metrics.backend_up = backend_down is None
     async with dial(config, options.connect_timeout) as ws:
         transport = WebsocketsTransport(ws)
         try:
@@ -94,10 +101,17 @@ async def connect_once(
                 stop,
                 options.drain_timeout,
                 backend_down,
+                metrics,
                 gate,
                 on_nodes,
                 on_goaway,
             )
-            await session.run()
+            if metrics is not None:
+                metrics.sessions.add(session)
+            try:
+                await session.run()
+            finally:
+                if metrics is not None:
+                    metrics.sessions.discard(session)
         except ClosedByPeer as exc:
             raise EdgeRefused(exc.error_code, exc.error_message) from None

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,13 @@ def _bounded(value: Any) -> Any:
     return value[:MAX_TEXT] if isinstance(value, str) else value
 
 
+def new_request_id() -> str:
+    """A request's id, as OpenAI writes theirs: ``req_`` and 32 hex digits (128 random bits, so
+    ids from several edge nodes never collide). Always the edge's own, never a client's
+    (README "Operating it")."""
+    return "req_" + secrets.token_hex(16)
+
+
 @dataclass(slots=True)
 class RequestRecord:
     """One API request as the audit sees it; filled in as the request goes along."""
@@ -51,9 +60,12 @@ class RequestRecord:
     endpoint: str
     client: str | None
     user_agent: str | None
+    request_id: str = field(default_factory=new_request_id)  # x-request-id, OPEN, the audit
+    route: str | None = None  # the endpoint as metrics name it: its route, not its path
     started_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.monotonic)
     tenant_id: str | None = None
+    tenant_slug: str | None = None
     key_id: str | None = None
     key_name: str | None = None
     model: str | None = None
@@ -90,16 +102,35 @@ class RequestRecord:
     def tokens_used(self) -> tuple[int, int]:
         """``(prompt, completion)`` tokens to charge: the real counts when the stream ended
         normally; when it broke or was cancelled after a machine took it, an upper bound (the
-        prompt estimate and one token per byte streamed); nothing when no machine took it."""
+        prompt estimate and one token per byte streamed); nothing when no machine took it. An
+        END whose runtime counted nothing carries that upper bound already (``upper_bound``,
+        put in by the stream it came on)."""
         if self.end is not None:
             return self.end.prompt_tokens, self.end.completion_tokens
         if not self.dispatched:
             return 0, 0
+        return self.upper_bound()
+
+    def upper_bound(self) -> tuple[int, int]:
+        """What the request can at most have used so far: the prompt estimate (no tokenizer
+        makes a token shorter than a byte) and one token per byte streamed."""
         return self.prompt_estimate, self.output_bytes
+
+    @property
+    def exact(self) -> bool:
+        """Whether the runtime counted the tokens: the stream ended with an END that says so."""
+        return self.end is not None and self.end.usage_reported
+
+
+RequestObserver = Callable[[RequestRecord, int], None]
 
 
 class Recorder:
-    """Buffers audit events and usage increments; ``run()`` flushes them every interval."""
+    """Buffers audit events and usage increments; ``run()`` flushes them every interval.
+
+    Every API request ends here (``request``), authenticated or not, so ``observer``, when set,
+    is told of each one with its status: the metrics count requests from what the record
+    already knows (edge/observability), instead of more work while the request runs."""
 
     def __init__(
         self, store: Store, flush_interval: float = 1.0, retention_days: float = 90.0
@@ -111,10 +142,18 @@ class Recorder:
         self._usage: dict[tuple[str, str], list[Any]] = {}
         self._last_prune = 0.0
         self.dropped = 0  # rows the store refused and that were dropped (logged one by one)
+        self.observer: RequestObserver | None = None
+
+    @property
+    def backlog(self) -> int:
+        """Audit events waiting to be written (a store that cannot be written makes it grow)."""
+        return len(self._events)
 
     def request(self, record: RequestRecord, status: int) -> None:
         """A finished API request: queue its event and usage (its admission was settled by
         the pipeline that opened it, edge/api/dispatch.py)."""
+        if self.observer is not None:
+            self.observer(record, status)
         if record.tenant_id is None or record.key_id is None:
             return  # never authenticated: no tenant to file it under
         # Clamped: a count past any real request's is a confused or hostile machine's, and must
@@ -122,7 +161,7 @@ class Recorder:
         prompt, completion = (min(n, MAX_TOKENS_PER_REQUEST) for n in record.tokens_used())
         first = record.first_output
         ttft = (first - record.started) * 1000 if first is not None else None
-        exact = record.end is not None
+        exact = record.exact
         self._events.append(
             _row(
                 tenant_id=record.tenant_id,
@@ -141,6 +180,7 @@ class Recorder:
                 duration_ms=(time.monotonic() - record.started) * 1000,
                 client=record.client,
                 user_agent=record.user_agent,
+                request_id=record.request_id,
             )
         )
         day = datetime.datetime.fromtimestamp(record.started_at, datetime.UTC).date().isoformat()

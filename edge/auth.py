@@ -125,6 +125,7 @@ async def authenticate(request: web.Request) -> Caller:
         await ctx.store.keys.touch(key.id, now)  # at most one write per key per minute
     record = request_record(request)
     record.tenant_id, record.key_id, record.key_name = tenant.id, key.id, key.name
+    record.tenant_slug = tenant.slug
     return Caller(key, tenant, record, await ctx.store.aliases.of_tenant(tenant.id))
 
 

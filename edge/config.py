@@ -51,6 +51,9 @@ class EdgeConfig:
     advertise_url: str | None = None
     peer_ca_file: Path | None = None  # a private CA the other nodes' certificates come from
     reservation_ttl: float = 60.0  # a budget reservation its node stops renewing expires then
+    # Where GET /metrics is served (README "Operating it"); None: no metrics at all, and
+    # nothing counted. Never the public listener.
+    metrics_address: tuple[str, int] | None = None
 
     def tenant_url(self, slug: str) -> str:
         """Where the tenant's clients and agents reach the edge: ``SLUG.DOMAIN``, or the bare

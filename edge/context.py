@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -19,6 +19,7 @@ from edge.data_dir import secure_data_dir
 from edge.limits import Limiter, Limits
 from edge.store import Store, open_store
 from edge.store.cache import CachedStore
+from protocol.aio import Traffic
 
 Clock = Callable[[], float]
 
@@ -38,6 +39,7 @@ class EdgeContext:
     recorder: Recorder
     clock: Clock = time.time  # Unix seconds; tests move it instead of sleeping
     cluster: ClusterNode | None = None  # with --redis: what this node shares with the others
+    traffic: Traffic = field(default_factory=Traffic)  # every machine's tunnel adds to it
 
 
 CONTEXT = web.AppKey("llmtunnel_edge", EdgeContext)

@@ -22,6 +22,8 @@ from edge.config import EdgeConfig
 from edge.context import CONTEXT, Clock, EdgeContext
 from edge.http_guard import GuardedRequestHandler, head_received_middleware
 from edge.listener import GuardedSite, default_max_connections, open_file_limit
+from edge.observability.listener import MetricsListener, serve_metrics
+from edge.observability.metrics import EdgeMetrics
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ class RunningEdge:
     context: EdgeContext
     port: int
     admin_key_path: Path | None  # set when this start created the operator key
+    metrics: MetricsListener | None = None  # with EdgeConfig.metrics_address
     stopped: bool = False
 
     async def stop(self) -> None:
@@ -48,6 +51,8 @@ class RunningEdge:
             await self.context.cluster.leave()  # the other nodes stop routing here
         await drain_agents(self.context.registry, self.context.config.drain_timeout)
         await self.runner.cleanup()  # the recorder's last flush, then the store closes
+        if self.metrics is not None:  # last: the drain could be watched
+            await self.metrics.stop()
 
 
 async def ensure_operator_key(ctx: EdgeContext) -> Path | None:
@@ -81,7 +86,12 @@ async def start_edge(
     )
     await runner.setup()  # opens the store and starts the recorder (edge.app)
     ctx = app[CONTEXT]
-    admin_key_path = await ensure_operator_key(ctx)
+    try:
+        admin_key_path = await ensure_operator_key(ctx)
+        metrics = await _start_metrics(ctx)
+    except BaseException:
+        await runner.cleanup()
+        raise
     server = runner.server
     assert server is not None
     loop = asyncio.get_running_loop()
@@ -108,6 +118,25 @@ async def start_edge(
         ssl_context=ssl_context,
         backlog=1024,
     )
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        if metrics is not None:
+            await metrics.stop()
+        raise
     log.info("accepting at most %d connections on %s", max_connections, site.name)
-    return RunningEdge(runner, site, ctx, site.port, admin_key_path)
+    return RunningEdge(runner, site, ctx, site.port, admin_key_path, metrics)
+
+
+async def _start_metrics(ctx: EdgeContext) -> MetricsListener | None:
+    """With ``metrics_address``: count every request as it ends (the recorder's observer) and
+    serve the metrics there (``MetricsListenFailed`` when it cannot be listened on)."""
+    if ctx.config.metrics_address is None:
+        return None
+    metrics = EdgeMetrics(ctx.registry, ctx.recorder, ctx.traffic, ctx.store)
+    ctx.recorder.observer = metrics.request_ended
+    host, port = ctx.config.metrics_address
+    listener = await serve_metrics(metrics, host, port)
+    log.info("serving metrics on http://%s:%d/metrics", host, listener.port)
+    return listener

@@ -123,11 +123,13 @@ def _frame_of(obj: Any) -> Frame:
     if cls is None:
         raise RemoteProtocolError(f"unknown frame type {obj[0]}")
     values = obj[1:]
-    if len(values) != len(cls.SCHEMA):
+    fewest = len(cls.SCHEMA) - cls.OPTIONAL_FIELDS  # trailing fields added later (§2)
+    if not fewest <= len(values) <= len(cls.SCHEMA):
+        allowed = f"{fewest} to " if fewest < len(cls.SCHEMA) else ""
         raise RemoteProtocolError(
-            f"{cls.__name__} frame has {len(values)} fields, expected {len(cls.SCHEMA)}"
+            f"{cls.__name__} frame has {len(values)} fields, expected {allowed}{len(cls.SCHEMA)}"
         )
-    for index, (value, expected) in enumerate(zip(values, cls.SCHEMA, strict=True)):
+    for index, (value, expected) in enumerate(zip(values, cls.SCHEMA, strict=False)):
         if not _is_instance(value, expected):
             name = _FIELDS[cls.TYPE][index]
             raise RemoteProtocolError(

@@ -7,6 +7,7 @@ field types alone cannot (ranges, sizes), and the codec calls it on every decode
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar
@@ -33,6 +34,8 @@ MAX_TIMING_NAME = 64
 MAX_TIMEOUT = 7 * 24 * 3600.0  # OPEN's deadline: a week is already far beyond any request
 MAX_HEALTH_REASON = 500  # HEALTH's reason, shown to clients and admins (§5)
 MAX_NODES, MAX_NODE_ID, MAX_NODE_URL = 64, 64, 2048  # NODES: the nodes an agent may dial (§11)
+MAX_REQUEST_ID = 64  # OPEN's request id: printable ASCII without spaces, empty for none (§2)
+_REQUEST_ID = re.compile(rf"[!-~]{{0,{MAX_REQUEST_ID}}}")
 
 JSONMap = dict[str, Any]
 
@@ -60,14 +63,21 @@ class FrameType(IntEnum):
 
 
 class Frame:
-    """Base of all frames. ``SCHEMA`` lists the accepted Python types of each field, in order."""
+    """Base of all frames. ``SCHEMA`` lists the accepted Python types of each field, in order;
+    the last ``OPTIONAL_FIELDS`` of them may be left out (a field added later, §2)."""
 
     __slots__ = ()
     TYPE: ClassVar[FrameType]
     SCHEMA: ClassVar[tuple[type | tuple[type, ...], ...]]
+    OPTIONAL_FIELDS: ClassVar[int] = 0
 
     def check(self) -> None:
         """Raise ``RemoteProtocolError`` when a field is out of range."""
+
+    def check_outgoing(self) -> None:
+        """``check``, and whatever else a frame about to be sent must pass for its receiver to
+        take it (the receiver runs ``check`` on what it decodes)."""
+        self.check()
 
 
 class StreamFrame(Frame):
@@ -268,31 +278,43 @@ class Open(StreamFrame):
     """Edge → agent: start a stream with a neutral request; ``timeout`` seconds, 0 for none (§7).
 
     ``request`` is typed (``protocol.requests``): on the wire it is the map ``to_wire`` makes,
-    and decoding checks every field of it as it checks the frame's own."""
+    and decoding checks every field of it as it checks the frame's own. ``request_id`` is the
+    id the edge gave the client's request (its ``x-request-id``), so that the agent's log lines
+    for the stream name the request the edge's access line and audit row name (§2)."""
 
     TYPE = FrameType.OPEN
-    SCHEMA = (int, dict, (int, float))
+    SCHEMA = (int, dict, (int, float), str)
     stream_id: int
     request: Request | UnsupportedRequest
     timeout: float
+    request_id: str = ""  # the edge's id of the client's request, for the agent's logs
 
     @classmethod
     def from_wire_values(cls, values: list[Any]) -> Open:
-        return cls(values[0], from_wire(values[1]), values[2])
+        return cls(values[0], from_wire(values[1]), values[2], values[3])
 
     def wire_values(self) -> tuple[Any, ...]:
-        return (self.stream_id, to_wire(self.request), self.timeout)
+        return (self.stream_id, to_wire(self.request), self.timeout, self.request_id)
 
     def check(self) -> None:
         _check_stream_id(self.stream_id)
-        # A request built here must be one the agent takes back: refused on sending, it fails
-        # one request; refused on receiving, it would fail the whole tunnel (§6).
-        from_wire(to_wire(self.request))
         # NaN fails every comparison, so it fails this one too.
         _require(
             0 <= self.timeout <= MAX_TIMEOUT,
             f"timeout {self.timeout} is not between 0 and {MAX_TIMEOUT:g} s",
         )
+        # It goes into log lines as it is: short, and nothing that could break a line (§2).
+        _require(
+            _REQUEST_ID.fullmatch(self.request_id) is not None,
+            f"request id must be at most {MAX_REQUEST_ID} visible ASCII characters",
+        )
+
+    def check_outgoing(self) -> None:
+        self.check()
+        # A request built here must be one the agent takes back: refused on sending, it fails
+        # one request; refused on receiving, it would fail the whole tunnel (§6). A received
+        # request was just checked field by field by ``from_wire``: only sending needs this.
+        from_wire(to_wire(self.request))
 
 
 ToolCall = dict[str, str]  # {id, name, arguments}: arguments is the JSON text of an object
@@ -351,15 +373,31 @@ def tool_call_size(call: ToolCall) -> int:
 
 @dataclass(frozen=True, slots=True)
 class End(StreamFrame):
-    """Agent → edge: the stream finished normally (§7)."""
+    """Agent → edge: the stream finished normally (§7). ``usage_reported`` is false when the
+    runtime counted no tokens (both counts are then 0): the edge counts conservatively (§7).
+
+    The field came later, so it is written only when false, and read as true when left out
+    (§2): agents and edges from before it keep working together with those after it."""
 
     TYPE = FrameType.END
-    SCHEMA = (int, str, int, int, dict)
+    SCHEMA = (int, str, int, int, dict, bool)
+    OPTIONAL_FIELDS = 1  # usage_reported may be left out
     stream_id: int
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
     timings: dict[str, int]
+    usage_reported: bool = True
+
+    def wire_values(self) -> tuple[Any, ...]:
+        fields = (
+            self.stream_id,
+            self.finish_reason,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.timings,
+        )
+        return fields if self.usage_reported else (*fields, False)
 
     def check(self) -> None:
         _check_stream_id(self.stream_id)

@@ -58,6 +58,7 @@ from protocol.frames import (
     StreamFrame,
     Window,
 )
+from protocol.traffic import Traffic
 from protocol.windows import ReceiveWindow, SendWindow
 
 
@@ -176,6 +177,7 @@ class Connection:
         # Flow-controlled bytes received per stream and not yet reported by consumed(); kept
         # after the stream ends until the application has read them.
         self._unconsumed: dict[int, int] = {}
+        self.traffic: Traffic | None = None  # frames counted here when set (protocol.traffic)
 
     # ------------------------------------------------------------------ inspection
 
@@ -230,6 +232,8 @@ class Connection:
         self._queue(data, batchable)
 
     def _queue(self, data: bytes, batchable: bool) -> None:
+        if self.traffic is not None:
+            self.traffic.frames_sent += 1
         if batchable and self._batch_size and self._batch_size + len(data) <= self.max_send_frame:
             self._outbox[-1].append(data)
             self._batch_size += len(data)
@@ -239,7 +243,7 @@ class Connection:
 
     def _encode(self, frame: Frame) -> bytes:
         try:
-            frame.check()
+            frame.check_outgoing()
             data = codec.encode(frame)
         except RemoteProtocolError as exc:
             raise LocalProtocolError(str(exc)) from None
@@ -329,6 +333,8 @@ class Connection:
         return frames
 
     def _take(self, frame: Frame) -> Frame | None:
+        if self.traffic is not None:
+            self.traffic.frames_received += 1
         if self.peer not in SENDERS[frame.TYPE]:
             raise RemoteProtocolError(f"the {self.peer.value} never sends {frame.TYPE.name}")
         new_state = self._next_state(frame, receiving=True)

@@ -16,7 +16,9 @@ PREFIX = "/agent"
 async def _connect(request: web.Request) -> web.StreamResponse:
     ctx = request.config_dict[CONTEXT]
     nodes = ctx.cluster.directory.nodes_frame if ctx.cluster is not None else None
-    return await accept_agent(request, ctx.store, ctx.registry, ctx.config.tunnel, nodes)
+    return await accept_agent(
+        request, ctx.store, ctx.registry, ctx.config.tunnel, ctx.traffic, nodes
+    )
 
 
 def create_agents_app(pairing_attempts_per_minute: int) -> web.Application:

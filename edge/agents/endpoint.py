@@ -23,7 +23,7 @@ from edge.agents.session import AgentSession
 from edge.agents.transport import AiohttpTransport
 from edge.store import Machine, Store
 from protocol import Claim, Connection, EdgeLogin, Nodes, ProtocolError, Role, TunnelLimits
-from protocol.aio import edge_login
+from protocol.aio import Traffic, edge_login
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,12 @@ async def accept_agent(
     store: Store,
     registry: Registry[AgentSession],
     limits: TunnelLimits,
+    traffic: Traffic | None = None,
     nodes: Callable[[], Nodes | None] | None = None,
 ) -> web.WebSocketResponse:
-    """Log the machine in (CHALLENGE/AUTH/READY/HELLO), then serve its session; ``nodes``
-    gives the NODES it hears first when this edge is one of several (PROTOCOL.md §11)."""
+    """Log the machine in (CHALLENGE/AUTH/READY/HELLO), then serve its session; what the
+    session moves is counted in ``traffic``; ``nodes`` gives the NODES it hears first when this
+    edge is one of several (PROTOCOL.md §11)."""
     # max_msg_size: aiohttp refuses a message whose size *equals* its limit, and closes (1009)
     # before the edge can say why. +1 admits a frame of exactly max_frame, as PROTOCOL.md §4
     # promises; one more byte lets a message one byte over reach the codec, which refuses it
@@ -63,7 +65,7 @@ async def accept_agent(
     except (ProtocolError, ConnectionError) as exc:
         log.info("agent login from %s refused: %s", request.remote, exc)
         return ws
-    session = AgentSession(transport, conn, machine, hello, registry, limits, nodes)
+    session = AgentSession(transport, conn, machine, hello, registry, limits, traffic, nodes)
     log.info("machine %s (%s) online with %d models", machine.name, machine.id, len(session.models))
     await session.run()
     log.info("machine %s (%s) offline", machine.name, machine.id)

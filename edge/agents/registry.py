@@ -50,8 +50,9 @@ class Routable(Protocol):
     def backend_down(self) -> str | None:
         """Why its backend does not answer, or ``None`` while it does (PROTOCOL.md §5)."""
 
-    def open_stream(self, request: Request, timeout: float) -> TunnelStream:
-        """Start a stream; called by ``Lease.open`` only."""
+    def open_stream(self, request: Request, timeout: float, request_id: str) -> TunnelStream:
+        """Start a stream; called by ``Lease.open`` only. ``request_id`` names the client's
+        request in the machine's logs (PROTOCOL.md §2)."""
 
 
 S = TypeVar("S", bound=Routable)
@@ -107,6 +108,14 @@ class Registry(Generic[S]):
 
     def sessions(self, tenant_id: str) -> list[S]:
         return list(self._by_tenant.get(tenant_id, {}).values())
+
+    def queued(self) -> dict[str, int]:
+        """Requests waiting for a slot, per tenant that has any (for the metrics)."""
+        return {
+            tenant: sum(len(queue) for queue in queues.values())
+            for tenant, queues in self._queues.items()
+            if queues
+        }
 
     def models(self, tenant_id: str) -> dict[str, dict[str, Any]]:
         """Every model a healthy online machine of the tenant serves (first machine's details
@@ -278,6 +287,12 @@ class Registry(Generic[S]):
             progress = False
             for key_id in list(queues):
                 waiter = queues[key_id][0]
+                if waiter.future.done():
+                    # Cancelled (its client went away) but its task has not run to leave the
+                    # queue yet: a slot granted to it would be lost, and set_result would raise.
+                    _pop(queues, key_id)
+                    progress = True
+                    break
                 try:
                     self._check_servable(tenant_id, waiter.model, waiter.exclude, waiter.only)
                 except ApiError as exc:
@@ -330,12 +345,12 @@ class Lease(Generic[S]):
     def machine_name(self) -> str:
         return self.session.machine_name
 
-    def open(self, request: Request, timeout: float) -> TunnelStream:
+    def open(self, request: Request, timeout: float, request_id: str = "") -> TunnelStream:
         """Start the stream in this slot. If the machine cannot be sent the request
         (``ApiError``), the slot is free again."""
         self._give_back()
         try:
-            return self.session.open_stream(request, timeout)
+            return self.session.open_stream(request, timeout, request_id)
         except BaseException:
             self._registry.notify(self.session.tenant_id)
             raise

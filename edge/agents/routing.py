@@ -29,7 +29,7 @@ class Slot(Protocol):
     @property
     def machine_name(self) -> str: ...
 
-    def open(self, request: Request, timeout: float) -> TunnelStream: ...
+    def open(self, request: Request, timeout: float, request_id: str = "") -> TunnelStream: ...
 
     def release(self) -> None: ...
 
@@ -48,8 +48,10 @@ class Router:
         exclude: frozenset[str] = frozenset(),
         key_id: str = "",
         only: str | None = None,
+        request_id: str = "",
     ) -> Slot:
-        """A slot for ``request`` (``Registry.acquire``'s contract and errors)."""
+        """A slot for ``request`` (``Registry.acquire``'s contract and errors); ``request_id``
+        names the client's request where it runs (PROTOCOL.md §2)."""
         return await self.registry.acquire(tenant_id, request.model, timeout, exclude, key_id, only)
 
     def can_retry(

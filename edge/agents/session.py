@@ -46,7 +46,7 @@ from protocol import (
     State,
     TunnelLimits,
 )
-from protocol.aio import Link, Transport
+from protocol.aio import Link, Traffic, Transport
 from protocol.errors import ClosedByPeer
 from protocol.frames import MAX_TIMEOUT
 from protocol.mux import FLOW_CONTROLLED
@@ -70,11 +70,12 @@ class AgentSession(Link):
         hello: Hello,
         registry: Registry[AgentSession],
         limits: TunnelLimits,
+        traffic: Traffic | None = None,
         nodes: Callable[[], Nodes | None] | None = None,
     ) -> None:
         """``nodes`` gives the NODES this machine hears first (several edge nodes, PROTOCOL.md
         §11); later changes come through ``announce``."""
-        super().__init__(transport, conn, limits.heartbeat_interval)
+        super().__init__(transport, conn, limits.heartbeat_interval, traffic)
         self.machine_id = machine.id
         self.machine_name = machine.name
         self.tenant_id = machine.tenant_id
@@ -105,12 +106,12 @@ class AgentSession(Link):
     def accepting(self) -> bool:
         return not self._draining and self.conn.state is State.OPEN
 
-    def open_stream(self, request: Request, timeout: float) -> TunnelStream:
+    def open_stream(self, request: Request, timeout: float, request_id: str = "") -> TunnelStream:
         """Start a stream (in the slot a ``registry.Lease`` held for it). ``ApiError`` 400 when
         the request holds what the tunnel cannot carry (PROTOCOL.md §2: JSON only)."""
         stream_id = self.conn.next_stream_id()
         # The agent's deadline; the edge keeps its own. A week is OPEN's bound (PROTOCOL.md §2).
-        frame = Open(stream_id, request, min(timeout, MAX_TIMEOUT))
+        frame = Open(stream_id, request, min(timeout, MAX_TIMEOUT), request_id)
         try:
             self.conn.send(frame)
         except LocalProtocolError as exc:

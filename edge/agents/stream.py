@@ -13,6 +13,7 @@ once, when the reader takes it, and only then is its credit handed back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -95,6 +96,9 @@ class TunnelStream:
         self.finished = False
         self.buffered = 0  # bytes received, not yet read: at most the window (§8)
         self.observer: Callable[[StreamEvent], None] | None = None  # sees each event read
+        # The counts an END stands in for when its runtime reported none (PROTOCOL.md §7): the
+        # request's upper bound, from what the pipeline knows of it (edge/audit.py).
+        self.unreported_usage: Callable[[], tuple[int, int]] | None = None
         self._events: deque[PendingDeltas | Embeddings | End | Error] = deque()
         self._arrived = asyncio.Event()
 
@@ -120,9 +124,23 @@ class TunnelStream:
         event = self._take(self._events.popleft())
         if not isinstance(event, FLOW_CONTROLLED):
             self.finished = True
+            if isinstance(event, End) and not event.usage_reported:
+                event = self._with_upper_bound(event)
         if self.observer is not None:
             self.observer(event)
         return event
+
+    def _with_upper_bound(self, end: End) -> End:
+        """An END whose runtime counted nothing, with counts that bound what it used: what
+        the client is shown and the key is charged (still marked as not reported)."""
+        if self.unreported_usage is None:
+            return end
+        prompt, completion = self.unreported_usage()
+        return dataclasses.replace(end, prompt_tokens=prompt, completion_tokens=completion)
+
+    def ready(self) -> bool:
+        """Whether ``next()`` would return at once."""
+        return bool(self._events)
 
     async def next_text(self) -> TextEvent:
         return as_text(await self.next())

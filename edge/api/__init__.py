@@ -1,5 +1,9 @@
 """The public API (``/v1``): one table row per endpoint, every dialect through one pipeline
-(``dispatch``), its errors in the dialect's shape and every request of a known key audited."""
+(``dispatch``), its errors in the dialect's shape and every request of a known key audited.
+
+Every request gets an id (``RequestRecord.request_id``, the edge's own, README "Operating it"):
+its response carries it as ``x-request-id``, errors included; its access line, its other log
+lines (``edge.observability.logs``), its audit row and the OPEN its machine gets all name it."""
 
 from __future__ import annotations
 
@@ -26,11 +30,14 @@ from edge.auth import RECORD
 from edge.context import CONTEXT
 from edge.errors import ErrorShape
 from edge.middleware import json_errors
+from edge.observability.logs import current_request
 
 PREFIX = "/v1"
-# One line per API request: what, its status, model, key name, machine and duration; never a
-# prompt, a reply or a secret.
+# One line per API request: what, its status, model, key name, machine and duration, and its
+# request id (as a field of the line, edge.observability.logs); never a prompt, a reply or a
+# secret.
 access_log = logging.getLogger("edge.access")
+REQUEST_ID_HEADER = "x-request-id"  # what the OpenAI SDKs read (and show as request_id)
 
 
 def _text(dialect: TextDialect[P]) -> Handler:
@@ -76,32 +83,40 @@ async def _audited(request: web.Request, handler: Handler) -> web.StreamResponse
     record = RequestRecord(
         f"{request.method} {request.path}", request.remote, user_agent and user_agent[:200]
     )
+    resource = request.match_info.route.resource
+    if resource is not None:  # the route, not the path: what metrics may name (no model, no id)
+        record.route = f"{request.method} {resource.canonical}"
     request[RECORD] = record
     status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except asyncio.CancelledError:
-        status, record.error_code = 499, record.error_code or "client_closed"
-        raise
-    finally:
-        request.config_dict[CONTEXT].recorder.request(record, status)
-        access_log.info(
-            "%s %d %s key=%s machine=%s %.0fms",
-            record.endpoint,
-            status,
-            record.model or "-",
-            record.key_name or "-",
-            record.machine or "-",
-            (time.monotonic() - record.started) * 1000,
-        )
+    with current_request(record):
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except (asyncio.CancelledError, ConnectionResetError):
+            # The client went away: cancelled while waiting, or its socket gone mid-write.
+            status, record.error_code = 499, record.error_code or "client_closed"
+            raise
+        finally:
+            request.config_dict[CONTEXT].recorder.request(record, status)
+            access_log.info(
+                "%s %d %s key=%s machine=%s %.0fms",
+                record.endpoint,
+                status,
+                record.model or "-",
+                record.key_name or "-",
+                record.machine or "-",
+                (time.monotonic() - record.started) * 1000,
+            )
 
 
-async def _rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
+async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
     # Runs as any response's headers are about to go out, streamed or not, success or error.
     record = request.get(RECORD)
-    if record is not None and record.admission is not None:
+    if record is None:
+        return
+    response.headers[REQUEST_ID_HEADER] = record.request_id
+    if record.admission is not None:
         for name, value in record.admission.headers.items():
             response.headers.setdefault(name, value)
 
@@ -113,6 +128,6 @@ def create_api_app(client_max_size: int) -> web.Application:
     )
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
-    app.on_response_prepare.append(_rate_limit_headers)
+    app.on_response_prepare.append(_response_headers)
     realtime.install(app)  # its sockets are closed (1001) on shutdown
     return app

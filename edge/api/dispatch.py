@@ -189,11 +189,12 @@ async def _open(
     tried: frozenset[str] = frozenset()
     while True:
         slot = await ctx.router.acquire(
-            tenant_id, request, ctx.config.queue_timeout, tried, key.id, bound
+            tenant_id, request, ctx.config.queue_timeout, tried, key.id, bound, record.request_id
         )
-        stream = slot.open(request, ctx.config.request_timeout)
+        stream = slot.open(request, ctx.config.request_timeout, record.request_id)
         record.dispatch(slot.machine_name, admission.prompt_estimate)
         stream.observer = record.observe
+        stream.unreported_usage = record.upper_bound  # counted conservatively (PROTOCOL.md §7)
         try:
             first = await _first_event(stream, ctx.config.first_token_timeout)
         except BaseException:

@@ -51,20 +51,27 @@ async def stream_text(
     headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
     """The reply as server-sent events, written as the tunnel delivers them; ``finished`` runs
-    once the reply is complete, before the client hears so. ``headers`` are the dialect's own."""
+    once the reply is complete, before the client hears so. ``headers`` are the dialect's own.
+
+    Events that are ready together leave in one write (one TLS record, one send): the head with
+    the first delta, and the last delta with the end, its usage, ``[DONE]`` and the chunked
+    body's terminator. An event is held only while the next one is already here, never while
+    waiting for the machine."""
     response = web.StreamResponse(headers={**sse.HEADERS, **(headers or {})})
     await response.prepare(request)
-    await response.write(renderer.head())
+    out = [renderer.head()]
     async for event in text_events(stream, first, config.request_timeout):
         if isinstance(event, Delta):
-            await response.write(renderer.delta(event))
+            out.append(renderer.delta(event))
+            if not stream.ready():  # else what is here already goes in the same write
+                await response.write(b"".join(out))
+                out.clear()
         elif isinstance(event, End):
-            last = renderer.end(event)
+            out.append(renderer.end(event))
             await finished()
-            await response.write(last)
         else:
-            await response.write(renderer.error(event))
-    await response.write_eof()
+            out.append(renderer.error(event))
+    await response.write_eof(b"".join(out))
     return response
 
 

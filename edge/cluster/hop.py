@@ -111,6 +111,7 @@ async def forward(
     request_timeout: float,
     exclude: frozenset[str],
     key_id: str,
+    request_id: str = "",
 ) -> RemoteSlot:
     """Ask the node that holds ``machine``'s tunnel for a slot on it and open ``request``
     there. ``ApiError`` as that node refused it; ``NodeUnreachable`` when it does not answer."""
@@ -123,6 +124,7 @@ async def forward(
             "queue_timeout": queue_timeout,
             "timeout": request_timeout,
             "request": to_wire(request),
+            "request_id": request_id,
         },
         use_bin_type=True,
     )
@@ -166,8 +168,9 @@ class RemoteSlot:
         self._pump: asyncio.Task[None] | None = None
         self.stream: TunnelStream | None = None
 
-    def open(self, request: Request, timeout: float) -> TunnelStream:
-        """The stream (already open on the other node): its frames, read as they are wanted."""
+    def open(self, request: Request, timeout: float, request_id: str = "") -> TunnelStream:
+        """The stream (already open on the other node, the request id sent with it): its
+        frames, read as they are wanted."""
         self.stream = TunnelStream(self, _STREAM)
         self._pump = asyncio.create_task(self._read(self.stream))
         return self.stream

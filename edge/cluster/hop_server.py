@@ -44,7 +44,7 @@ async def serve_hop(request: web.Request) -> web.StreamResponse:
         fields["key"],
         fields["machine"],
     )
-    stream = lease.open(neutral, float(fields["timeout"]))
+    stream = lease.open(neutral, float(fields["timeout"]), str(fields.get("request_id", "")))
     try:
         headers = {"x-llmtunnel-machine": lease.machine_name, "content-type": FRAMES}
         response = web.StreamResponse(headers=headers)

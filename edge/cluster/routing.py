@@ -53,6 +53,7 @@ class ClusterRouter(Router):
         exclude: frozenset[str] = frozenset(),
         key_id: str = "",
         only: str | None = None,
+        request_id: str = "",
     ) -> Slot:
         local = self.registry.candidates(tenant_id, request.model, exclude, only)
         free_here = any(s.in_flight + self.registry.reserved(s) < s.max_concurrency for s in local)
@@ -71,6 +72,7 @@ class ClusterRouter(Router):
                         self.config.request_timeout,
                         exclude,
                         key_id,
+                        request_id,
                     )
                 except NodeUnreachable as exc:
                     log.warning(
@@ -81,7 +83,7 @@ class ClusterRouter(Router):
                     if exc.code not in STALE:
                         raise
                     # The directory was behind: that tunnel is gone. The next one, then.
-        return await super().acquire(tenant_id, request, timeout, exclude, key_id, only)
+        return await super().acquire(tenant_id, request, timeout, exclude, key_id, only, request_id)
 
     def _remote(
         self, tenant_id: str, model: str, exclude: frozenset[str], only: str | None

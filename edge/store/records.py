@@ -29,6 +29,7 @@ AUDIT_COLUMNS = (
     "duration_ms",
     "client",
     "user_agent",
+    "request_id",  # the x-request-id the client got; also in the edge's and agent's logs
 )
 
 AuditRow = tuple[object, ...]  # values in AUDIT_COLUMNS order

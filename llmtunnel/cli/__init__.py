@@ -1,5 +1,6 @@
-"""The ``llmtunnel`` command line: the root app, ``demo`` and ``sim-ollama``, and the wiring of
-the ``edge``, ``admin`` and ``agent`` sub-apps (one module each). It wires edge and agent together.
+"""The ``llmtunnel`` command line: the root app, ``demo``, ``sim-ollama`` and ``sim-openai``, and
+the wiring of the ``edge``, ``admin`` and ``agent`` sub-apps (one module each). It wires edge and
+agent together.
 
 Starting it must stay fast: the edge, the agent and the HTTP client are imported inside the
 commands that need them, never here or at the top of a sub-app's module."""
@@ -100,3 +101,37 @@ def sim_ollama(
             tokens_per_second=tokens_per_second,
             context_length=context_length,
         )
+
+
+@app.command("sim-openai")
+def sim_openai(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    flavour: Annotated[
+        str, typer.Option(help="Whose quirks: vllm, llama.cpp, lm-studio or plain.")
+    ] = "vllm",
+    tokens_per_second: Annotated[float, typer.Option(help="0: as fast as possible.")] = 0.0,
+    context_length: Annotated[
+        int, typer.Option(help="The server's context (vLLM's --max-model-len).")
+    ] = 8192,
+    api_key_file: Annotated[
+        str | None, typer.Option(help="Ask for this key, as vLLM's --api-key does.")
+    ] = None,
+) -> None:
+    """A simulated OpenAI-compatible runtime (vLLM, llama.cpp, LM Studio), no GPU needed."""
+    from pathlib import Path
+
+    from llmtunnel import sim_openai as sim
+    from llmtunnel.cli.common import fail
+
+    if flavour not in sim.FLAVOURS:
+        fail(f"--flavour is one of {', '.join(sim.FLAVOURS)}; got {flavour!r}")
+    key = Path(api_key_file).read_text().strip() if api_key_file else None
+    config = sim.SimOpenAIConfig(
+        flavour=flavour,  # checked against FLAVOURS above
+        tokens_per_second=tokens_per_second,
+        context_length=context_length,
+        api_key=key,
+    )
+    with address_in_use_is_a_usage_error(f"{host}:{port}", "--port"):
+        sim.main(host, port, config)

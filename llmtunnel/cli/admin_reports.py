@@ -53,7 +53,8 @@ def audit(
     limit: Annotated[int, typer.Option(help="At most this many events, newest first.")] = 100,
     json_: JsonFlag = False,
 ) -> None:
-    """Every API request and admin action of a tenant (metadata only), newest first."""
+    """Every API request and admin action of a tenant (metadata only), newest first. A request's
+    id is the x-request-id its client got, and the one in the edge's and the agent's logs."""
     admin = admin_connection(ctx)
     query = _query(since=parse_since(since), key=key, limit=limit)
     result = admin.call("GET", f"/tenants/{slug}/audit{query}")
@@ -63,7 +64,7 @@ def audit(
     for e in result["events"]:
         when = datetime.datetime.fromtimestamp(e["at"], datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
         if e["kind"] == "admin":
-            rows.append([when, e["actor"], e["action"], e["subject"] or "", "", "", "", "", ""])
+            rows.append([when, e["actor"], e["action"], e["subject"] or "", *[""] * 6])
             continue
         tokens = (
             f"{e['prompt_tokens']}/{e['completion_tokens']}"
@@ -82,9 +83,13 @@ def audit(
                 tokens,
                 _ms(e["ttft_ms"]),
                 _ms(e["duration_ms"]),
+                e.get("request_id") or "",  # none before the edge made them
             ]
         )
     table(
         rows,
-        ["TIME (UTC)", "WHO", "WHAT", "MODEL", "MACHINE", "STATUS", "TOKENS", "TTFT", "TOOK"],
-    )
+        [
+            "TIME (UTC)", "WHO", "WHAT", "MODEL", "MACHINE", "STATUS", "TOKENS", "TTFT", "TOOK",
+            "REQUEST ID",
+        ],
+    )  # fmt: skip

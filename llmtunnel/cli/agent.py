@@ -1,4 +1,5 @@
-"""``llmtunnel agent pair/run/status``: the GPU box's side, next to Ollama."""
+"""``llmtunnel agent pair/run/status``: the GPU box's side, next to its runtimes (Ollama, and
+OpenAI-compatible ones: vLLM, SGLang, llama.cpp, LM Studio)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmtunnel.cli.common import fail, setup_logging
+from llmtunnel.cli.common import LogFormatOption, fail, parse_listen, run_loop, setup_logging
+from llmtunnel.logs import LogFormat
 
 if TYPE_CHECKING:
+    from agent.backends import Named
     from agent.config import AgentConfig
 
-agent_app = typer.Typer(no_args_is_help=True, help="Run on the GPU box next to Ollama.")
+agent_app = typer.Typer(no_args_is_help=True, help="Run on the GPU box next to its runtimes.")
 
 ConfigPath = Annotated[
     Path | None,
@@ -25,7 +28,40 @@ ConfigPath = Annotated[
         show_default="~/.config/llmtunnel/agent.json",
     ),
 ]
-OllamaUrl = Annotated[str, typer.Option("--ollama", envvar="OLLAMA_HOST", help="Ollama's URL.")]
+OllamaUrl = Annotated[
+    str,
+    typer.Option(
+        "--ollama", envvar="OLLAMA_HOST", help="Ollama's URL, when it is the one runtime."
+    ),
+]
+BackendOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--backend",
+        metavar="KIND=URL[,key-file=PATH]",
+        help="A runtime, repeated for several: ollama=http://127.0.0.1:11434, or"
+        " openai=http://127.0.0.1:8000/v1 for vLLM, SGLang, llama.cpp or LM Studio. A model two"
+        " runtimes list is served by the first one given.",
+    ),
+]
+BackendKeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--backend-key-file",
+        help="A file holding the API key of the openai backends that name no key-file= of"
+        " their own (vLLM's --api-key).",
+    ),
+]
+CapabilitiesOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--capabilities",
+        metavar="MODEL=CAP[,CAP...]",
+        help="What a model of an OpenAI-compatible runtime can do, in place of what it reports"
+        " or the default (completion,tools): completion, tools, thinking, vision, embedding,"
+        " insert. Repeated.",
+    ),
+]
 
 
 @agent_app.command(
@@ -58,9 +94,17 @@ def agent_pair(
     typer.echo(f"identity saved to {path} (0600). Next: llmtunnel agent run")
 
 
-@agent_app.command("run", epilog="Example: llmtunnel agent run --ollama http://127.0.0.1:11434")
+@agent_app.command(
+    "run",
+    epilog="Example: llmtunnel agent run --backend ollama=http://127.0.0.1:11434"
+    " --backend openai=http://127.0.0.1:8000/v1,key-file=/etc/llmtunnel/vllm.key",
+)
 def agent_run(
+    ctx: typer.Context,
     ollama: OllamaUrl = "http://127.0.0.1:11434",
+    backend: BackendOption = None,
+    backend_key_file: BackendKeyFile = None,
+    capabilities: CapabilitiesOption = None,
     max_concurrency: Annotated[int, typer.Option(min=1, help="Requests served at once.")] = 16,
     drain_timeout: Annotated[
         float, typer.Option(help="On SIGTERM, seconds running requests may take to finish.")
@@ -74,28 +118,53 @@ def agent_run(
         ),
     ] = 2,
     config: ConfigPath = None,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT to serve Prometheus metrics on (GET /metrics), such as 127.0.0.1:9465.",
+            show_default="off",
+        ),
+    ] = None,
+    log_format: LogFormatOption = LogFormat.HUMAN,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Keep the tunnel to the edge open and serve requests with local Ollama."""
+    """Keep the tunnel to the edge open and serve requests with the local runtimes."""
     from agent import config as agent_config
-    from agent.ollama import OllamaBackend
+    from agent.backend_config import combined
+    from agent.log_fields import StreamLogFields
+    from agent.metrics import AgentMetrics, MetricsListenFailed, serve_metrics
     from agent.runner import AgentStopped, RunOptions, run_agent
 
-    setup_logging(verbose)
+    fields = StreamLogFields()
+    setup_logging(verbose, log_format, [fields])
     try:
         settings = agent_config.load(config or agent_config.default_path())
     except agent_config.ConfigError as exc:
         fail(str(exc))
-    ollama = _with_scheme(ollama)
-    backend = OllamaBackend(ollama, max_connections=max_concurrency)
+    fields.tenant, fields.machine = settings.tenant, settings.machine_name
+    metrics_address = (
+        parse_listen(metrics_listen, "--metrics-listen", "127.0.0.1") if metrics_listen else None
+    )
+    backends = _backends(ctx, ollama, backend, backend_key_file, capabilities, max_concurrency)
+    served = combined(backends)
     options = RunOptions(
         max_concurrency=max_concurrency, drain_timeout=drain_timeout, connections=connections
     )
+    metrics = AgentMetrics() if metrics_address else None
 
     async def serve() -> None:
+        listener = None
+        if metrics is not None and metrics_address is not None:
+            try:
+                listener = await serve_metrics(metrics, *metrics_address)
+            except MetricsListenFailed as exc:
+                fail(str(exc))
+            host = metrics_address[0]
+            host = f"[{host}]" if ":" in host else host
+            typer.echo(f"metrics at http://{host}:{listener.port}/metrics")
         # First SIGTERM/SIGINT drains (GOAWAY, running requests finish); a second one quits now.
         stop = asyncio.Event()
-        task = asyncio.ensure_future(run_agent(settings, backend, options, stop))
+        task = asyncio.ensure_future(run_agent(settings, served, options, stop, metrics))
         loop = asyncio.get_running_loop()
 
         def on_signal() -> None:
@@ -109,22 +178,31 @@ def agent_run(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         finally:
-            await backend.aclose()
+            await served.aclose()
+            if listener is not None:
+                await listener.stop()
 
     try:
-        asyncio.run(serve())
+        run_loop(serve())
     except AgentStopped as exc:
         fail(str(exc), code=2)
 
 
 @agent_app.command("status")
-def agent_status(ollama: OllamaUrl = "http://127.0.0.1:11434", config: ConfigPath = None) -> None:
-    """Show this machine's identity, whether the edge accepts it and whether Ollama answers.
+def agent_status(
+    ctx: typer.Context,
+    ollama: OllamaUrl = "http://127.0.0.1:11434",
+    backend: BackendOption = None,
+    backend_key_file: BackendKeyFile = None,
+    capabilities: CapabilitiesOption = None,
+    config: ConfigPath = None,
+) -> None:
+    """Show this machine's identity, whether the edge accepts it, and every runtime: whether it
+    answers, and its models.
 
-    Exits 1 when the edge cannot be reached or refuses the machine, or Ollama does not answer.
-    The check logs in as far as the edge's READY and leaves: a running agent stays connected."""
-    import httpx
-
+    Exits 1 when the edge cannot be reached or refuses the machine, or a runtime does not
+    answer. The check logs in as far as the edge's READY and leaves: a running agent stays
+    connected."""
     from agent import config as agent_config
 
     path = config or agent_config.default_path()
@@ -132,21 +210,63 @@ def agent_status(ollama: OllamaUrl = "http://127.0.0.1:11434", config: ConfigPat
         settings = agent_config.load(path)
     except agent_config.ConfigError as exc:
         fail(str(exc))
+    backends = _backends(ctx, ollama, backend, backend_key_file, capabilities, 4)
     typer.echo(f"config:   {path}")
     typer.echo(f"machine:  {settings.tenant}/{settings.machine_name} ({settings.machine_id})")
     typer.echo(f"edge:     {settings.edge_url}")
-    edge_problem = asyncio.run(_edge_problem(settings))
-    typer.echo(f"          {edge_problem or 'reachable; this machine is accepted'}")
-    ollama = _with_scheme(ollama)
-    try:
-        version = httpx.get(ollama + "/api/version", timeout=3).json().get("version")
-        typer.echo(f"ollama:   {ollama} (version {version})")
-        ollama_ok = True
-    except (httpx.HTTPError, ValueError, AttributeError):
-        typer.echo(f"ollama:   {ollama} NOT reachable")
-        ollama_ok = False
-    if edge_problem or not ollama_ok:
+    edge_problem, answering = asyncio.run(_check(settings, backends))
+    if edge_problem or not answering:
         raise typer.Exit(1)
+
+
+async def _check(settings: AgentConfig, backends: list[Named]) -> tuple[str | None, bool]:
+    """Print what the edge and each backend say; whether the edge refused, whether all answer."""
+    from agent.backends import look
+
+    try:
+        edge_problem = await _edge_problem(settings)
+        typer.echo(f"          {edge_problem or 'reachable; this machine is accepted'}")
+        listings = await asyncio.gather(*(look(named) for named in backends))
+    finally:
+        for named in backends:
+            await named.backend.aclose()
+    served: dict[str, str] = {}
+    for listed in listings:
+        label = listed.named.label
+        if listed.models is None:
+            typer.echo(f"backend:  {label} NOT answering: {listed.problem}")
+            continue
+        typer.echo(f"backend:  {label} answers, {len(listed.models)} models")
+        for model in listed.models:
+            name = model["name"]
+            context = model.get("context_length")
+            detail = ", ".join(model["capabilities"]) + (f"; context {context}" if context else "")
+            shadow = f"  (served by {served[name]}, given first)" if name in served else ""
+            served.setdefault(name, label)
+            typer.echo(f"            {name}  {detail}{shadow}")
+    return edge_problem, all(listed.models is not None for listed in listings)
+
+
+def _backends(
+    ctx: typer.Context,
+    ollama: str,
+    backend: list[str] | None,
+    key_file: Path | None,
+    capabilities: list[str] | None,
+    max_connections: int,
+) -> list[Named]:
+    """The backends the options describe; a one-line error for anything wrong in them."""
+    from agent.backend_config import build, parse_capabilities, specs
+    from agent.config import ConfigError
+
+    # --ollama written out, not OLLAMA_HOST from the environment, conflicts with --backend.
+    source = ctx.get_parameter_source("ollama")
+    given = source is not None and source.name == "COMMANDLINE"
+    try:
+        wanted = specs(backend or [], ollama, given, key_file)
+        return build(wanted, parse_capabilities(capabilities or []), max_connections)
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 async def _edge_problem(settings: AgentConfig) -> str | None:
@@ -169,8 +289,3 @@ async def _edge_problem(settings: AgentConfig) -> str | None:
     except (OSError, TimeoutError, WebSocketException, ProtocolError) as exc:
         return f"NOT reachable: {explain(exc, settings.edge_url)}"
     return None
-
-
-def _with_scheme(url: str) -> str:
-    """``OLLAMA_HOST`` may be a bare host:port, as Ollama itself accepts it."""
-    return url if "://" in url else f"http://{url}"

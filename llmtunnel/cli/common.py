@@ -8,15 +8,27 @@ import contextlib
 import datetime
 import errno
 import logging
+import os
 import signal
 import sys
-from collections.abc import Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Coroutine, Iterable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from llmtunnel.logs import LogFormat
+
 if TYPE_CHECKING:
     from edge.logging_safety import RepeatLimiter
+
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        help="human: one readable line per event; json: one JSON object per line (time, level,"
+        " logger, message, request_id, tenant, key, machine, stream).",
+    ),
+]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -36,20 +48,27 @@ def address_in_use_is_a_usage_error(where: str, flag: str) -> Iterator[None]:
         fail(f"{where} is already in use: stop what listens there, or choose another with {flag}")
 
 
-def setup_logging(verbose: bool) -> RepeatLimiter:
-    """Log to stderr, through filters that rate-limit repeated records and redact anything that
-    looks like a key (edge/logging_safety.py): nothing a client does can flood the log or put a
-    secret in it. Returns the rate limiter, for its summaries to be flushed now and then."""
+def setup_logging(
+    verbose: bool,
+    log_format: LogFormat = LogFormat.HUMAN,
+    fields: Iterable[logging.Filter] = (),
+) -> RepeatLimiter:
+    """Log to stderr in ``log_format`` (llmtunnel/logs.py), through filters that rate-limit
+    repeated records and redact anything that looks like a key (edge/logging_safety.py):
+    nothing a client does can flood the log or put a secret in it. ``fields`` are the filters
+    that put a request's fields (its id, tenant, machine…) on the records written for it.
+    Returns the rate limiter, for its summaries to be flushed now and then."""
     from edge.logging_safety import RepeatLimiter, protect_handler
+    from llmtunnel.logs import formatter
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(formatter(log_format))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[stderr])
     limiter = RepeatLimiter()
     for handler in logging.getLogger().handlers:
         protect_handler(handler, limiter)
+        for field_filter in fields:
+            handler.addFilter(field_filter)
     # Library chatter (httpx logs every request the agent makes to Ollama) is for debugging.
     for library in ("httpx", "httpcore"):
         logging.getLogger(library).setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -75,7 +94,35 @@ def run_until_signal(main: Coroutine[Any, Any, None]) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    asyncio.run(wrapper())
+    run_loop(wrapper())
+
+
+T = TypeVar("T")
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on uvloop where it is installed (not on Windows). Its TLS keeps a few
+    kilobytes per connection where the standard loop's keeps a 256 KiB read buffer: an edge
+    holding a thousand idle agents needs 25 MiB instead of 300 (README "Benchmarks", (e)).
+    ``LLMTUNNEL_EVENT_LOOP=asyncio`` chooses the standard loop."""
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None  # type: ignore[assignment]
+    if uvloop is None or os.environ.get("LLMTUNNEL_EVENT_LOOP") == "asyncio":
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def parse_listen(
+    listen: str, flag: str = "--listen", default_host: str = "0.0.0.0"
+) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6; an empty host is ``default_host``)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        fail(f"{flag} must be HOST:PORT, got {listen!r}")
+    return host.strip("[]") or default_host, int(port)
 
 
 def when(timestamp: float | None) -> str:

@@ -10,21 +10,17 @@ from typing import Annotated
 import typer
 
 from llmtunnel.cli.common import (
+    LogFormatOption,
     address_in_use_is_a_usage_error,
     fail,
     flush_log_summaries,
+    parse_listen,
     run_until_signal,
     setup_logging,
 )
+from llmtunnel.logs import LogFormat
 
 edge_app = typer.Typer(no_args_is_help=True, help="Run the public edge server.")
-
-
-def _parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        fail(f"--listen must be HOST:PORT, got {listen!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def _default_data_dir() -> Path:
@@ -132,17 +128,28 @@ def edge_serve(
     idle_timeout: Annotated[
         float, typer.Option(help="Seconds an idle kept-alive connection stays open.")
     ] = 30.0,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT to serve Prometheus metrics on (GET /metrics), such as"
+            " 127.0.0.1:9464; never on the public listener.",
+            show_default="off",
+        ),
+    ] = None,
+    log_format: LogFormatOption = LogFormat.HUMAN,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the public API and the agent endpoint."""
     from edge.config import MIB, EdgeConfig
     from edge.data_dir import secure_data_dir
     from edge.listener import raise_open_file_limit
+    from edge.observability.listener import MetricsListenFailed
+    from edge.observability.logs import RequestLogFields
     from edge.server import start_edge
     from edge.store import OpenFailed
     from edge.tls import CertificateReloader, ensure_self_signed
 
-    limiter = setup_logging(verbose)
+    limiter = setup_logging(verbose, log_format, [RequestLogFields()])
     raise_open_file_limit()
     modes = sum([tls_cert is not None or tls_key is not None, self_signed, plain_http])
     if modes != 1:
@@ -157,7 +164,10 @@ def edge_serve(
             " give --database-url postgresql://…"
         )
     data_dir = data_dir or _default_data_dir()
-    host, port = _parse_listen(listen or ("127.0.0.1:8080" if plain_http else "0.0.0.0:443"))
+    host, port = parse_listen(listen or ("127.0.0.1:8080" if plain_http else "0.0.0.0:443"))
+    metrics_address = (
+        parse_listen(metrics_listen, "--metrics-listen", "127.0.0.1") if metrics_listen else None
+    )
     ca_file: Path | None = None
     secure_data_dir(data_dir)  # 0700 before anything, the self-signed CA's key included, is in it
     if self_signed:
@@ -182,13 +192,14 @@ def edge_serve(
         max_connections=max_connections,
         header_timeout=header_timeout,
         idle_timeout=idle_timeout,
+        metrics_address=metrics_address,
     )
 
     async def serve() -> None:
         with address_in_use_is_a_usage_error(f"{host}:{port}", "--listen HOST:PORT"):
             try:
                 edge = await start_edge(config, host, port, reloader.context if reloader else None)
-            except OpenFailed as exc:
+            except (OpenFailed, MetricsListenFailed) as exc:
                 fail(str(exc))
         watcher = asyncio.create_task(reloader.watch()) if reloader else None
         summaries = asyncio.create_task(flush_log_summaries(limiter))
@@ -198,6 +209,11 @@ def edge_serve(
             typer.echo(f"operator key written to {edge.admin_key_path} (0600)")
         if ca_file:
             typer.echo(f"self-signed: clients and agents must trust the CA at {ca_file}")
+        if edge.metrics is not None and metrics_address is not None:
+            metrics_host = metrics_address[0]
+            metrics_host = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
+            metrics_url = f"http://{metrics_host}:{edge.metrics.port}/metrics"
+            typer.echo(f"metrics at {metrics_url}")
         try:
             await asyncio.Event().wait()
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -88,6 +88,22 @@ class SimStats:
     cancelled: int = 0
     active: int = 0
     queued: int = 0  # waiting for a parallel slot
+
+    @contextlib.contextmanager
+    def counted(self) -> Iterator[None]:
+        """One generation: started, then completed, or cancelled (the client went away)."""
+        self.started += 1
+        self.active += 1
+        finished = False
+        try:
+            yield
+            finished = True
+        finally:
+            self.active -= 1
+            if finished:
+                self.completed += 1
+            else:
+                self.cancelled += 1
 
 
 CONFIG_KEY = web.AppKey("sim_config", SimConfig)

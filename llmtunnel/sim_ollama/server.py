@@ -81,25 +81,10 @@ async def _generate(
     started = time.perf_counter()
     delay = 1 / config.tokens_per_second if config.tokens_per_second > 0 else 0.0
     async with request.app[_SLOTS_KEY].slot():
-        stats.started += 1
-        stats.active += 1
-        finished = False
-        response: web.StreamResponse
-        try:
+        with stats.counted():
             if not stream:
-                response = await _whole(request, plan, chunk, final_extra, started, delay)
-            else:
-                response = await _stream(
-                    request, plan, chunk, final_extra, started, delay, calls_in_final
-                )
-            finished = True
-            return response
-        finally:
-            stats.active -= 1
-            if finished:
-                stats.completed += 1
-            else:
-                stats.cancelled += 1
+                return await _whole(request, plan, chunk, final_extra, started, delay)
+            return await _stream(request, plan, chunk, final_extra, started, delay, calls_in_final)
 
 
 async def _pace(delay: float) -> None:
@@ -363,7 +348,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _vector(text: str, dimensions: int) -> list[float]:
+def embedding_vector(text: str, dimensions: int) -> list[float]:
+    """A unit vector that depends only on ``text``: the same input, the same embedding."""
     seed = hashlib.sha256(text.encode()).digest()
     raw = [((seed[i % 32] + i * 7) % 251) / 125.0 - 1.0 for i in range(dimensions)]
     norm = math.sqrt(sum(x * x for x in raw)) or 1.0
@@ -386,7 +372,7 @@ async def embed(request: web.Request) -> web.Response:
     # Ollama cuts a vector to `dimensions` when that is shorter, and ignores a longer one.
     dimensions = min(dimensions, EMBEDDING_DIMENSIONS)
     started = time.perf_counter()
-    embeddings = [_vector(text, dimensions) for text in inputs]
+    embeddings = [embedding_vector(text, dimensions) for text in inputs]
     total = max(int((time.perf_counter() - started) * 1e9), 1000)
     return web.json_response(
         {
@@ -425,12 +411,15 @@ def create_app(config: SimConfig | None = None) -> web.Application:
 
 async def serve(host: str, port: int, config: SimConfig | None = None) -> web.AppRunner:
     """Listen on ``host:port`` (0 for a free port); the caller cleans the runner up."""
-    # handler_cancellation: a client that goes away cancels its generation at once, as in Ollama.
-    runner = web.AppRunner(
-        create_app(config), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
-    )
+    return await start(create_app(config), host, port)
+
+
+async def start(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Serve a simulator's ``app`` as the runtimes serve: a client that goes away cancels its
+    generation at once (handler_cancellation), and a deep accept queue, as Go's and uvicorn's
+    servers have, since bursts of connections are normal."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    # A deep accept queue, as Ollama's Go server has: bursts of connections are normal.
     await web.TCPSite(runner, host, port, backlog=1024).start()
     return runner
 
@@ -448,10 +437,17 @@ def main(
 ) -> None:
     """Serve until interrupted."""
     config = SimConfig(tokens_per_second=tokens_per_second, context_length=context_length)
+    run_until_interrupted(create_app(config), host, port, "sim-ollama")
+
+
+def run_until_interrupted(
+    app: web.Application, host: str, port: int, name: str, path: str = ""
+) -> None:
+    """Serve a simulator's ``app`` until interrupted, first saying where."""
 
     async def run() -> None:
-        runner = await serve(host, port, config)
-        print(f"sim-ollama listening on http://{host}:{bound_port(runner)}", flush=True)
+        runner = await start(app, host, port)
+        print(f"{name} listening on http://{host}:{bound_port(runner)}{path}", flush=True)
         try:
             await asyncio.Event().wait()
         finally:

@@ -8,11 +8,13 @@ WebSocket library either. Each end gives it a ``Transport`` over its own library
                   transport, in bounded time, answering any failure with ``Connection.fail``
                   and closing
     link.py       Link: a logged-in connection: the read loop, the single writer, the heartbeat
-                  and watchdog (§9), bounded writes, closing; edge and agent sessions subclass it
+                  and watchdog (§9), bounded writes, closing; edge and agent sessions subclass it.
+                  (Traffic, from protocol.traffic: what links moved, for the metrics)
 """
 
 from protocol.aio.link import Link
 from protocol.aio.login import agent_login, agent_probe, edge_login
 from protocol.aio.transport import Transport
+from protocol.traffic import Traffic
 
-__all__ = ["Link", "Transport", "agent_login", "agent_probe", "edge_login"]
+__all__ = ["Link", "Traffic", "Transport", "agent_login", "agent_probe", "edge_login"]

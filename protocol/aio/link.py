@@ -20,6 +20,9 @@ the peer simply went away, raises ``ClosedByPeer`` if it sent ERROR on stream 0,
 (WebSocket close 1002, or 1009 for a frame too large, §4). ``close()`` ends the link from this
 side, from any task, any number of times, even before ``run()``: everything still goes out
 through the one writer.
+
+What a link moves is counted in a ``Traffic`` (``protocol.traffic``), which many links may share:
+its connection counts the frames, the read loop and the writer the messages and their bytes.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from protocol.errors import (
 from protocol.frames import NO_STREAM, Error, Frame, Ping, Pong
 from protocol.liveness import SILENT_INTERVALS, Liveness, Verdict
 from protocol.mux import Connection, Role, State
+from protocol.traffic import Traffic
 
 WRITE_TIMEOUT_INTERVALS = 2  # heartbeat intervals one write may take before the link is dropped
 # WebSocket close codes (RFC 6455 §7.4.1).
@@ -62,9 +66,17 @@ class Link:
         super().__init_subclass__(**kwargs)
         cls.log = logging.getLogger(cls.__module__)  # a session logs as the end it serves
 
-    def __init__(self, transport: Transport, conn: Connection, heartbeat_interval: float) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        conn: Connection,
+        heartbeat_interval: float,
+        traffic: Traffic | None = None,
+    ) -> None:
         self.transport = transport
         self.conn = conn
+        self.traffic = traffic if traffic is not None else Traffic()
+        conn.traffic = self.traffic  # from now on: the login's frames are not counted
         self.heartbeat_interval = heartbeat_interval
         self.write_bound = WRITE_TIMEOUT_INTERVALS * heartbeat_interval
         self.rtt: float | None = None  # seconds, from the last PONG to this side's PING
@@ -150,7 +162,10 @@ class Link:
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        traffic = self.traffic
         while (data := await self.transport.recv()) is not None:
+            traffic.messages_received += 1
+            traffic.bytes_received += len(data)
             self._liveness.heard(loop.time())
             if self.conn.state is State.CLOSED:
                 continue  # this side closed it: what still arrives was in flight
@@ -173,7 +188,10 @@ class Link:
                 stopping = self._stopping  # read first: all queued before the stop goes now
                 if not stopping and self.conn.state is not State.CLOSED:
                     self.prepare_frames()
-                await send_all(self.transport, self.conn.data_to_send(), self.write_bound)
+                batch = self.conn.data_to_send()
+                self.traffic.messages_sent += len(batch)
+                self.traffic.bytes_sent += sum(map(len, batch))
+                await send_all(self.transport, batch, self.write_bound)
                 if stopping:
                     return
         except TimeoutError:

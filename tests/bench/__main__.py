@@ -3,15 +3,21 @@
     ./dev bench                # scenarios (a)-(f), three rounds (about 6 minutes)
     ./dev bench --quick        # shorter runs of the same scenarios (under 2 minutes)
     ./dev bench --governance   # only (f): what key limits and the audit cost per request
-    ./dev bench --cluster      # several edge nodes instead: (g)-(j), tests/bench/cluster.py
+    ./dev bench --cluster      # several edge nodes instead: (h)-(k), tests/bench/cluster.py
     ./dev bench --only bd --peers nginx,llmtunnel --rounds 1 --profile /tmp/prof
                                # a part of it; edge and agent under cProfile
+    ./dev bench --quick --only d --peers llmtunnel --metrics
+                               # edge and agent counting metrics (--metrics-listen)
 
 Every peer stands in front of the same token source (tests/bench/source.py, its own process):
 
     direct     client → source                                   (OpenAI SSE, plain HTTP)
     nginx      client → nginx (TLS) → source                     (OpenAI SSE; skipped without nginx)
     llmtunnel  client → edge (TLS) → WebSocket → agent → source  (the source speaks Ollama NDJSON)
+    openai     the same, the agent on the source's OpenAI SSE    (--backend openai=…/v1, as vLLM)
+
+The two tunnel peers are two machines of two tenants on the one edge (a key routes to its own
+tenant's machine), so each request takes the path its peer names.
 
 The edge and the agent are ``llmtunnel edge serve`` and ``llmtunnel agent run`` processes, as
 deployed; this process is the client (tests/bench/client.py). The scenarios (--quick: shorter):
@@ -22,6 +28,8 @@ deployed; this process is the client (tests/bench/client.py). The scenarios (--q
     (d) 32 users: 16-token replies, not streamed, from ``fast``, for 10 s
     (e) 1,000 idle agents join a fresh edge: its RSS before and after, per agent
     (f) key governance per request, in this process (tests/bench/governance.py)
+    (g) cancellation: a client drops a stream after 3 tokens; how soon the source's request
+        closes (tests/bench/cancel.py), 20 times per peer (--quick: 10)
 
 Scenarios (a)-(d) run on each peer
 in turn, three rounds with the peers' order rotated each round, and the summary gives the
@@ -52,7 +60,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from agent.config import AgentConfig, new_key, save
 from edge.credentials import KeyHasher, load_or_create_server_secret
 from edge.store import SqliteStore
-from tests.bench import governance, nginx, report
+from tests.bench import cancel, governance, nginx, report
 from tests.bench.client import Target
 from tests.bench.procs import Proc, established, free_port, llmtunnel, started, tail, wait_for_port
 from tests.bench.scenarios import Measurement, Scenario, median, pct, run, scenarios
@@ -68,36 +76,48 @@ class Peer:
     source: Target  # the token source behind it, for its counters
 
 
-async def _provision(data_dir: Path, machines: int) -> tuple[str, list[AgentConfig]]:
+async def _provision(
+    data_dir: Path, machines: int
+) -> tuple[str, list[AgentConfig], tuple[str, AgentConfig]]:
     """Tenant, key and machines written straight into the edge's store before it starts
-    (pairing is rate limited per address, and a thousand pairings are not what is measured)."""
+    (pairing is rate limited per address, and a thousand pairings are not what is measured);
+    and a second tenant's key and machine, for the agent on the OpenAI-compatible path."""
     hasher = KeyHasher(load_or_create_server_secret(data_dir / "server.secret"))
     store = SqliteStore(data_dir / "edge.db")
     await store.tenants.create("t_bench", "bench")
     key = "sk-lt-" + secrets.token_urlsafe(24)
     await store.keys.add("k_bench", "t_bench", "bench", key[:12], hasher.digest(key), None)
-    configs = []
-    for n in range(machines):
-        private, public = new_key()
-        code = f"code{n}"
-        await store.machines.add_pairing_code(
-            hasher.digest(code), "t_bench", f"gpu-{n}", time.time() + 600
-        )
-        await store.machines.redeem_pairing_code(
-            hasher.digest(code), f"m_{n}", base64.b64decode(public)
-        )
-        seed = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        configs.append(
-            AgentConfig(
-                edge_url="",
-                machine_id=f"m_{n}",
-                machine_name=f"gpu-{n}",
-                tenant="bench",
-                private_key=base64.b64encode(seed).decode(),
-            )
-        )
+    await store.tenants.create("t_openai", "openai")
+    openai_key = "sk-lt-" + secrets.token_urlsafe(24)
+    digest = hasher.digest(openai_key)
+    await store.keys.add("k_openai", "t_openai", "openai", openai_key[:12], digest, None)
+    openai_config = await _machine(store, hasher, "t_openai", "openai", "gpu-openai", "m_openai")
+    configs = [
+        await _machine(store, hasher, "t_bench", "bench", f"gpu-{n}", f"m_{n}")
+        for n in range(machines)
+    ]
     await store.close()
-    return key, configs
+    return key, configs, (openai_key, openai_config)
+
+
+async def _machine(
+    store: SqliteStore, hasher: KeyHasher, tenant_id: str, tenant: str, name: str, machine: str
+) -> AgentConfig:
+    private, public = new_key()
+    await store.machines.add_pairing_code(
+        hasher.digest(machine), tenant_id, name, time.time() + 600
+    )
+    await store.machines.redeem_pairing_code(
+        hasher.digest(machine), machine, base64.b64decode(public)
+    )
+    seed = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    return AgentConfig(
+        edge_url="",
+        machine_id=machine,
+        machine_name=name,
+        tenant=tenant,
+        private_key=base64.b64encode(seed).decode(),
+    )
 
 
 async def _wait_models(edge: str, key: str, tls: ssl.SSLContext) -> None:
@@ -124,11 +144,18 @@ def _source(log: Path) -> Iterator[tuple[int, Proc]]:
         yield int(line.split()[-1]), Proc("source", process.pid)
 
 
+# With --metrics: what edge and agent add to serve their metrics (each on a port of its own).
+METRICS = ("--metrics-listen", "127.0.0.1:0")
+
+
 @contextlib.contextmanager
-def _edge(data_dir: Path, port: int, log: Path, profile: Path | None = None) -> Iterator[Proc]:
+def _edge(
+    data_dir: Path, port: int, log: Path, profile: Path | None = None, metrics: bool = False
+) -> Iterator[Proc]:
     command = llmtunnel(
         "edge", "serve", "--domain", "bench.test", "--listen", f"127.0.0.1:{port}",
-        "--data-dir", str(data_dir), "--self-signed", profile=profile,
+        "--data-dir", str(data_dir), "--self-signed", *(METRICS if metrics else ()),
+        profile=profile,
     )  # fmt: skip
     with started(command, log) as process:
         wait_for_port(port, process)
@@ -136,10 +163,23 @@ def _edge(data_dir: Path, port: int, log: Path, profile: Path | None = None) -> 
 
 
 @contextlib.contextmanager
-def _agent(config: Path, source: int, log: Path, profile: Path | None = None) -> Iterator[Proc]:
+def _agent(
+    config: Path,
+    source: int,
+    log: Path,
+    profile: Path | None = None,
+    openai: bool = False,
+    metrics: bool = False,
+) -> Iterator[Proc]:
+    """An agent on the source: Ollama's API, or (``openai``) its OpenAI-compatible one."""
+    runtime = (
+        ["--backend", f"openai=http://127.0.0.1:{source}/v1"]
+        if openai
+        else ["--ollama", f"http://127.0.0.1:{source}"]
+    )
     command = llmtunnel(
-        "agent", "run", "--config", str(config), "--ollama", f"http://127.0.0.1:{source}",
-        "--max-concurrency", "1024", profile=profile,
+        "agent", "run", "--config", str(config), *runtime,
+        "--max-concurrency", "1024", *(METRICS if metrics else ()), profile=profile,
     )  # fmt: skip
     with started(command, log) as process:
         yield Proc("agent", process.pid)
@@ -197,8 +237,7 @@ async def _idle(
     """(e): a fresh edge with one working agent, then the idle agents join it."""
     print(f"\n(e) {len(configs) - 1} idle agents on one edge (and one working agent)")
     port = free_port()
-    ca = data_dir / "tls" / "ca.pem"
-    tls = ssl.create_default_context(cafile=str(ca))
+    ca = data_dir / "tls" / "ca.pem"  # made by the edge when it starts, if this run made none
     idle_dir = tmp / "idle"
     idle_dir.mkdir()
     for n, config in enumerate(configs[1:]):
@@ -208,6 +247,7 @@ async def _idle(
         _edge(data_dir, port, tmp / "edge-e.log") as edge,
         _agent(agent_file, source, tmp / "agent-e.log"),
     ):
+        tls = ssl.create_default_context(cafile=str(ca))
         await _wait_models(f"https://localhost:{port}", key, tls)
         await asyncio.sleep(2)
         before = edge.rss_kib()
@@ -241,13 +281,17 @@ async def _idle(
     return result
 
 
+CANCELLED: dict[str, list[float]] = {}  # (g): per peer, seconds from close to the source
+
+
 @dataclass(frozen=True)
 class Options:
     quick: bool = False
     rounds: int = ROUNDS
-    only: str = "abcdef"  # the scenarios to run
-    peers: tuple[str, ...] = ("direct", "nginx", "llmtunnel")
+    only: str = "abcdefg"  # the scenarios to run
+    peers: tuple[str, ...] = ("direct", "nginx", "llmtunnel", "openai")
     profile: Path | None = None  # run edge and agent under cProfile, writing here
+    metrics: bool = False  # edge and agent with --metrics-listen
 
 
 async def main(options: Options) -> None:
@@ -261,14 +305,21 @@ async def main(options: Options) -> None:
         tmp = Path(tmp_name)
         data_dir = tmp / "edge"
         data_dir.mkdir(mode=0o700)
-        print(f"provisioning a tenant, a key and {1 + idle_agents} machines")
-        key, configs = await _provision(data_dir, 1 + idle_agents)
+        print(f"provisioning two tenants, their keys and {2 + idle_agents} machines")
+        key, configs, openai_machine = await _provision(data_dir, 1 + idle_agents)
         with _source(tmp / "source.log") as (source_port, source):
             print(f"token source on port {source_port} (pid {source.pid})")
             try:
-                if plan:
+                if plan or "g" in options.only:
                     results, peers = await _scenarios(
-                        tmp, data_dir, key, configs[0], source_port, source, plan, options
+                        tmp,
+                        data_dir,
+                        (key, configs[0]),
+                        openai_machine,
+                        source_port,
+                        source,
+                        plan,
+                        options,
                     )
                     names = [p.target.name for p in peers]
                 if idle_agents:
@@ -279,11 +330,12 @@ async def main(options: Options) -> None:
     if "f" in options.only:
         figures = await governance.measure(2000 if options.quick else 20_000)
         governance.report(figures, _total_p50(results, "direct"), _total_p50(results, "llmtunnel"))
-    print(
-        f"\nSummary: median of {options.rounds} rounds; (+x) over direct, (n x) a multiple of"
-        " direct"
-    )
-    print("\n".join(report.table(results, plan, names, idle)))
+    if plan or idle:
+        print(
+            f"\nSummary: median of {options.rounds} rounds; (+x) over direct, (n x) a multiple"
+            " of direct"
+        )
+        print("\n".join(report.table(results, plan, names, idle)))
     if plan:
         for lines in (
             report.cpu_table(results, plan),
@@ -294,6 +346,9 @@ async def main(options: Options) -> None:
             print("\n".join(lines))
         print(f"\nEvery round ({options.rounds}):")
         print("\n".join(report.rounds_table(results, names, options.rounds)))
+    if CANCELLED:
+        print()
+        print("\n".join(cancel.report(CANCELLED)))
     print(f"\n{os.cpu_count()} CPUs; the whole run took {time.perf_counter() - began:.0f} s")
 
 
@@ -316,24 +371,37 @@ def _total_p50(results: list[Measurement], peer: str) -> float | None:
 async def _scenarios(
     tmp: Path,
     data_dir: Path,
-    key: str,
-    config: AgentConfig,
+    machine: tuple[str, AgentConfig],
+    openai_machine: tuple[str, AgentConfig],
     source_port: int,
     source: Proc,
     plan: list[Scenario],
     options: Options,
 ) -> tuple[list[Measurement], list[Peer]]:
+    key, config = machine
     edge_port = free_port()
     ca = data_dir / "tls" / "ca.pem"
     with contextlib.ExitStack() as stack:
         profiles = options.profile
         edge = stack.enter_context(
-            _edge(data_dir, edge_port, tmp / "edge.log", profiles and profiles / "edge.prof")
+            _edge(
+                data_dir,
+                edge_port,
+                tmp / "edge.log",
+                profiles and profiles / "edge.prof",
+                options.metrics,
+            )
         )
         tls = ssl.create_default_context(cafile=str(ca))
         agent_file = _agent_file(config, edge_port, ca, tmp / "agent.json")
         agent = stack.enter_context(
-            _agent(agent_file, source_port, tmp / "agent.log", profiles and profiles / "agent.prof")
+            _agent(
+                agent_file,
+                source_port,
+                tmp / "agent.log",
+                profiles and profiles / "agent.prof",
+                options.metrics,
+            )
         )
         await _wait_models(f"https://localhost:{edge_port}", key, tls)
         print(f"edge on port {edge_port} (pid {edge.pid}), agent pid {agent.pid}")
@@ -365,10 +433,32 @@ async def _scenarios(
             {"Authorization": f"Bearer {key}"},
         )  # fmt: skip
         peers.append(Peer(tunnel, [edge, agent, source], behind))
+        if "openai" in options.peers:
+            openai_key, openai_config = openai_machine
+            openai_file = _agent_file(openai_config, edge_port, ca, tmp / "agent-openai.json")
+            openai_agent = stack.enter_context(
+                _agent(
+                    openai_file,
+                    source_port,
+                    tmp / "agent-openai.log",
+                    profiles and profiles / "agent-openai.prof",
+                    openai=True,
+                )
+            )
+            await _wait_models(f"https://localhost:{edge_port}", openai_key, tls)
+            print(f"agent on the OpenAI-compatible path: pid {openai_agent.pid}")
+            headers = {"Authorization": f"Bearer {openai_key}"}
+            target = Target("openai", "127.0.0.1", edge_port, tls, "localhost", headers)
+            peers.append(Peer(target, [edge, openai_agent, source], behind))
         peers = [p for p in peers if p.target.name in options.peers]
         for peer in peers:
             await _check(peer)
-        return await _rounds(peers, plan, options.rounds), peers
+        measured = await _rounds(peers, plan, options.rounds) if plan else []
+        if "g" in options.only:
+            runs = 10 if options.quick else 20
+            for peer in peers:
+                CANCELLED[peer.target.name] = await cancel.measure(peer.target, behind, runs)
+        return measured, peers
     raise AssertionError("unreachable")
 
 
@@ -377,12 +467,12 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds of (a)-(d), 1 to 10")
     parser.add_argument(
-        "--only", default="abcdef", help="the scenarios to run, e.g. --only bd (default: abcdef)"
+        "--only", default="abcdefg", help="the scenarios to run, e.g. --only bd (default: all)"
     )
     parser.add_argument(
         "--peers",
-        default="direct,nginx,llmtunnel",
-        help="the peers for (a)-(d), comma-separated (default: direct,nginx,llmtunnel)",
+        default="direct,nginx,llmtunnel,openai",
+        help="the peers for (a)-(d), comma-separated (default: direct,nginx,llmtunnel,openai)",
     )
     parser.add_argument(
         "--profile",
@@ -394,15 +484,20 @@ if __name__ == "__main__":
         "--governance", action="store_true", help="only (f), the per-request cost of key limits"
     )
     parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="edge and agent count and serve their metrics (--metrics-listen), to see the cost",
+    )
+    parser.add_argument(
         "--cluster",
         action="store_true",
-        help="several edge nodes on PostgreSQL and Redis instead: (g)-(j) (tests/bench/cluster.py)",
+        help="several edge nodes on PostgreSQL and Redis instead: (h)-(k) (tests/bench/cluster.py)",
     )
     arguments = parser.parse_args()
     if arguments.cluster:
         from tests.bench import cluster
 
-        asyncio.run(cluster.main(arguments.quick, "ghij"))
+        asyncio.run(cluster.main(arguments.quick, "hijk"))
     elif arguments.governance:
         governance.report(asyncio.run(governance.measure(20_000)), None, None)
     else:
@@ -412,6 +507,7 @@ if __name__ == "__main__":
             only=arguments.only.lower(),
             peers=tuple(p.strip() for p in arguments.peers.split(",") if p.strip()),
             profile=arguments.profile.resolve() if arguments.profile else None,
+            metrics=arguments.metrics,
         )
         if chosen.profile:
             chosen.profile.mkdir(parents=True, exist_ok=True)

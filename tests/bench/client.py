@@ -80,6 +80,7 @@ class Connection(asyncio.Protocol):
         self._keep_all = False
         self._events = 0
         self._tail = b""
+        self._tokens = 0
 
     # -- asyncio.Protocol
 
@@ -151,6 +152,11 @@ class Connection(asyncio.Protocol):
                 break
         if tokens:
             self._count(tokens, now)
+
+    @property
+    def tokens_so_far(self) -> int:
+        """Tokens of the response being read, counted as they arrive."""
+        return self._tokens
 
     # -- requests
 

@@ -7,13 +7,13 @@ Throwaway PostgreSQL and Redis servers (tests/postgres_server.py, tests/redis_se
 token source (tests/bench/source.py), ``llmtunnel edge serve --redis`` nodes and ``llmtunnel
 agent run`` processes, all on loopback; this process is the client.
 
-    (g) 32 users, 16-token replies not streamed, as fast as possible, and 64 users of 512-token
+    (h) 32 users, 16-token replies not streamed, as fast as possible, and 64 users of 512-token
         streams: one node, then three nodes with the users spread over them; three agents, each
         holding a tunnel to one node (one node) or to two (three nodes)
-    (h) idle agents joining three nodes, two tunnels each: each node's RSS per tunnel it holds
-    (i) 256 streams at 10 ms a token over three nodes: each node's RSS while they run, per stream,
+    (i) idle agents joining three nodes, two tunnels each: each node's RSS per tunnel it holds
+    (j) 256 streams at 10 ms a token over three nodes: each node's RSS while they run, per stream,
         and its CPU per stream
-    (j) kill -9 one node under load: failed requests sent after it, and how long until every
+    (k) kill -9 one node under load: failed requests sent after it, and how long until every
         machine holds two tunnels again
 
 Not part of the pass/fail suite. On a small machine every process shares the same cores, so
@@ -251,13 +251,13 @@ async def throughput(world: World, quick: bool) -> None:
                 await _spread(world, nodes, replace(scenario, seconds=1.0), [])  # warm up
                 measured = await _spread(world, nodes, scenario, procs)
                 results.setdefault(scenario.key, []).append(measured)
-                print(f"  (g{scenario.key}) {count} node(s), {scenario.title}: {_line(measured)}")
+                print(f"  (h{scenario.key}) {count} node(s), {scenario.title}: {_line(measured)}")
         finally:
             for process in [*agents, *(n.process for n in nodes)]:
                 _stop(process)
     for key, (one, three) in results.items():
         ratio = three.requests_per_second / one.requests_per_second if one.requests else 0
-        print(f"  (g{key}) three nodes / one node: {ratio:.2f}x requests/s")
+        print(f"  (h{key}) three nodes / one node: {ratio:.2f}x requests/s")
 
 
 async def idle_and_streams(world: World, quick: bool) -> None:
@@ -293,12 +293,12 @@ async def idle_and_streams(world: World, quick: bool) -> None:
         for node in nodes:
             grown = node.proc.rss_kib() - before[node.node_id]
             print(
-                f"  (h) {node.node_id}: RSS {before[node.node_id] / 1024:.1f} → "
+                f"  (i) {node.node_id}: RSS {before[node.node_id] / 1024:.1f} → "
                 f"{node.proc.rss_kib() / 1024:.1f} MiB with ~{tunnels:.0f} more idle tunnels:"
                 f" {grown / tunnels:.0f} KiB per tunnel"
             )
-        print(f"  (h) {idle} idle agents held two tunnels each {took:.1f} s after they started")
-        # (i): 256 slow streams over the three nodes, measured while they run.
+        print(f"  (i) {idle} idle agents held two tunnels each {took:.1f} s after they started")
+        # (j): 256 slow streams over the three nodes, measured while they run.
         scenario = Scenario(
             "c", "C=256, 64 tokens at 10 ms", 256, 64, "delay-10ms", True, requests=1
         )
@@ -319,11 +319,11 @@ async def idle_and_streams(world: World, quick: bool) -> None:
             grown = peak[node.node_id] - rss_before[node.node_id]
             cpu = measured.cpu[node.proc.name] / (measured.requests / 3) * 1000
             print(
-                f"  (i) {node.node_id}: +{grown / 1024:.1f} MiB at the peak of ~{per_node:.0f}"
+                f"  (j) {node.node_id}: +{grown / 1024:.1f} MiB at the peak of ~{per_node:.0f}"
                 f" streams: {grown / per_node:.0f} KiB per stream; {cpu:.2f} CPU ms per stream"
                 f" (64 tokens)"
             )
-        print(f"  (i) {measured.requests} streams, {measured.errors} errors")
+        print(f"  (j) {measured.requests} streams, {measured.errors} errors")
     finally:
         if host is not None:
             _stop(host)
@@ -374,7 +374,7 @@ async def failover(world: World) -> None:
         after = [s for sent, s in outcomes if sent > killed]
         failed = sum(1 for s in after if s != 200)
         print(
-            f"  (j) kill -9 of {victim.node_id} under load: {len(after)} requests sent after it,"
+            f"  (k) kill -9 of {victim.node_id} under load: {len(after)} requests sent after it,"
             f" {failed} failed; every machine held two tunnels on the live nodes, as every live"
             f" node sees it, {back:.2f} s after the kill (the directory forgets a dead node"
             f" within 3 s)"
@@ -426,14 +426,14 @@ async def main(quick: bool, only: str) -> None:
             stack,
         )
         try:
-            if "g" in only:
-                print("(g) throughput, one node and three")
+            if "h" in only:
+                print("(h) throughput, one node and three")
                 await throughput(world, quick)
-            if "h" in only or "i" in only:
-                print("(h) idle agents, (i) streams in flight: three nodes")
+            if "i" in only or "j" in only:
+                print("(i) idle agents, (j) streams in flight: three nodes")
                 await idle_and_streams(world, quick)
-            if "j" in only:
-                print("(j) failover")
+            if "k" in only:
+                print("(k) failover")
                 await failover(world)
         except BaseException:
             _print_logs(tmp)
@@ -444,6 +444,6 @@ async def main(quick: bool, only: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs, fewer idle agents")
-    parser.add_argument("--only", default="ghij", help="the parts to run (default: ghij)")
+    parser.add_argument("--only", default="hijk", help="the parts to run (default: hijk)")
     arguments = parser.parse_args()
     asyncio.run(main(arguments.quick, arguments.only.lower()))

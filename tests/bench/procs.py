@@ -112,10 +112,10 @@ def started(
 
 
 def llmtunnel(*args: str, profile: Path | None = None) -> list[str]:
-    """The ``llmtunnel`` CLI, run by this interpreter; under cProfile, writing ``profile`` when
-    it exits, if given."""
+    """The ``llmtunnel`` CLI, run by this interpreter; under cProfile on the CPU clock
+    (tests/bench/cpu_profile.py), writing ``profile`` when it exits, if given."""
     if profile:
-        return [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "llmtunnel", *args]
+        return [sys.executable, "-m", "tests.bench.cpu_profile", str(profile), *args]
     return [sys.executable, "-m", "llmtunnel", *args]
 
 

@@ -21,9 +21,11 @@ tokens by counting ``~`` in the body, however the proxy in between framed or mer
 Endpoints: ``GET /api/tags``, ``POST /api/show`` and ``GET /api/version`` in the shapes the
 simulator returns (enough for the agent's discovery through the ``ollama`` client);
 ``POST /api/chat`` and ``POST /api/generate``, streamed (NDJSON) or not;
+``GET /v1/models`` (as vLLM lists them, for the agent's OpenAI-compatible backend) and
 ``POST /v1/chat/completions``, streamed (SSE, with the usage chunk when
 ``stream_options.include_usage`` asks) or not, with ``usage``; and ``GET /_source/stats``, the
-connections accepted and requests answered so far.
+connections accepted, requests answered and replies cut short by their client so far, with when
+(``time.monotonic()``) the last was cut.
 """
 
 from __future__ import annotations
@@ -333,6 +335,10 @@ class Counters:
 
     connections = 0
     requests = 0
+    # When (time.monotonic(), shared by every process on the machine) the last reply cut short
+    # by its client going away was; and how many were: the cancellation scenario reads them.
+    aborted = 0
+    last_aborted_at = 0.0
 
 
 class Connection(asyncio.Protocol):
@@ -355,6 +361,9 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.task:
+            if not self.task.done():
+                Counters.aborted += 1
+                Counters.last_aborted_at = time.monotonic()
             self.task.cancel()
         if self.resumed and not self.resumed.done():
             self.resumed.set_result(None)
@@ -437,7 +446,12 @@ class Connection(asyncio.Protocol):
         write = self.transport.write
         route = (request.method, request.path)
         if route == ("GET", "/_source/stats"):
-            stats = {"connections": Counters.connections, "requests": Counters.requests}
+            stats = {
+                "connections": Counters.connections,
+                "requests": Counters.requests,
+                "aborted": Counters.aborted,
+                "last_aborted_at": Counters.last_aborted_at,
+            }
             write(_response(200, _json(stats)))
             return
         Counters.requests += 1
@@ -446,6 +460,13 @@ class Connection(asyncio.Protocol):
             return
         if route == ("GET", "/api/version"):
             write(_response(200, b'{"version":"0.13.5"}'))
+            return
+        if route == ("GET", "/v1/models"):  # as vLLM lists them
+            data = [
+                {"id": name, "object": "model", "owned_by": "vllm", "max_model_len": 131072}
+                for name in MODELS
+            ]
+            write(_response(200, _json({"object": "list", "data": data})))
             return
         if route == ("GET", "/"):
             write(_response(200, b"Ollama is running", b"text/plain"))

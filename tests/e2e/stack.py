@@ -1,5 +1,6 @@
-"""A whole llmtunnel deployment on loopback, in this process: simulated Ollama, edge over TLS,
-tenants, keys and agents paired through the real pairing flow. Real sockets everywhere."""
+"""A whole llmtunnel deployment on loopback, in this process: simulated Ollama (and, when asked,
+a simulated OpenAI-compatible runtime), edge over TLS, tenants, keys and agents paired through
+the real pairing flow. Real sockets everywhere."""
 
 from __future__ import annotations
 
@@ -18,14 +19,17 @@ from aiohttp import web
 from openai.types.chat import ChatCompletionUserMessageParam
 
 from agent.backend import Backend
+from agent.backend_config import combined
+from agent.backends import Named
 from agent.config import AgentConfig
+from agent.metrics import AgentMetrics
 from agent.ollama import OllamaBackend
 from agent.pairing import pair
 from agent.runner import RunOptions, run_agent
 from edge.config import EdgeConfig
 from edge.server import RunningEdge, start_edge
 from edge.tls import ensure_self_signed, server_ssl_context
-from llmtunnel import sim_ollama
+from llmtunnel import sim_ollama, sim_openai
 from protocol import TunnelLimits
 
 
@@ -73,6 +77,15 @@ class Stack:
     server_tls: ssl.SSLContext
     clock: Clock
     agents: list[Agent] = field(default_factory=list)
+    openai_sim: web.AppRunner | None = None  # the simulated OpenAI-compatible runtime, if asked
+    openai_url: str = ""  # its base URL, ending in /v1
+
+    async def openai_stats(self) -> dict[str, Any]:
+        async with httpx.AsyncClient() as http:
+            stats: dict[str, Any] = (
+                await http.get(self.openai_url.removesuffix("/v1") + "/_sim/stats")
+            ).json()
+            return stats
 
     async def restart_edge(self) -> None:
         """Stop the edge (a graceful drain) and start it again on the same data and port."""
@@ -131,23 +144,34 @@ class Stack:
         *,
         ollama_url: str | None = None,
         dial: str | None = None,
+        backends: list[Named] | None = None,
+        wait: bool = True,
+        metrics: AgentMetrics | None = None,
         **options: Any,
     ) -> Agent:
         """Pair a machine and run its agent until it shows up online.
 
-        ``dial`` makes the agent connect through another address (a test proxy)."""
+        ``dial`` makes the agent connect through another address (a test proxy); ``backends``
+        are its runtimes (by default the simulated Ollama), as ``agent run --backend`` makes
+        them; ``wait=False`` returns without waiting for it to serve models; ``metrics`` counts
+        what it does."""
         config = await pair(await self.pairing_code(slug, name), self.edge_url, self.ca)
         if dial is not None:
             config = config.model_copy(update={"edge_url": dial})
-        backend = OllamaBackend(
-            ollama_url or self.ollama_url, max_connections=options.get("max_concurrency", 16)
+        backend = (
+            combined(backends)
+            if backends
+            else OllamaBackend(
+                ollama_url or self.ollama_url, max_connections=options.get("max_concurrency", 16)
+            )
         )
         run_options = RunOptions(**{"backoff_base": 0.05, "backoff_cap": 0.5, **options})
         stop = asyncio.Event()
-        task = asyncio.create_task(run_agent(config, backend, run_options, stop))
+        task = asyncio.create_task(run_agent(config, backend, run_options, stop, metrics))
         agent = Agent(config, task, stop, backend)
         self.agents.append(agent)
-        await self.wait_online(slug, name)
+        if wait:
+            await self.wait_online(slug, name)
         return agent
 
     async def wait_online(self, slug: str, name: str, online: bool = True) -> None:
@@ -168,14 +192,17 @@ async def running_stack(
     limits: TunnelLimits | None = None,
     context_length: int = sim_ollama.SimConfig.context_length,
     database_url: str | None = None,
+    openai: sim_openai.SimOpenAIConfig | None = None,
     **edge_options: Any,
 ) -> AsyncIterator[Stack]:
     """The stack in ``tmp_path``; ``database_url`` puts the edge's state in PostgreSQL instead
-    of SQLite in its data directory."""
+    of SQLite in its data directory; ``openai`` starts a simulated OpenAI-compatible runtime
+    too (``stack.openai_url``)."""
     sim_config = sim_ollama.SimConfig(
         tokens_per_second=tokens_per_second, context_length=context_length
     )
     sim = await sim_ollama.serve("127.0.0.1", 0, sim_config)
+    openai_sim = await sim_openai.serve("127.0.0.1", 0, openai) if openai is not None else None
     bundle = ensure_self_signed(tmp_path / "tls", "example.test")
     config = EdgeConfig(
         domain="example.test",
@@ -198,7 +225,10 @@ async def running_stack(
         sim=sim,
         server_tls=server_tls,
         clock=clock,
+        openai_sim=openai_sim,
     )
+    if openai_sim is not None:
+        stack.openai_url = f"http://127.0.0.1:{sim_openai.bound_port(openai_sim)}/v1"
     try:
         yield stack
     finally:
@@ -206,3 +236,5 @@ async def running_stack(
             await agent.stop()
         await edge.stop()
         await sim.cleanup()
+        if openai_sim is not None:
+            await openai_sim.cleanup()

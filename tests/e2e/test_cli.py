@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -164,11 +166,13 @@ def test_operator_and_gpu_box_walkthrough(tmp_path: Path, processes: Processes) 
         "agent", "status", "--config", str(agent_config),
         "--ollama", f"http://127.0.0.1:{ollama_port}", env={},
     )  # fmt: skip
-    assert "this machine is accepted" in status and "version" in status
+    assert "this machine is accepted" in status
+    assert f"backend:  ollama http://127.0.0.1:{ollama_port} answers, 5 models" in status
+    assert "qwen3:8b  completion, tools, thinking; context 40960" in status
     machines = json.loads(run("admin", "machine", "list", "acme", "--json", env=env))
     assert machines["machines"][0]["online"]
     down = status_of("--config", str(agent_config), "--ollama", f"http://127.0.0.1:{_free_port()}")
-    assert down.returncode == 1 and "NOT reachable" in down.stdout
+    assert down.returncode == 1 and "NOT answering: cannot reach Ollama" in down.stdout
 
     client = openai.OpenAI(
         base_url=edge_url + "/v1",
@@ -363,3 +367,78 @@ def test_edge_serve_with_an_unreachable_database_is_one_line(tmp_path: Path) -> 
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
     assert "hunter2" not in done.stderr and "127.0.0.1" in done.stderr
+
+
+HUMAN_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
+
+
+def _json_logs(process: subprocess.Popen[str]) -> list[dict[str, Any]]:
+    """A stopped process's log, each line an object; what it printed for people is skipped."""
+    assert process.stdout is not None
+    lines = process.stdout.read().splitlines()
+    assert not [line for line in lines if HUMAN_LOG_LINE.match(line)], "\n".join(lines)
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def test_edge_and_agent_follow_one_request_in_json_logs_and_serve_metrics(
+    tmp_path: Path, processes: Processes
+) -> None:
+    ollama_port, edge_port, edge_metrics, agent_metrics = (_free_port() for _ in range(4))
+    processes.start("sim-ollama", "--port", str(ollama_port))
+    data_dir = tmp_path / "edge"
+    edge = processes.start(
+        "edge", "serve", "--domain", "example.test", "--listen", f"127.0.0.1:{edge_port}",
+        "--data-dir", str(data_dir), "--plain-http", "--log-format", "json",
+        "--metrics-listen", f"127.0.0.1:{edge_metrics}",
+    )  # fmt: skip
+    edge_url = f"http://127.0.0.1:{edge_port}"
+    _wait_http(edge_url + "/healthz")
+    _wait_http(f"http://127.0.0.1:{ollama_port}/api/version")
+    env = {
+        "LLMTUNNEL_EDGE_URL": edge_url,
+        "LLMTUNNEL_ADMIN_KEY": (data_dir / "admin.key").read_text().strip(),
+    }
+    run("admin", "tenant", "create", "acme", env=env)
+    code = json.loads(run("admin", "machine", "pair", "acme", "--name", "gpu-1", "--json", env=env))
+    secret = json.loads(run("admin", "key", "create", "acme", "--name", "ci", "--json", env=env))
+    agent_config = tmp_path / "agent.json"
+    run("agent", "pair", code["code"], "--edge", edge_url, "--config", str(agent_config), env={})
+    agent = processes.start(
+        "agent", "run", "--config", str(agent_config), "--ollama", f"127.0.0.1:{ollama_port}",
+        "--log-format", "json", "--metrics-listen", f"127.0.0.1:{agent_metrics}",
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if json.loads(run("admin", "machine", "list", "acme", "--json", env=env))["machines"][0][
+            "online"
+        ]:
+            break
+        time.sleep(0.1)
+
+    client = openai.OpenAI(base_url=edge_url + "/v1", api_key=secret["secret"], max_retries=0)
+    served = client.chat.completions.with_raw_response.create(
+        model="llama3.2:3b", messages=[{"role": "user", "content": "hi tokens=2"}]
+    )
+    served_id = served.headers["x-request-id"]
+    with pytest.raises(openai.BadRequestError) as refused:  # Ollama refuses it, on the agent
+        client.chat.completions.create(
+            model="tinyllama:1.1b", messages=[{"role": "user", "content": "word " * 3000}]
+        )
+    refused_id = refused.value.request_id
+    assert refused_id is not None
+    edge_scrape = httpx.get(f"http://127.0.0.1:{edge_metrics}/metrics").text
+    assert 'llmtunnel_edge_requests_total{endpoint="POST /v1/chat/completions",' in edge_scrape
+    agent_scrape = httpx.get(f"http://127.0.0.1:{agent_metrics}/metrics").text
+    assert 'llmtunnel_agent_streams_total{op="chat",outcome="end"} 1.0' in agent_scrape
+    audit = run("admin", "audit", "acme", env=env)
+    assert served_id in audit and refused_id in audit
+
+    processes.stop_all()
+    edge_log, agent_log = _json_logs(edge), _json_logs(agent)
+    access = {e["request_id"]: e for e in edge_log if e["logger"] == "edge.access"}
+    assert access[served_id]["machine"] == "gpu-1" and access[served_id]["tenant"] == "acme"
+    assert "200" in access[served_id]["message"] and "400" in access[refused_id]["message"]
+    (failed,) = [e for e in agent_log if e.get("request_id") == refused_id]
+    assert "context_length_exceeded" in failed["message"]
+    assert (failed["tenant"], failed["machine"], failed["level"]) == ("acme", "gpu-1", "INFO")
+    assert all({"time", "level", "logger", "message"} <= set(e) for e in edge_log + agent_log)

@@ -7,6 +7,7 @@ from typing import cast
 
 import pytest
 
+from edge.agents.stream import TunnelStream
 from edge.audit import MAX_TOKENS_PER_REQUEST, Recorder, RequestRecord
 from edge.store import SqliteStore
 from protocol import Delta, End, Error
@@ -53,6 +54,39 @@ def test_tool_calls_are_charged_by_their_flow_size() -> None:
     record.observe(Delta(1, "ab", "", [call]))
     record.observe(Error(1, "backend_error", "boom", False))
     assert record.tokens_used() == (10, 2 + 6 + 1 + 10)
+
+
+async def test_an_end_without_usage_is_charged_and_filed_as_an_upper_bound(
+    store: SqliteStore,
+) -> None:
+    # The runtime counted nothing (PROTOCOL.md §7): the stream hands the record an END that
+    # carries the record's own upper bound, and the audit row says the counts are not exact.
+    stream = TunnelStream(_NoSession(), 1)
+    record = _record()
+    record.dispatch("gpu-1", prompt_estimate=40)
+    stream.observer, stream.unreported_usage = record.observe, record.upper_bound
+    stream.deliver(Delta(1, "héllo", "", []))
+    stream.deliver(End(1, "stop", 0, 0, {}, usage_reported=False))
+    await stream.next()
+    end = await stream.next()
+    assert isinstance(end, End)
+    assert (end.prompt_tokens, end.completion_tokens, end.usage_reported) == (40, 6, False)
+    assert record.tokens_used() == (40, 6) and not record.exact
+    recorder = Recorder(store)
+    recorder.request(record, 200)
+    assert await recorder.flush() is True
+    (event,) = await store.usage.audit_events("t1", 0, None, 10)
+    assert (event["prompt_tokens"], event["completion_tokens"]) == (None, None)
+    (usage,) = await store.usage.daily("t1", "2000-01-01")
+    assert (usage.prompt_tokens, usage.completion_tokens) == (40, 6)
+
+
+class _NoSession:
+    def consumed(self, stream_id: int, size: int) -> None:
+        pass
+
+    def forget(self, stream: TunnelStream, cancel_reason: str | None) -> None:
+        pass
 
 
 def test_a_request_refused_before_any_output_is_not_charged() -> None:

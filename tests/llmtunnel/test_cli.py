@@ -22,7 +22,7 @@ from llmtunnel.cli.common import parse_duration, parse_since
 ADMIN_ENV = ("LLMTUNNEL_EDGE_URL", "LLMTUNNEL_ADMIN_KEY", "LLMTUNNEL_CA_FILE")
 
 COMMANDS = [
-    "", "demo", "sim-ollama", "edge", "edge serve",
+    "", "demo", "sim-ollama", "sim-openai", "edge", "edge serve",
     "admin", "admin usage", "admin audit", "admin alias",
     "admin tenant", "admin tenant create", "admin tenant list", "admin tenant update",
     "admin machine", "admin machine pair", "admin machine list", "admin machine revoke",
@@ -217,7 +217,12 @@ def test_starting_the_cli_imports_neither_edge_nor_agent() -> None:
     for name in ("edge", "agent", "protocol", "aiohttp", "httpx", "ollama", "websockets"):
         assert name not in loaded
     assert "cryptography" not in loaded
-    for lazy in ("llmtunnel.admin_client", "llmtunnel.demo", "llmtunnel.sim_ollama"):
+    for lazy in (
+        "llmtunnel.admin_client",
+        "llmtunnel.demo",
+        "llmtunnel.sim_ollama",
+        "llmtunnel.sim_openai",
+    ):
         assert lazy not in loaded
 
 

@@ -113,12 +113,14 @@ GOLDEN: list[tuple[Frame, str]] = [
     ),
     # EMBEDDINGS: [15, stream_id, index, vectors]; a vector is bin (float32 LE), 1.0 = 00 00 80 3f.
     (Embeddings(1, 0, [b"\x00\x00\x80\x3f"]), "94 0f 01 00 91 c4 04 00 00 80 3f"),
-    # END: [8, stream_id, finish_reason, prompt_tokens, completion_tokens, timings].
+    # END: [8, stream_id, finish_reason, prompt_tokens, completion_tokens, timings], and
+    # usage_reported only when false (§2: written only then, read as true when left out).
     (End(1, "stop", 3, 200, {}), "96 08 01 a4 73 74 6f 70 03 cc c8 80"),
     (
         End(2, "length", 0, 1, {"total_ns": 5}),
         "96 08 02 a6 6c 65 6e 67 74 68 00 01 81 a8 74 6f 74 61 6c 5f 6e 73 05",
     ),
+    (End(3, "stop", 0, 0, {}, usage_reported=False), "97 08 03 a4 73 74 6f 70 00 00 80 c2"),
     # ERROR: [9, stream_id, code, message, retryable].
     (Error(0, "x", "y", False), "95 09 00 a1 78 a1 79 c2"),
     (Error(4, "busy", "", True), "95 09 04 a4 62 75 73 79 a0 c3"),
@@ -140,9 +142,10 @@ GOLDEN: list[tuple[Frame, str]] = [
         Models([{"name": "m", "capabilities": []}]),
         "92 05 91 82 a4 6e 61 6d 65 a1 6d ac 63 61 70 61 62 69 6c 69 74 69 65 73 90",
     ),
-    # OPEN: [6, stream_id, request, timeout]; the request's keys in to_wire's order.
-    (Open(1, CHAT_HI, 0), "94 06 01 " + CHAT_HI_WIRE + " 00"),
-    (Open(2, CHAT_HI, 2.5), "94 06 02 " + CHAT_HI_WIRE + " cb 40 04 00 00 00 00 00 00"),
+    # OPEN: [6, stream_id, request, timeout, request_id]; the request's keys in to_wire's order.
+    (Open(1, CHAT_HI, 0), "95 06 01 " + CHAT_HI_WIRE + " 00 a0"),  # no request id: ""
+    (Open(2, CHAT_HI, 2.5), "95 06 02 " + CHAT_HI_WIRE + " cb 40 04 00 00 00 00 00 00 a0"),
+    (Open(3, CHAT_HI, 0, "req_1"), "95 06 03 " + CHAT_HI_WIRE + " 00 a5 72 65 71 5f 31"),
     (
         # bool, nil (inside a format schema) and float64 in a request.
         Open(
@@ -152,24 +155,24 @@ GOLDEN: list[tuple[Frame, str]] = [
             ),
             0,
         ),
-        "94 06 01 86 a2 6f 70 a8 67 65 6e 65 72 61 74 65"  # fixmap(6), "op": "generate"
+        "95 06 01 86 a2 6f 70 a8 67 65 6e 65 72 61 74 65"  # fixmap(6), "op": "generate"
         " a5 6d 6f 64 65 6c a1 6d a6 70 72 6f 6d 70 74 a0"  # "model": "m", "prompt": ""
         " a7 6f 70 74 69 6f 6e 73 81 ab 74 65 6d 70 65 72 61 74 75 72 65"  # "options": {"temp…
         " cb 3f e0 00 00 00 00 00 00"  # …erature": 0.5}
         " a6 66 6f 72 6d 61 74 81 a1 6e c0"  # "format": {"n": nil}
-        " a5 74 68 69 6e 6b c3 00",  # "think": true; timeout 0
+        " a5 74 68 69 6e 6b c3 00 a0",  # "think": true; timeout 0; no request id
     ),
     (
         Open(1, EmbedRequest("m", ("a",), dimensions=300, truncate=False), 0),
-        "94 06 01 85 a2 6f 70 a5 65 6d 62 65 64 a5 6d 6f 64 65 6c a1 6d"  # "op": "embed", …
+        "95 06 01 85 a2 6f 70 a5 65 6d 62 65 64 a5 6d 6f 64 65 6c a1 6d"  # "op": "embed", …
         " a5 69 6e 70 75 74 91 a1 61"  # "input": ["a"]
         " a8 74 72 75 6e 63 61 74 65 c2"  # "truncate": false
-        " aa 64 69 6d 65 6e 73 69 6f 6e 73 cd 01 2c 00",  # "dimensions": 300 (uint16)
+        " aa 64 69 6d 65 6e 73 69 6f 6e 73 cd 01 2c 00 a0",  # "dimensions": 300 (uint16)
     ),
     # An op this side does not know: only op and model, both ways (§7).
     (
         Open(1, UnsupportedRequest("x", "m"), 0),
-        "94 06 01 82 a2 6f 70 a1 78 a5 6d 6f 64 65 6c a1 6d 00",
+        "95 06 01 82 a2 6f 70 a1 78 a5 6d 6f 64 65 6c a1 6d 00 a0",
     ),
 ]
 
@@ -200,11 +203,11 @@ NON_CANONICAL: list[tuple[str, Frame]] = [
     ("93 0a 03 d9 04 67 6f 6e 65", Cancel(3, "gone")),  # str8
     ("93 0a 03 da 00 04 67 6f 6e 65", Cancel(3, "gone")),  # str16
     ("96 03 a1 73 cd 04 00 01 01 ca 40 a0 00 00", Ready("s", 1024, 1, 1, 5.0)),  # float32
-    ("94 06 01 de 00 03 " + CHAT_HI_WIRE[3:] + " 00", Open(1, CHAT_HI, 0)),  # map16
+    ("95 06 01 de 00 03 " + CHAT_HI_WIRE[3:] + " 00 a0", Open(1, CHAT_HI, 0)),  # map16
     (
         # The same request with its keys in another order: a map's order means nothing.
-        "94 06 01 83 a8 6d 65 73 73 61 67 65 73 91 82 a7 63 6f 6e 74 65 6e 74 a2 68 69"
-        " a4 72 6f 6c 65 a4 75 73 65 72 a5 6d 6f 64 65 6c a1 6d a2 6f 70 a4 63 68 61 74 00",
+        "95 06 01 83 a8 6d 65 73 73 61 67 65 73 91 82 a7 63 6f 6e 74 65 6e 74 a2 68 69"
+        " a4 72 6f 6c 65 a4 75 73 65 72 a5 6d 6f 64 65 6c a1 6d a2 6f 70 a4 63 68 61 74 00 a0",
         Open(1, CHAT_HI, 0),
     ),
 ]
@@ -329,7 +332,12 @@ MALFORMED: list[tuple[str, str]] = [
     ("92 0b 01", "Window frame has 1 fields, expected 2"),
     ("94 0b 01 02 03", "Window frame has 3 fields, expected 2"),
     ("94 07 01 a0 a0", "Delta frame has 3 fields, expected 4"),
-    ("95 06 01 " + CHAT_HI_WIRE + " 00 00", "Open frame has 4 fields, expected 3"),
+    ("96 06 01 " + CHAT_HI_WIRE + " 00 a0 a0", "Open frame has 5 fields, expected 4"),
+    # An OPEN without a request id, as edges sent before it was added: not this protocol.
+    ("94 06 01 " + CHAT_HI_WIRE + " 00", "Open frame has 3 fields, expected 4"),
+    # END may leave out its last field, usage_reported, and no other (§2).
+    ("95 08 01 a4 73 74 6f 70 03 cc c8", "End frame has 4 fields, expected 5 to 6"),
+    ("98 08 01 a4 73 74 6f 70 03 cc c8 80 c3 c3", "End frame has 7 fields, expected 5 to 6"),
     # Wrong field types; bool and int are distinct on the wire.
     ("92 0c c3", "Ping.payload has type bool"),
     ("92 0c c2", "Ping.payload has type bool"),
@@ -337,15 +345,18 @@ MALFORMED: list[tuple[str, str]] = [
     ("93 0b c3 05", "Window.stream_id has type bool"),
     ("93 0b 01 c3", "Window.increment has type bool"),
     ("96 03 a1 73 cd 04 00 01 01 c3", "Ready.heartbeat_interval has type bool"),
-    ("94 06 01 " + CHAT_HI_WIRE + " c2", "Open.timeout has type bool"),
+    ("95 06 01 " + CHAT_HI_WIRE + " c2 a0", "Open.timeout has type bool"),
+    ("95 06 01 " + CHAT_HI_WIRE + " 00 c0", "Open.request_id has type NoneType"),
+    ("95 06 01 " + CHAT_HI_WIRE + " 00 c4 01 78", "Open.request_id has type bytes"),
     ("95 09 00 a1 78 a1 79 01", "Error.retryable has type int"),  # int where bool expected
     ("95 09 00 a1 78 a1 79 00", "Error.retryable has type int"),
+    ("97 08 01 a4 73 74 6f 70 03 03 80 01", "End.usage_reported has type int"),
     ("92 0c a1 35", "Ping.payload has type str"),
     ("92 0c cb 40 14 00 00 00 00 00 00", "Ping.payload has type float"),
     ("92 0c c0", "Ping.payload has type NoneType"),
     ("93 0a 03 c4 04 67 6f 6e 65", "Cancel.reason has type bytes"),  # bin where str expected
     ("94 01 a1 78 a1 65 91 01", "Challenge.nonce has type str"),  # str where bin expected
-    ("94 06 01 90 00", "Open.request has type list"),
+    ("95 06 01 90 00 a0", "Open.request has type list"),
     ("92 05 80", "Models.models has type dict"),
     ("92 0e c0", "GoAway.reason has type NoneType"),
     ("95 07 01 a0 a0 80", "Delta.tool_calls has type dict"),
@@ -357,11 +368,11 @@ MALFORMED: list[tuple[str, str]] = [
     ),
     # bin where JSON is expected: a value and a key in an OPEN's format schema, a model field.
     (
-        "94 06 01 84 " + CHAT_EMPTY_PAIRS + " a6 66 6f 72 6d 61 74 81 a1 78 c4 01 00 00",
+        "95 06 01 84 " + CHAT_EMPTY_PAIRS + " a6 66 6f 72 6d 61 74 81 a1 78 c4 01 00 00 a0",
         "bytes value is not JSON",
     ),
     (
-        "94 06 01 84 " + CHAT_EMPTY_PAIRS + " a6 66 6f 72 6d 61 74 81 c4 01 78 01 00",
+        "95 06 01 84 " + CHAT_EMPTY_PAIRS + " a6 66 6f 72 6d 61 74 81 c4 01 78 01 00 a0",
         "map key of type bytes",
     ),
     (
@@ -372,23 +383,23 @@ MALFORMED: list[tuple[str, str]] = [
     # Numbers JSON cannot hold: uint64 beyond int64 (a seed), NaN (float64 7f f8 …, a
     # temperature), and an infinite timeout.
     (
-        "94 06 01 84 " + CHAT_EMPTY_PAIRS + " a7 6f 70 74 69 6f 6e 73 81 a4 73 65 65 64"
-        " cf 80 00 00 00 00 00 00 00 00",
+        "95 06 01 84 " + CHAT_EMPTY_PAIRS + " a7 6f 70 74 69 6f 6e 73 81 a4 73 65 65 64"
+        " cf 80 00 00 00 00 00 00 00 00 a0",
         "int64",
     ),
     (
-        "94 06 01 84 " + CHAT_EMPTY_PAIRS + " a7 6f 70 74 69 6f 6e 73 81"
-        " ab 74 65 6d 70 65 72 61 74 75 72 65 cb 7f f8 00 00 00 00 00 00 00",
+        "95 06 01 84 " + CHAT_EMPTY_PAIRS + " a7 6f 70 74 69 6f 6e 73 81"
+        " ab 74 65 6d 70 65 72 61 74 75 72 65 cb 7f f8 00 00 00 00 00 00 00 a0",
         "finite",
     ),
-    ("94 06 01 83 " + CHAT_EMPTY_PAIRS + " cb 7f f0 00 00 00 00 00 00", "timeout inf"),
+    ("95 06 01 83 " + CHAT_EMPTY_PAIRS + " cb 7f f0 00 00 00 00 00 00 a0", "timeout inf"),
     # A request map that is not a request (§7); each refusal names the field.
-    ("94 06 01 80 00", "request has no op"),
-    ("94 06 01 81 a2 6f 70 a4 63 68 61 74 00", "request has no model"),
-    ("94 06 01 84 " + CHAT_EMPTY_PAIRS + " a1 78 01 00", r"request has unknown fields \['x'\]"),
+    ("95 06 01 80 00 a0", "request has no op"),
+    ("95 06 01 81 a2 6f 70 a4 63 68 61 74 00 a0", "request has no model"),
+    ("95 06 01 84 " + CHAT_EMPTY_PAIRS + " a1 78 01 00 a0", r"request has unknown fields \['x'\]"),
     (
-        "94 06 01 83 a2 6f 70 a4 63 68 61 74 a5 6d 6f 64 65 6c a0"  # "model": ""
-        " a8 6d 65 73 73 61 67 65 73 90 00",
+        "95 06 01 83 a2 6f 70 a4 63 68 61 74 a5 6d 6f 64 65 6c a0"  # "model": ""
+        " a8 6d 65 73 73 61 67 65 73 90 00 a0",
         "request.model must be a name of 1 to 256 characters",
     ),
     # END usage beyond 2³²-1 (the red team's 2⁶⁴-1 broke the edge's database writes).
@@ -477,7 +488,7 @@ FORGED = [
     "92 0c dd ff ff ff ff",  # inside a PING
     "93 0a 03 db ff ff ff ff",  # CANCEL.reason
     "94 01 c6 ff ff ff ff",  # CHALLENGE.nonce
-    "94 06 01 df ff ff ff ff",  # OPEN.request
+    "95 06 01 df ff ff ff ff",  # OPEN.request
     "95 07 01 a0 a0 dd ff ff ff ff",  # DELTA.tool_calls
     "95 07 01 a0 a0 91 df 7f ff ff ff",  # a tool call map
 ]
@@ -518,7 +529,7 @@ def test_lengths_up_to_the_frame_size_are_fine() -> None:
         # must still be refused (PROTOCOL.md §2: "extension types" are rejected).
         pytest.param("92 0c c7 00 05", id="as-a-frame-field"),
         pytest.param(
-            "94 06 01 84 " + CHAT_EMPTY_PAIRS + " a6 66 6f 72 6d 61 74 c7 00 05 00",
+            "95 06 01 84 " + CHAT_EMPTY_PAIRS + " a6 66 6f 72 6d 61 74 c7 00 05 00 a0",
             id="in-open-request",
         ),
         pytest.param(
@@ -547,7 +558,7 @@ def _nested_open(depth: int) -> bytes:
         " a8 66 75 6e 63 74 69 6f 6e 82 a4 6e 61 6d 65 a1 66"  # "function": {"name": "f",
         " aa 70 61 72 61 6d 65 74 65 72 73"  # "parameters":
     )
-    return h("94 06 01 84 " + CHAT_EMPTY_PAIRS + tool) + h("81 a1 78") * depth + h("80 00")
+    return h("95 06 01 84 " + CHAT_EMPTY_PAIRS + tool) + h("81 a1 78") * depth + h("80 00 a0")
 
 
 def test_moderate_nesting_decodes() -> None:

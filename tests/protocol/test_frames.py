@@ -66,9 +66,19 @@ WIRE_FIELDS: dict[int, tuple[type[Frame], tuple[str, ...]]] = {
     ),
     4: (Hello, ("agent_version", "max_concurrency", "models")),
     5: (Models, ("models",)),
-    6: (Open, ("stream_id", "request", "timeout")),
+    6: (Open, ("stream_id", "request", "timeout", "request_id")),
     7: (Delta, ("stream_id", "content", "thinking", "tool_calls")),
-    8: (End, ("stream_id", "finish_reason", "prompt_tokens", "completion_tokens", "timings")),
+    8: (
+        End,
+        (
+            "stream_id",
+            "finish_reason",
+            "prompt_tokens",
+            "completion_tokens",
+            "timings",
+            "usage_reported",
+        ),
+    ),
     9: (Error, ("stream_id", "code", "message", "retryable")),
     10: (Cancel, ("stream_id", "reason")),
     11: (Window, ("stream_id", "increment")),
@@ -185,6 +195,8 @@ VALID: list[Frame] = [
     Open(1, ChatRequest("m", (), options=Options(seed=2**63 - 1, temperature=-1.5e308)), 0),
     Open(1, nested(64), 0),
     Open(1, UnsupportedRequest("rerank", "m"), 0),  # an op the agent does not know is valid
+    Open(1, CHAT, 0, "req_0123456789abcdef0123456789abcdef"),
+    Open(1, CHAT, 0, "!" + "~" * 63),  # any visible ASCII, up to 64 characters
     Delta(1, "x", "", []),
     Delta(1, "", "t", []),
     Delta(1, "", "", [{"id": "c", "name": "", "arguments": "{}"}]),
@@ -211,7 +223,7 @@ VALID: list[Frame] = [
 
 @pytest.mark.parametrize("frame", VALID, ids=repr)
 def test_check_accepts_boundary_values(frame: Frame) -> None:
-    frame.check()  # raises if refused
+    frame.check_outgoing()  # raises if refused
 
 
 INVALID: list[tuple[Frame, str]] = [
@@ -319,6 +331,11 @@ INVALID: list[tuple[Frame, str]] = [
     ),
     (Open(1, with_schema({"t": [-math.inf]}), 0), "not a finite number"),
     (Open(1, nested(65), 0), "nested deeper than 64"),
+    # The request id goes into the agent's log lines as it is: short, no space, no line break.
+    (Open(1, CHAT, 0, "r" * 65), "request id"),
+    (Open(1, CHAT, 0, "req 1"), "request id"),
+    (Open(1, CHAT, 0, "req\n1"), "request id"),
+    (Open(1, CHAT, 0, "req\u00e91"), "request id"),
     # DELTA: stream id, tool calls of exactly {id, name, arguments} strings, never empty.
     (Delta(0, "x", "", []), "stream id 0"),
     (Delta(-5, "x", "", []), "stream id -5"),
@@ -376,8 +393,10 @@ INVALID: list[tuple[Frame, str]] = [
 
 @pytest.mark.parametrize(("frame", "reason"), INVALID, ids=repr)
 def test_check_rejects_out_of_range_fields(frame: Frame, reason: str) -> None:
+    # check_outgoing: what a sender runs (an OPEN's request is checked there; a receiver's
+    # from_wire checks it field by field while decoding).
     with pytest.raises(RemoteProtocolError, match=reason) as caught:
-        frame.check()
+        frame.check_outgoing()
     assert caught.value.code is ErrorCode.PROTOCOL_ERROR
 
 

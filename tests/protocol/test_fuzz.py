@@ -91,6 +91,7 @@ tool_calls = st.lists(
     max_size=3,
 )
 seconds = st.floats(min_value=0, max_value=7 * 24 * 3600) | st.integers(0, 10**5)
+request_ids = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=64)
 
 STRATEGIES: dict[FrameType, st.SearchStrategy[Frame]] = {
     FrameType.CHALLENGE: st.builds(
@@ -113,7 +114,7 @@ STRATEGIES: dict[FrameType, st.SearchStrategy[Frame]] = {
     FrameType.HELLO: st.builds(Hello, st.text(max_size=64), st.integers(1, 100_000), models),
     FrameType.MODELS: st.builds(Models, models),
     # A typed request (§7), an op the agent does not know included: that one is valid too.
-    FrameType.OPEN: st.builds(Open, ids, requests_or_unsupported, seconds),
+    FrameType.OPEN: st.builds(Open, ids, requests_or_unsupported, seconds, request_ids),
     FrameType.DELTA: st.builds(Delta, ids, text, text, tool_calls).filter(
         lambda d: bool(d.content or d.thinking or d.tool_calls)  # an empty DELTA is refused
     ),
@@ -124,6 +125,7 @@ STRATEGIES: dict[FrameType, st.SearchStrategy[Frame]] = {
         st.integers(0, 2**32 - 1),
         st.integers(0, 2**32 - 1),
         st.dictionaries(st.text(max_size=64), st.integers(0, 2**63 - 1), max_size=16),
+        st.booleans(),
     ),
     FrameType.ERROR: st.builds(Error, ids_or_zero, text, text, st.booleans()),
     FrameType.CANCEL: st.builds(Cancel, ids, text),
@@ -260,12 +262,14 @@ def test_valid_frames_round_trip(frame: Frame) -> None:
 
 
 @settings(FUZZ, max_examples=300)
-@given(ids, request_maps, seconds)
-@example(1, {"op": "chat", "model": "m", "messages": [{"role": [], "content": ""}]}, 0)
+@given(ids, request_maps, seconds, request_ids)
+@example(1, {"op": "chat", "model": "m", "messages": [{"role": [], "content": ""}]}, 0, "")
 def test_any_map_as_opens_request_raises_only_protocol_errors(
-    sid: int, request: Any, timeout: float
+    sid: int, request: Any, timeout: float, request_id: str
 ) -> None:
-    data: bytes = msgpack.packb([int(FrameType.OPEN), sid, request, timeout], use_bin_type=True)
+    data: bytes = msgpack.packb(
+        [int(FrameType.OPEN), sid, request, timeout, request_id], use_bin_type=True
+    )
     frame = decode_or_reject(data)  # only RemoteProtocolError; what decodes round-trips
     if frame is None:
         return

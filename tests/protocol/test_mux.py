@@ -129,9 +129,9 @@ GOLDEN_SESSION: list[Step] = [
         Role.EDGE,
         Open(1, CHAT, 0),
         # {"op": "chat", "model": "m", "messages": [{"role": "user", "content": "hi"}]}
-        "94 06 01 83 a2 6f 70 a4 63 68 61 74 a5 6d 6f 64 65 6c a1 6d"
+        "95 06 01 83 a2 6f 70 a4 63 68 61 74 a5 6d 6f 64 65 6c a1 6d"
         " a8 6d 65 73 73 61 67 65 73 91 82 a4 72 6f 6c 65 a4 75 73 65 72"
-        " a7 63 6f 6e 74 65 6e 74 a2 68 69 00",
+        " a7 63 6f 6e 74 65 6e 74 a2 68 69 00 a0",
         State.OPEN,
         State.OPEN,
         [],

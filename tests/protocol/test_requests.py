@@ -278,7 +278,7 @@ def test_options_with_every_field_use_ollamas_names() -> None:
 
 
 # [6, 3, {op: chat, model: m, messages: [{role: tool, content: "4", tool_name: f,
-#  tool_call_id: c}], options: {seed: 7}, think: true}, 60], key by key in to_wire's order.
+#  tool_call_id: c}], options: {seed: 7}, think: true}, 60, ""], key by key in to_wire's order.
 GOLDEN_OPEN = Open(
     3,
     ChatRequest(
@@ -290,7 +290,7 @@ GOLDEN_OPEN = Open(
     60,
 )
 GOLDEN_OPEN_WIRE = (
-    "94 06 03 85"  # fixarray(4), OPEN, stream 3, fixmap(5)
+    "95 06 03 85"  # fixarray(5), OPEN, stream 3, fixmap(5)
     " a2 6f 70 a4 63 68 61 74"  # "op": "chat"
     " a5 6d 6f 64 65 6c a1 6d"  # "model": "m"
     " a8 6d 65 73 73 61 67 65 73 91 84"  # "messages": [ fixmap(4)
@@ -301,6 +301,7 @@ GOLDEN_OPEN_WIRE = (
     " a7 6f 70 74 69 6f 6e 73 81 a4 73 65 65 64 07"  # "options": {"seed": 7}
     " a5 74 68 69 6e 6b c3"  # "think": true
     " 3c"  # timeout 60
+    " a0"  # no request id
 )
 
 
@@ -432,7 +433,7 @@ def test_a_malformed_request_is_refused_with_the_field_named(wire: object, reaso
     with pytest.raises(RemoteProtocolError, match=reason):
         from_wire(wire)
     # The same through the codec: a protocol error of the connection, not any other exception.
-    data = msgpack.packb([int(FrameType.OPEN), 1, wire, 0], use_bin_type=True)
+    data = msgpack.packb([int(FrameType.OPEN), 1, wire, 0, ""], use_bin_type=True)
     if not isinstance(wire, dict):
         reason = "Open.request has type list"  # the frame's own schema speaks first
     with pytest.raises(RemoteProtocolError, match=reason) as caught:
@@ -473,7 +474,7 @@ def test_an_embed_without_truncate_truncates(truncate: dict[str, Any]) -> None:
 def test_a_list_or_map_where_a_name_is_expected_is_refused_not_crashed(
     wire: dict[str, Any], reason: str
 ) -> None:
-    data = msgpack.packb([int(FrameType.OPEN), 1, wire, 0], use_bin_type=True)
+    data = msgpack.packb([int(FrameType.OPEN), 1, wire, 0, ""], use_bin_type=True)
     with pytest.raises(RemoteProtocolError, match=reason):
         decode(data)  # codec.py promises only FrameTooLarge or RemoteProtocolError
 
@@ -506,7 +507,7 @@ def test_an_unknown_op_decodes_to_unsupported_with_its_op_and_model() -> None:
     assert isinstance(request, UnsupportedRequest)
     assert (request.OP, request.op, request.model) == ("rerank", "rerank", "bge")
     assert to_wire(request) == {"op": "rerank", "model": "bge"}  # the rest was never read
-    data = msgpack.packb([int(FrameType.OPEN), 1, wire, 0], use_bin_type=True)
+    data = msgpack.packb([int(FrameType.OPEN), 1, wire, 0, ""], use_bin_type=True)
     assert decode(data) == Open(1, UnsupportedRequest("rerank", "bge"), 0)
 
 
@@ -521,7 +522,7 @@ def test_an_unknown_op_ends_only_its_stream() -> None:
     pump(edge, agent)
     # A newer edge asks for something this agent does not know; its extra fields ride along.
     wire = {"op": "rerank", "model": "bge", "query": "q", "top_n": 3}
-    (frame,) = [agent.receive(msgpack.packb([6, 2, wire, 0], use_bin_type=True))]
+    (frame,) = [agent.receive(msgpack.packb([6, 2, wire, 0, ""], use_bin_type=True))]
     assert frame == Open(2, UnsupportedRequest("rerank", "bge"), 0)
     assert agent.state is State.OPEN and agent.is_active(2)
     edge.send(Open(2, UnsupportedRequest("rerank", "bge"), 0))  # keep the edge's ids in step
@@ -541,7 +542,7 @@ def test_the_edge_can_send_an_unknown_op() -> None:
     assert pump(edge, agent) == [Open(1, UnsupportedRequest("rerank", "bge"), 5)]
 
 
-# ------------------------------------------------------------------------------ Open.check()
+# ------------------------------------------------------------------- Open.check_outgoing()
 
 
 def deep_request(depth: int) -> ChatRequest:
@@ -565,15 +566,15 @@ def test_deep_request_nests_as_deep_as_it_says() -> None:
     assert [_depth(to_wire(deep_request(d))) for d in (5, 64, 65)] == [5, 64, 65]
 
 
-def test_a_request_nested_deeper_than_64_levels_is_refused_by_check() -> None:
-    Open(1, deep_request(64), 0).check()  # the limit itself is fine
+def test_a_request_nested_deeper_than_64_levels_is_refused_before_sending() -> None:
+    Open(1, deep_request(64), 0).check_outgoing()  # the limit itself is fine
     with pytest.raises(RemoteProtocolError, match="OPEN request: nested deeper than 64 levels"):
-        Open(1, deep_request(65), 0).check()
+        Open(1, deep_request(65), 0).check_outgoing()
     with pytest.raises(RemoteProtocolError, match="nested deeper than 64 levels"):
         decode(encode(Open(1, deep_request(65), 0)))  # and the agent refuses it too
 
 
-def test_check_refuses_what_json_cannot_hold_in_a_typed_request() -> None:
+def test_check_outgoing_refuses_what_json_cannot_hold_in_a_typed_request() -> None:
     cases: list[tuple[Request, str]] = [
         (ChatRequest("m", (), options=Options(temperature=math.nan)), "not a finite number"),
         (ChatRequest("m", (), options=Options(seed=2**63)), "outside int64"),
@@ -582,7 +583,7 @@ def test_check_refuses_what_json_cannot_hold_in_a_typed_request() -> None:
     ]
     for request, reason in cases:
         with pytest.raises(RemoteProtocolError, match=reason):
-            Open(1, request, 0).check()
+            Open(1, request, 0).check_outgoing()
 
 
 # Typed requests whose wire map is JSON but which from_wire refuses: an OPEN the agent answers
@@ -616,6 +617,7 @@ def test_the_agent_refuses_these_requests(request_: Request, reason: str) -> Non
 
 
 @pytest.mark.parametrize(("request_", "reason"), AGENT_REFUSES, ids=AGENT_REFUSES_IDS)
-def test_check_refuses_what_the_agent_refuses(request_: Request, reason: str) -> None:
+def test_check_outgoing_refuses_what_the_agent_refuses(request_: Request, reason: str) -> None:
     with pytest.raises(RemoteProtocolError, match=reason):
-        Open(1, request_, 0).check()
+        Open(1, request_, 0).check_outgoing()
+    Open(1, request_, 0).check()  # the frame's own fields are fine: the request is the trouble

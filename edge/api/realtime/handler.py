@@ -10,7 +10,8 @@ is a proper HTTP error (401, 403) before any WebSocket. Then:
 - Each ``response.create`` is one request through the pipeline (``edge.api.dispatch``): the key
   authenticated again (a key revoked or expired since ends the session), its scope, the checks
   every dialect shares, admission, a lease, OPEN and the first event with failover, and the
-  admission settled with what was used; audited as ``WS /v1/realtime response.create``. It runs
+  admission settled with what was used; audited as ``WS /v1/realtime response.create``, with
+  the socket's request id and the response's number (``req_….1``, ``req_….2``). It runs
   as a task while events are still read, so ``response.cancel`` can stop it, as does a client
   that goes away: either closes the stream, which sends CANCEL through the tunnel.
 - The conversation lives in the session's memory (``conversation.Conversation``) and goes with
@@ -40,6 +41,7 @@ from edge.auth import RECORD, Caller, authenticate
 from edge.bodies import heavy_work
 from edge.context import CONTEXT
 from edge.errors import ApiError
+from edge.observability.logs import current_request
 from protocol import Delta, End
 
 log = logging.getLogger(__name__)
@@ -150,6 +152,7 @@ class RealtimeSession:
         self._task: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
         self._socket_record = caller.record
+        self._responses = 0  # response.create events served, which number their request ids
 
     async def run(self) -> None:
         try:
@@ -270,10 +273,14 @@ class RealtimeSession:
         assert settings.model is not None
         items = self._context(event)
         user_agent = self.request.headers.get("User-Agent")
+        self._responses += 1
+        endpoint = f"WS {self.request.path} response.create"
         record = RequestRecord(
-            f"WS {self.request.path} response.create",
+            endpoint,
             self.request.remote,
             user_agent and user_agent[:200],
+            f"{self._socket_record.request_id}.{self._responses}",
+            route=endpoint,
         )
         self.request[RECORD] = record  # the record authenticate() fills in
         try:
@@ -317,40 +324,42 @@ class RealtimeSession:
         ]
 
     async def _respond(self, ready: _Turn) -> None:
-        """Run one response through the pipeline and send its events; file its audit row."""
+        """Run one response through the pipeline and send its events; file its audit row. This
+        task's log lines are about the response (``current_request``)."""
         renderer, running, record = ready.renderer, ready.running, ready.call.caller.record
         status = 200
         final: list[Event] = []
-        try:
+        with current_request(record):
             try:
-                await self._send(renderer.created())
-                async with dispatch.text_reply(ready.call, ready.prepared) as replies:
-                    async for reply in replies:
-                        if isinstance(reply, Delta):
-                            await self._send(renderer.delta(reply))
-                        elif isinstance(reply, End):
-                            final = renderer.end(reply)
-                        else:
-                            raise reply
-            except (ApiError, EventError) as exc:
-                error = EventError.from_api(exc) if isinstance(exc, ApiError) else exc
-                error.event_id = ready.event_id
-                status = exc.status if isinstance(exc, ApiError) else 400
-                record.error_code = error.code
-                final = [render.error_event(error), *renderer.failed(error)]
-            except asyncio.CancelledError:
-                status, record.error_code = 499, running.cancel_reason or CLIENT_CLOSED
-                if running.cancel_reason != CLIENT_CANCELLED:
-                    raise
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()  # response.cancel: this response ends, the session goes on
-                final = renderer.cancelled()
-            self._release(running)  # before response.done: the client may create the next one
-            await self._send(final)
-        finally:
-            self._release(running)
-            self.ctx.recorder.request(record, status)
+                try:
+                    await self._send(renderer.created())
+                    async with dispatch.text_reply(ready.call, ready.prepared) as replies:
+                        async for reply in replies:
+                            if isinstance(reply, Delta):
+                                await self._send(renderer.delta(reply))
+                            elif isinstance(reply, End):
+                                final = renderer.end(reply)
+                            else:
+                                raise reply
+                except (ApiError, EventError) as exc:
+                    error = EventError.from_api(exc) if isinstance(exc, ApiError) else exc
+                    error.event_id = ready.event_id
+                    status = exc.status if isinstance(exc, ApiError) else 400
+                    record.error_code = error.code
+                    final = [render.error_event(error), *renderer.failed(error)]
+                except asyncio.CancelledError:
+                    status, record.error_code = 499, running.cancel_reason or CLIENT_CLOSED
+                    if running.cancel_reason != CLIENT_CANCELLED:
+                        raise
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()  # response.cancel: this response ends, the session goes on
+                    final = renderer.cancelled()
+                self._release(running)  # before response.done: the client may create the next
+                await self._send(final)
+            finally:
+                self._release(running)
+                self.ctx.recorder.request(record, status)
 
     def _release(self, running: _Running) -> None:
         if self.active is running:

@@ -143,6 +143,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX console_sessions_seen ON console_sessions(last_seen_at);
     """,
+    # 3: the id of each API request (its x-request-id, README "Operating it"), so that an audit
+    # row can be matched with the edge's and the agent's log lines (SQLite's migration 6).
+    """
+    ALTER TABLE audit_events ADD COLUMN request_id TEXT;
+    """,
 )
 
 # pg_advisory_xact_lock's key: any constant every node agrees on ('llmtunnl' in ASCII).

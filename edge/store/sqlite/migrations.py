@@ -157,4 +157,9 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX console_sessions_seen ON console_sessions(last_seen_at);
     """,
+    # 6: the id of each API request (its x-request-id, README "Operating it"), so that an audit
+    # row can be matched with the edge's and the agent's log lines.
+    """
+    ALTER TABLE audit_events ADD COLUMN request_id TEXT;
+    """,
 )

@@ -41,7 +41,7 @@ class FakeSession:
     def in_flight(self) -> int:
         return len(self.streams)
 
-    def open_stream(self, request: Any, timeout: float) -> TunnelStream:
+    def open_stream(self, request: Any, timeout: float, request_id: str) -> TunnelStream:
         stream = TunnelStream(self, len(self.streams) + 1)
         self.streams.append(stream)
         return stream
@@ -273,6 +273,21 @@ async def test_a_waiter_that_leaves_after_being_granted_gives_the_slot_back() ->
     await asyncio.gather(waiting, return_exceptions=True)
     assert registry.reserved(a) == 0 and a.in_flight == 0
     assert (await acquire(registry)).session is a
+
+
+@virtual_time
+async def test_a_waiter_cancelled_just_before_a_slot_frees_is_passed_over() -> None:
+    registry: Registry[FakeSession] = Registry()
+    (a,) = online(registry, "a", max_concurrency=1)
+    await run(registry)
+    waiting = asyncio.create_task(acquire(registry))
+    later = asyncio.create_task(acquire(registry, "k2"))
+    await settle()
+    waiting.cancel()  # the client goes away: its wait is cancelled at once, but its task has
+    a.streams[0].close()  # not run to leave the queue when a slot frees (and close() is fine)
+    assert (await later).session is a  # the slot went to the next waiter, not to no one
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert registry.reserved(a) == 1 and a.in_flight == 0
 
 
 def test_a_lease_is_used_once() -> None:

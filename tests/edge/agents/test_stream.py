@@ -65,6 +65,18 @@ async def test_order_is_kept_across_other_events() -> None:
     assert stream.finished
 
 
+async def test_an_end_without_usage_gets_the_counts_the_pipeline_bounds_it_with() -> None:
+    stream, _ = _stream()
+    stream.unreported_usage = lambda: (70, 9)
+    stream.deliver(End(5, "length", 0, 0, {"total_duration": 1}, usage_reported=False))
+    assert await stream.next() == End(5, "length", 70, 9, {"total_duration": 1}, False)
+    # A reported END is left as it came, whatever the bound.
+    reported, _ = _stream()
+    reported.unreported_usage = lambda: (70, 9)
+    reported.deliver(End(5, "stop", 3, 4, {}))
+    assert await reported.next() == End(5, "stop", 3, 4, {})
+
+
 async def test_a_reader_waiting_gets_each_delta_as_it_comes() -> None:
     stream, _ = _stream()
     waiting = asyncio.create_task(stream.next())

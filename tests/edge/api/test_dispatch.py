@@ -5,18 +5,21 @@ of agents, so that what reaches a machine and what the client sees can both be a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from edge import credentials
 from edge.agents.stream import StreamEvent, TunnelStream
+from edge.api import replies
 from edge.app import create_app
 from edge.config import EdgeConfig
 from edge.context import CONTEXT, EdgeContext
@@ -47,6 +50,7 @@ class ScriptedMachine:
     accepting: bool = True
     backend_down: str | None = None
     requests: list[Request] = field(default_factory=list)
+    request_ids: list[str] = field(default_factory=list)
     cancelled: list[str | None] = field(default_factory=list)
     streams: dict[int, TunnelStream] = field(default_factory=dict)
 
@@ -58,8 +62,9 @@ class ScriptedMachine:
     def in_flight(self) -> int:
         return len(self.streams)
 
-    def open_stream(self, request: Request, timeout: float) -> TunnelStream:
+    def open_stream(self, request: Request, timeout: float, request_id: str) -> TunnelStream:
         self.requests.append(request)
+        self.request_ids.append(request_id)
         stream = TunnelStream(self, len(self.requests))
         self.streams[stream.stream_id] = stream
         loop = asyncio.get_running_loop()
@@ -209,3 +214,20 @@ async def test_a_reservation_is_settled_to_what_was_used(edge: Edge) -> None:
     status, text = await edge.post("/v1/chat/completions", key, _chat(max_tokens=4980))
     assert status == 429 and json.loads(text)["error"]["code"] == "budget_exceeded"
     assert "has 4,973 tokens left" in json.loads(text)["error"]["message"]  # 5,000 - 3 * 9
+
+
+async def test_a_client_gone_mid_write_is_audited_as_closed_by_the_client(
+    edge: Edge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edge.machine("gpu-1", HELLO)
+    key = await edge.key()
+
+    async def gone(*args: object, **kwargs: object) -> web.StreamResponse:
+        raise ConnectionResetError("Cannot write to closing transport")  # aiohttp's words
+
+    monkeypatch.setattr(replies, "stream_text", gone)
+    with contextlib.suppress(aiohttp.ClientError):
+        await edge.post("/v1/chat/completions", key, _chat(stream=True))
+    await edge.ctx.recorder.flush()
+    (event,) = await edge.ctx.store.usage.audit_events(edge.tenant_id, 0, None, 10)
+    assert (event["status"], event["error_code"]) == (499, "client_closed")

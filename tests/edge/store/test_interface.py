@@ -11,7 +11,8 @@ from edge.store import AUDIT_COLUMNS, Conflict, KeyLimits, RejectedRow, Store
 
 
 def _admin_event(at: float, subject: str = "ci") -> tuple[object, ...]:
-    return ("t1", at, "admin", "operator", "key.created", subject) + (None,) * 11
+    head = ("t1", at, "admin", "operator", "key.created", subject)
+    return head + (None,) * (len(AUDIT_COLUMNS) - len(head))
 
 
 async def test_a_pairing_code_is_redeemed_once(store: Store) -> None:
@@ -187,6 +188,7 @@ async def test_usage_and_audit_are_read_per_key_newest_first_within_the_limit(
     request = dict.fromkeys(AUDIT_COLUMNS)
     request.update(tenant_id="t1", kind="request", actor="one", action="POST /v1/chat/completions")
     request.update(key_id="k1", status=200, prompt_tokens=3, ttft_ms=1.5, user_agent="ua")
+    request.update(request_id="req_0123456789abcdef0123456789abcdef")
     events = [tuple({**request, "at": float(at)}.values()) for at in (1, 2, 3)]
     await store.usage.record([*events, _admin_event(4.0)], [("k2", "2026-01-02", "t1", 1, 2, 3)])
     newest = await store.usage.audit_events("t1", 0, "k1", 2)
@@ -204,7 +206,7 @@ async def test_a_row_that_can_never_be_stored_is_rejected_with_nothing_of_its_ba
 ) -> None:
     await store.tenants.create("t1", "acme")
     await store.keys.add("k1", "t1", "ci", "p", "h1", None)
-    too_many = _admin_event(2.0)[:11] + (2**63,) + (None,) * 5  # prompt_tokens past 64 bits
+    too_many = _admin_event(2.0)[:11] + (2**63,) + (None,) * 6  # prompt_tokens past 64 bits
     with pytest.raises(RejectedRow):
         await store.usage.record(
             [_admin_event(1.0), too_many], [("k1", "2026-11-23", "t1", 1, 1, 1)]

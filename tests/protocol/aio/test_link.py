@@ -127,6 +127,30 @@ async def test_a_stream_goes_end_to_end_with_credit_coming_back() -> None:
 
 
 @on_socket_pairs
+async def test_traffic_counts_the_frames_and_bytes_each_end_received_and_sent() -> None:
+    edge_side, agent_side, _ = await logged_in(LIMITS)
+    edge, agent = Reader(edge_side), Writer(agent_side)
+    running = await both(edge, agent)
+    edge.conn.send(Open(1, GenerateRequest("m", "go"), 0))
+    edge.wake()
+    async with asyncio.timeout(60):
+        await edge.ended.wait()
+    await edge.close()
+    await asyncio.gather(*running, return_exceptions=True)
+    for link, side in ((edge, edge_side), (agent, agent_side)):
+        received = side.transport.received  # every message after the login, as it arrived
+        assert link.traffic.messages_received == len(received)
+        assert link.traffic.bytes_received == sum(map(len, received))
+        frames = sum(len(decode_many(message)) for message in received)
+        assert link.traffic.frames_received == frames >= len(received)
+    assert edge.traffic.bytes_received > REPLY  # the text, and the frames around it
+    assert edge.traffic.frames_received > REPLY // 1024  # a DELTA per window at least, an END
+    edge_counts, agent_counts = edge.traffic.totals(), agent.traffic.totals()
+    assert [(u, out) for u, _, out in edge_counts] == [(u, got) for u, got, _ in agent_counts]
+    assert agent.traffic.frames_sent >= edge.traffic.frames_received
+
+
+@on_socket_pairs
 async def test_the_edge_pings_every_interval_and_the_agent_answers() -> None:
     edge_side, agent_side, _ = await logged_in(LIMITS)
     edge, agent = Recorder(edge_side), Recorder(agent_side)
