@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from protocol import ErrorCode, RemoteProtocolError
-from protocol.frames import MAX_MODELS, ToolCall, check_model
+from protocol.frames import ToolCall
+from protocol.machine import MAX_MODELS, check_model
 from protocol.requests import Request, UnsupportedRequest
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any
 
 from agent.backend import Backend, BackendError, Finish, Piece, Vectors
 from protocol import ErrorCode
-from protocol.frames import MAX_MODELS
+from protocol.machine import MAX_MODELS
 from protocol.requests import Request, UnsupportedRequest
 
 log = logging.getLogger(__name__)

@@ -33,8 +33,9 @@ from agent.backend import (
 )
 from agent.http_stream import HttpStatusError, HttpStream, LineTooLong
 from protocol import ErrorCode
-from protocol.frames import MAX_CONTEXT_LENGTH, MAX_TOKENS, ToolCall
+from protocol.frames import MAX_TOKENS, ToolCall
 from protocol.json_values import INT64_MAX
+from protocol.machine import MAX_CONTEXT_LENGTH
 from protocol.requests import ChatRequest, EmbedRequest, Request, UnsupportedRequest, to_wire
 
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"

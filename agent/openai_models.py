@@ -29,7 +29,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol.frames import MAX_CONTEXT_LENGTH
+from protocol.machine import MAX_CONTEXT_LENGTH
 
 CAPABILITIES = frozenset({"completion", "tools", "thinking", "vision", "embedding", "insert"})
 DEFAULT_CHAT = ("completion", "tools")

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from protocol.errors import ErrorCode, RemoteProtocolError
 
-SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+SUPPORTED_VERSIONS: tuple[int, ...] = (2,)
 NONCE_SIZE = 32
 _CONTEXT = b"llmtunnel-auth\x00"
 

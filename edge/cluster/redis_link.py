@@ -19,8 +19,12 @@ from redis.retry import Retry
 from edge.store.urls import redacted
 
 PREFIX = "llmtunnel:"
-CONNECT_TIMEOUT = 0.5  # seconds to open a connection to Redis
-COMMAND_TIMEOUT = 1.0  # seconds a command may take before Redis counts as down
+# Seconds to open a connection and for a command's answer before Redis counts as down. A down
+# Redis refuses connections at once; these bound a host that does not answer. They also measure
+# this node's own event loop, which a burst of admissions delays: at 0.5 s, 60 admissions at once
+# on a busy 2-core box counted a healthy Redis as down.
+CONNECT_TIMEOUT = 2.0
+COMMAND_TIMEOUT = 2.0
 HEALTH_CHECK_INTERVAL = 5  # a pooled connection idle this long is pinged before it is used
 
 # What "Redis cannot answer now" looks like through redis-py: no connection, a timeout, a

@@ -359,7 +359,7 @@ async def test_an_edge_that_stops_reading_is_dropped_by_the_agent(
             for data in conn.data_to_send():
                 await ws.send(data)
 
-        conn.send(Challenge(b"n" * 32, f"127.0.0.1:{port}", [1]))
+        conn.send(Challenge(b"n" * 32, f"127.0.0.1:{port}", [2]))
         await flush()
         conn.receive(await ws.recv(decode=False))  # AUTH: this edge trusts anyone
         conn.send(Ready("s", 1 << 20, MAX_WINDOW, MAX_WINDOW, interval))

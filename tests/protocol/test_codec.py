@@ -127,7 +127,7 @@ GOLDEN: list[tuple[Frame, str]] = [
     # GOAWAY: [14, reason].
     (GoAway("bye"), "92 0e a3 62 79 65"),
     # CHALLENGE: [1, nonce (bin), edge_host, versions].
-    (Challenge(b"\x00" * 16, "e", [1]), "94 01 c4 10" + " 00" * 16 + " a1 65 91 01"),
+    (Challenge(b"\x00" * 16, "e", [2]), "94 01 c4 10" + " 00" * 16 + " a1 65 91 02"),
     # AUTH: [2, machine_id, version, signature (bin)].
     (Auth("m", 1, b"\x01" * 64), "94 02 a1 6d 01 c4 40" + " 01" * 64),
     # READY: [3, session_id, max_frame, stream_window, connection_window, heartbeat_interval].
@@ -355,7 +355,7 @@ MALFORMED: list[tuple[str, str]] = [
     ("92 0c cb 40 14 00 00 00 00 00 00", "Ping.payload has type float"),
     ("92 0c c0", "Ping.payload has type NoneType"),
     ("93 0a 03 c4 04 67 6f 6e 65", "Cancel.reason has type bytes"),  # bin where str expected
-    ("94 01 a1 78 a1 65 91 01", "Challenge.nonce has type str"),  # str where bin expected
+    ("94 01 a1 78 a1 65 91 02", "Challenge.nonce has type str"),  # str where bin expected
     ("95 06 01 90 00 a0", "Open.request has type list"),
     ("92 05 80", "Models.models has type dict"),
     ("92 0e c0", "GoAway.reason has type NoneType"),

@@ -175,7 +175,7 @@ def test_frames_are_frozen_and_slotted() -> None:
 
 
 VALID: list[Frame] = [
-    Challenge(b"n" * 16, "", [1]),
+    Challenge(b"n" * 16, "", [2]),
     Challenge(b"n" * 64, "h" * 255, list(range(16))),
     Auth("m", 1, SIG),
     Auth("m" * 64, 0, SIG),
@@ -228,10 +228,10 @@ def test_check_accepts_boundary_values(frame: Frame) -> None:
 
 INVALID: list[tuple[Frame, str]] = [
     # CHALLENGE: nonce 16..64 bytes, host ≤ 255 characters, 1..16 integer versions.
-    (Challenge(b"n" * 15, "edge", [1]), "nonce of 15 bytes"),
-    (Challenge(b"", "edge", [1]), "nonce of 0 bytes"),
-    (Challenge(b"n" * 65, "edge", [1]), "nonce of 65 bytes"),
-    (Challenge(NONCE, "h" * 256, [1]), "edge host"),
+    (Challenge(b"n" * 15, "edge", [2]), "nonce of 15 bytes"),
+    (Challenge(b"", "edge", [2]), "nonce of 0 bytes"),
+    (Challenge(b"n" * 65, "edge", [2]), "nonce of 65 bytes"),
+    (Challenge(NONCE, "h" * 256, [2]), "edge host"),
     (Challenge(NONCE, "edge", []), "versions"),
     (Challenge(NONCE, "edge", list(range(17))), "versions"),
     (Challenge(NONCE, "edge", [True]), "versions"),

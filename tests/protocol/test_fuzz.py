@@ -289,7 +289,7 @@ def test_any_map_as_opens_request_raises_only_protocol_errors(
 def _open_pair() -> tuple[Connection, Connection]:
     edge, agent = Connection(Role.EDGE), Connection(Role.AGENT)
     steps: list[tuple[Connection, Connection, Frame]] = [
-        (edge, agent, Challenge(b"n" * 32, "edge.test", [1])),
+        (edge, agent, Challenge(b"n" * 32, "edge.test", [2])),
         (agent, edge, Auth("m", 1, b"s" * 64)),
         (edge, agent, Ready("s", 1 << 20, 100, 250, 5.0)),
         (agent, edge, Hello("1", 4, [])),

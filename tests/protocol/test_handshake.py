@@ -15,8 +15,8 @@ from protocol import (
 from protocol.handshake import NONCE_SIZE
 
 
-def test_version_one_is_what_this_build_speaks() -> None:
-    assert SUPPORTED_VERSIONS == (1,)
+def test_version_two_is_what_this_build_speaks() -> None:
+    assert SUPPORTED_VERSIONS == (2,)
 
 
 def test_the_nonce_size_fits_challenge() -> None:
@@ -24,22 +24,22 @@ def test_the_nonce_size_fits_challenge() -> None:
     Challenge(b"\x00" * NONCE_SIZE, "edge.test", list(SUPPORTED_VERSIONS)).check()
 
 
-@pytest.mark.parametrize("offered", [[1], [1, 2, 3], [3, 1], [1, 1], (1,)])
+@pytest.mark.parametrize("offered", [[2], [1, 2, 3], [3, 2], [2, 2], (2,)])
 def test_choose_version_picks_the_common_one(offered: list[int]) -> None:
-    assert choose_version(offered) == 1
+    assert choose_version(offered) == 2
 
 
 def test_choose_version_accepts_any_iterable() -> None:
-    assert choose_version(v for v in [5, 1]) == 1
+    assert choose_version(v for v in [5, 2]) == 2
 
 
-@pytest.mark.parametrize("offered", [[], [2], [0, 2, 3], [-1]])
+@pytest.mark.parametrize("offered", [[], [1], [0, 1, 3], [-1]])  # [1]: an edge of version 1
 def test_no_common_version_is_unsupported_version(offered: list[int]) -> None:
     with pytest.raises(RemoteProtocolError) as caught:
         choose_version(offered)
     assert caught.value.code is ErrorCode.UNSUPPORTED_VERSION
     assert f"edge offers {sorted(offered)}" in str(caught.value)
-    assert "agent speaks [1]" in str(caught.value)
+    assert "agent speaks [2]" in str(caught.value)
 
 
 def test_the_error_code_does_not_leak_into_the_class() -> None:

@@ -41,8 +41,8 @@ def h(text: str) -> bytes:
 
 
 # The frames of one login, by hand (PROTOCOL.md §2, §3).
-CHALLENGE = h("94 01 c4 20" + " 11" * 32 + " ac 65 64 67 65 2e 65 78 61 6d 70 6c 65 91 01")
-AUTH = h("94 02 a3 6d 5f 31 01 c4 40" + " 22" * 64)  # machine "m_1", version 1, signature
+CHALLENGE = h("94 01 c4 20" + " 11" * 32 + " ac 65 64 67 65 2e 65 78 61 6d 70 6c 65 91 02")
+AUTH = h("94 02 a3 6d 5f 31 02 c4 40" + " 22" * 64)  # machine "m_1", version 2, signature
 READY = h(
     "96 03 a2 73 31"  # READY, session "s1"
     " ce 00 10 00 00"  # max_frame 1 MiB
@@ -80,7 +80,7 @@ def test_a_whole_login_with_the_bytes_of_every_frame() -> None:
     assert agent.receive(agent.conn.receive(CHALLENGE)) is None  # type: ignore[arg-type]
     assert agent.conn.data_to_send() == [AUTH]
     claim = edge.receive(edge.conn.receive(AUTH))  # type: ignore[arg-type]
-    assert claim == Claim("m_1", auth_message(NONCE, HOST, 1), b"\x22" * 64)
+    assert claim == Claim("m_1", auth_message(NONCE, HOST, 2), b"\x22" * 64)
     assert edge.conn.data_to_send() == []  # nothing until the caller has checked the claim
     edge.verdict(True)
     assert edge.conn.data_to_send() == [READY]
@@ -179,12 +179,12 @@ def test_an_auth_in_a_version_the_edge_did_not_offer_is_unsupported_version() ->
     edge, _ = machines()
     edge.start()
     edge.conn.data_to_send()
-    version_2 = edge.conn.receive(h("94 02 a3 6d 5f 31 02 c4 40" + " 22" * 64))
-    assert version_2 is not None
+    version_3 = edge.conn.receive(h("94 02 a3 6d 5f 31 03 c4 40" + " 22" * 64))
+    assert version_3 is not None
     with pytest.raises(RemoteProtocolError) as caught:
-        edge.receive(version_2)
+        edge.receive(version_3)
     assert caught.value.code is ErrorCode.UNSUPPORTED_VERSION
-    assert str(caught.value) == "protocol version 2"
+    assert str(caught.value) == "protocol version 3"
 
 
 def test_a_frame_before_auth_is_refused_by_the_connection_itself() -> None:
@@ -247,7 +247,7 @@ def test_the_host_is_compared_and_signed_in_lowercase() -> None:
     (challenge,) = carry(edge.conn, agent.conn)
     assert challenge is not None
     agent.receive(challenge)
-    assert signed == [auth_message(NONCE, "edge.example", 1)]
+    assert signed == [auth_message(NONCE, "edge.example", 2)]
     (auth,) = carry(agent.conn, edge.conn)
     assert auth is not None
     claim = edge.receive(auth)

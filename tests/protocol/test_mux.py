@@ -71,7 +71,7 @@ def queued(conn: Connection) -> list[Frame]:
 
 def handshake(*, hello: bool = True) -> tuple[Connection, Connection]:
     edge, agent = Connection(Role.EDGE), Connection(Role.AGENT)
-    edge.send(Challenge(b"n" * 32, "edge.test", [1]))
+    edge.send(Challenge(b"n" * 32, "edge.test", [2]))
     pump(edge, agent)
     agent.send(Auth("m_1", 1, b"s" * 64))
     pump(agent, edge)
@@ -102,16 +102,16 @@ Step = tuple[Role, Frame, str, State, State, list[str]]
 GOLDEN_SESSION: list[Step] = [
     (
         Role.EDGE,
-        Challenge(b"\x00" * 16, "e", [1]),
-        "94 01 c4 10" + " 00" * 16 + " a1 65 91 01",
+        Challenge(b"\x00" * 16, "e", [2]),
+        "94 01 c4 10" + " 00" * 16 + " a1 65 91 02",
         State.CHALLENGED,
         State.CHALLENGED,
         [],
     ),
     (
         Role.AGENT,
-        Auth("m", 1, b"\x01" * 64),
-        "94 02 a1 6d 01 c4 40" + " 01" * 64,
+        Auth("m", 2, b"\x01" * 64),
+        "94 02 a1 6d 02 c4 40" + " 01" * 64,
         State.AUTHENTICATING,
         State.AUTHENTICATING,
         [],
@@ -296,7 +296,7 @@ def reach(situation: str) -> tuple[Connection, Connection]:
     """Both ends in ``situation``; from OPEN on, stream 1 is open (with full credit)."""
     edge, agent = Connection(Role.EDGE), Connection(Role.AGENT)
     script: list[tuple[str, Connection, Connection, Frame]] = [
-        ("challenged", edge, agent, Challenge(b"n" * 32, "edge.test", [1])),
+        ("challenged", edge, agent, Challenge(b"n" * 32, "edge.test", [2])),
         ("authenticating", agent, edge, Auth("m", 1, b"s" * 64)),
         ("greeting", edge, agent, READY),
         ("open", agent, edge, Hello("1", 4, [])),
@@ -325,7 +325,7 @@ def reach(situation: str) -> tuple[Connection, Connection]:
 def sample(kind: FrameType, conn: Connection) -> Frame:
     """A frame of ``kind`` that is valid apart from the state (stream 1 is the open stream)."""
     samples: dict[FrameType, Frame] = {
-        FrameType.CHALLENGE: Challenge(b"n" * 32, "edge.test", [1]),
+        FrameType.CHALLENGE: Challenge(b"n" * 32, "edge.test", [2]),
         FrameType.AUTH: Auth("m", 1, b"s" * 64),
         FrameType.READY: READY,
         FrameType.HELLO: Hello("1", 1, []),
@@ -437,7 +437,7 @@ def test_auth_twice_is_refused() -> None:
 def test_challenge_twice_is_refused() -> None:
     _, agent = reach("challenged")
     with pytest.raises(RemoteProtocolError, match="CHALLENGE is not allowed"):
-        agent.receive(encode(Challenge(b"n" * 32, "edge.test", [1])))
+        agent.receive(encode(Challenge(b"n" * 32, "edge.test", [2])))
 
 
 def test_frames_from_the_wrong_side_are_refused() -> None:
@@ -621,7 +621,7 @@ def test_once_everything_is_read_the_agent_holds_at_least_half_a_window(
     # still be sure to go out is half the window (the agent refuses anything bigger).
     edge, agent = Connection(Role.EDGE), Connection(Role.AGENT)
     for sender, receiver, frame in [
-        (edge, agent, Challenge(b"n" * 32, "edge.test", [1])),
+        (edge, agent, Challenge(b"n" * 32, "edge.test", [2])),
         (agent, edge, Auth("m", 1, b"s" * 64)),
         (edge, agent, Ready("s", 1 << 20, window, 2 * window, 5.0)),
         (agent, edge, Hello("1", 4, [])),
@@ -1058,7 +1058,7 @@ def test_a_refused_send_leaves_no_trace_agent_side() -> None:
     # credit the peer never learns about.
     edge, agent = Connection(Role.EDGE), Connection(Role.AGENT)
     for sender, receiver, frame in [
-        (edge, agent, Challenge(b"n" * 32, "edge.test", [1])),
+        (edge, agent, Challenge(b"n" * 32, "edge.test", [2])),
         (agent, edge, Auth("m", 1, b"s" * 64)),
         (edge, agent, Ready("s", 1024, 4096, 8192, 5.0)),
         (agent, edge, Hello("1", 4, [])),
@@ -1078,7 +1078,7 @@ def test_a_refused_send_leaves_no_trace_edge_side() -> None:
     # An OPEN over the edge's send limit is refused; the stream must not stay half-open locally.
     edge = Connection(Role.EDGE, max_send_frame=2048)
     agent = Connection(Role.AGENT)
-    edge.send(Challenge(b"n" * 32, "edge.test", [1]))
+    edge.send(Challenge(b"n" * 32, "edge.test", [2]))
     pump(edge, agent)
     agent.send(Auth("m", 1, b"s" * 64))
     pump(agent, edge)
@@ -1253,7 +1253,7 @@ def test_a_message_that_closes_the_connection_ends_there() -> None:
 
 def test_several_frames_in_one_message_are_refused_during_the_login() -> None:
     edge = Connection(Role.EDGE)
-    edge.send(Challenge(b"n" * 32, "edge.test", [1]))
+    edge.send(Challenge(b"n" * 32, "edge.test", [2]))
     edge.data_to_send()
     two = encode(Auth("m_1", 1, b"s" * 64)) * 2
     with pytest.raises(RemoteProtocolError, match="more than one frame"):

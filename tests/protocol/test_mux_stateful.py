@@ -376,7 +376,7 @@ class Tunnel(RuleBasedStateMachine):
     def login(self, steps: int, streams: int) -> None:
         """Most runs start logged in with a few streams open; some start mid-handshake."""
         script: list[tuple[Role, Frame]] = [
-            (Role.EDGE, Challenge(b"n" * 32, "edge.test", [1])),
+            (Role.EDGE, Challenge(b"n" * 32, "edge.test", [2])),
             (Role.AGENT, Auth("m", 1, b"s" * 64)),
             (Role.EDGE, READY),
             (Role.AGENT, Hello("1", 8, [])),
@@ -391,7 +391,7 @@ class Tunnel(RuleBasedStateMachine):
     @rule(role=ROLES, kind=st.sampled_from(["challenge", "auth", "ready", "hello", "models"]))
     def handshake_frame(self, role: Role, kind: str) -> None:
         frames: dict[str, Frame] = {
-            "challenge": Challenge(b"n" * 32, "edge.test", [1]),
+            "challenge": Challenge(b"n" * 32, "edge.test", [2]),
             "auth": Auth("m", 1, b"s" * 64),
             "ready": READY,
             "hello": Hello("1", 8, []),
@@ -540,7 +540,7 @@ class Tunnel(RuleBasedStateMachine):
         sid = self.stream_id(data, at)
         request = data.draw(requests_or_unsupported) if kind is FrameType.OPEN else CHAT
         frames: dict[FrameType, Frame] = {
-            FrameType.CHALLENGE: Challenge(b"n" * 32, "edge.test", [1]),
+            FrameType.CHALLENGE: Challenge(b"n" * 32, "edge.test", [2]),
             FrameType.AUTH: Auth("m", 1, b"s" * 64),
             FrameType.READY: READY,
             FrameType.HELLO: Hello("1", 1, []),

@@ -489,7 +489,7 @@ def pump(source: Connection, target: Connection) -> list[Frame]:
 def handshake() -> tuple[Connection, Connection]:
     edge, agent = Connection(Role.EDGE), Connection(Role.AGENT)
     for sender, receiver, frame in [
-        (edge, agent, Challenge(b"n" * 32, "edge.test", [1])),
+        (edge, agent, Challenge(b"n" * 32, "edge.test", [2])),
         (agent, edge, Auth("m", 1, b"s" * 64)),
         (edge, agent, Ready("s", 1 << 20, 1000, 4000, 5.0)),
         (agent, edge, Hello("1", 4, [])),

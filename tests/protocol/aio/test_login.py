@@ -57,7 +57,7 @@ async def test_the_claim_is_what_the_agent_signed_for_this_host() -> None:
 
     agent = AgentLogin(Connection(Role.AGENT), HOST, MACHINE, sign, HELLO)
     await asyncio.gather(edge_login(edge_t, edge, recording, 10), agent_login(agent_t, agent, 10))
-    message = auth_message(b"\x05" * 32, HOST, 1)
+    message = auth_message(b"\x05" * 32, HOST, 2)
     assert claims == [Claim(MACHINE, message, sign(message))]
 
 
