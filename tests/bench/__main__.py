@@ -1,6 +1,6 @@
 """Benchmarks: llmtunnel beside nginx and a direct connection, in front of one token source.
 
-    ./dev bench                # scenarios (a)-(f), three rounds (about 6 minutes)
+    ./dev bench                # scenarios (a)-(g), three rounds (about 7 minutes)
     ./dev bench --quick        # shorter runs of the same scenarios (under 2 minutes)
     ./dev bench --governance   # only (f): what key limits and the audit cost per request
     ./dev bench --cluster      # several edge nodes instead: (h)-(k), tests/bench/cluster.py
