@@ -24,7 +24,7 @@ async def _connect(request: web.Request) -> web.StreamResponse:
 def create_agents_app(pairing_attempts_per_minute: int) -> web.Application:
     """The ``/agent`` sub-application."""
     app = web.Application(middlewares=[json_errors(openai_shape)])
-    app[pairing.LIMITER] = pairing.AttemptLimiter(pairing_attempts_per_minute)
+    app[pairing.LIMITER] = pairing.pairing_limiter(pairing_attempts_per_minute)
     app.router.add_post("/pair", pairing.pair)
     app.router.add_get("/connect", _connect)
     return app

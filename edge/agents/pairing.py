@@ -9,79 +9,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
-import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 
 from aiohttp import web
 
 from edge import credentials
+from edge.attempts import AttemptLimiter
 from edge.bodies import read_json_object
 from edge.context import CONTEXT
 from edge.errors import ApiError, bad_request
 from edge.store import Conflict
 
-
-class AttemptLimiter:
-    """At most ``limit`` attempts a minute per client network: an IPv4 address, or an IPv6 /64
-    (one host usually holds a whole /64, so single IPv6 addresses would be free to rotate).
-
-    Each network has a bucket of ``limit`` attempts refilled continuously. The buckets live in
-    an LRU map of at most ``max_networks`` entries, so each attempt costs O(1) however many
-    addresses try; a network evicted from a full map starts over with a full bucket, which a
-    caller could only bring about by owning ``max_networks`` other networks."""
-
-    def __init__(
-        self,
-        limit: int,
-        window: float = 60.0,
-        max_networks: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._clock = clock
-        self._limit = limit
-        self._rate = limit / window
-        self._max_networks = max_networks
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # level, updated
-
-    def check(self, address: str) -> None:
-        now = self._clock()
-        network = client_network(address)
-        level, updated = self._buckets.pop(network, (float(self._limit), now))
-        level = min(float(self._limit), level + (now - updated) * self._rate)
-        if level < 1:
-            self._buckets[network] = (level, now)
-            retry = math.ceil((1 - level) / self._rate)
-            raise ApiError(
-                429,
-                "too_many_pairing_attempts",
-                f"too many pairing attempts from this address; retry in {retry} s",
-                headers={"Retry-After": str(retry)},
-            )
-        self._buckets[network] = (level - 1, now)  # most recent last
-        if len(self._buckets) > self._max_networks:
-            self._buckets.popitem(last=False)
-
-    @property
-    def tracked(self) -> int:
-        """How many networks have a bucket now (at most ``max_networks``)."""
-        return len(self._buckets)
-
-
-def client_network(address: str) -> str:
-    """The unit attempts are counted by: the IPv4 address, the IPv6 /64, else the text."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
-
-
 LIMITER = web.AppKey("pairing_limiter", AttemptLimiter)
+
+
+def pairing_limiter(attempts_per_minute: int) -> AttemptLimiter:
+    """The pairing attempts allowed per client network (edge/attempts.py)."""
+    return AttemptLimiter(attempts_per_minute, "too_many_pairing_attempts", "pairing attempts")
 
 
 async def pair(request: web.Request) -> web.Response:

@@ -25,6 +25,7 @@ from aiohttp.typedefs import Handler
 
 from edge.admin import create_admin_app
 from edge.admin.access import AUTHENTICATED, tenant_admin
+from edge.attempts import AttemptLimiter
 from edge.auth import host_slug
 from edge.bodies import read_json_object
 from edge.console.sessions import (
@@ -32,13 +33,13 @@ from edge.console.sessions import (
     IDLE_TIMEOUT,
     SESSION,
     Session,
-    SignInLimiter,
     check_csrf,
     check_origin,
     cookie_for,
     expire_cookie,
     load_session,
     open_session,
+    sign_in_limiter,
 )
 from edge.context import CONTEXT, EdgeContext
 from edge.errors import ApiError, bad_request
@@ -92,7 +93,7 @@ _TYPES = {
     ".svg": "image/svg+xml",
 }
 
-LIMITER = web.AppKey("llmtunnel_console_sign_ins", SignInLimiter)
+LIMITER = web.AppKey("llmtunnel_console_sign_ins", AttemptLimiter)
 ASSETS = web.AppKey("llmtunnel_console_assets", dict[str, tuple[bytes, str]])
 
 
@@ -282,7 +283,7 @@ def create_console_app() -> web.Application:
     """The ``/console`` sub-application; mount it in an application that holds ``CONTEXT``
     (and ``LANE``), as the edge does (edge/app.py)."""
     app = web.Application(middlewares=[_headers, json_errors(openai_shape), _guard])
-    app[LIMITER] = SignInLimiter()
+    app[LIMITER] = sign_in_limiter()
     app[ASSETS] = load_assets()
     app.router.add_get("", _to_slash)
     app.router.add_get("/", _page)

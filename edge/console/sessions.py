@@ -15,16 +15,12 @@ session id the page learns from ``GET /console/session`` and holds in memory onl
 from __future__ import annotations
 
 import hmac
-import ipaddress
-import math
 import secrets
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from edge.attempts import AttemptLimiter
 from edge.context import EdgeContext
 from edge.errors import ApiError
 from edge.store import AdminKey
@@ -134,52 +130,6 @@ def expire_cookie(response: web.StreamResponse) -> None:
     )
 
 
-class SignInLimiter:
-    """At most ``limit`` sign-in attempts a minute per client network (an IPv4 address or an
-    IPv6 /64), successful or not: a token bucket per network, in an LRU map of at most
-    ``max_networks`` (each attempt is O(1) however many addresses try)."""
-
-    def __init__(
-        self,
-        limit: int = SIGN_INS_PER_MINUTE,
-        window: float = 60.0,
-        max_networks: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._limit = limit
-        self._rate = limit / window
-        self._max_networks = max_networks
-        self._clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def check(self, address: str | None) -> None:
-        """Spend one attempt of ``address``'s network; 429 with ``Retry-After`` when none is
-        left."""
-        now = self._clock()
-        network = _network(address or "unknown")
-        level, updated = self._buckets.pop(network, (float(self._limit), now))
-        level = min(float(self._limit), level + (now - updated) * self._rate)
-        if level < 1:
-            self._buckets[network] = (level, now)
-            retry = math.ceil((1 - level) / self._rate)
-            raise ApiError(
-                429,
-                "too_many_sign_in_attempts",
-                f"too many sign-in attempts from this address; retry in {retry} s",
-                headers={"Retry-After": str(retry)},
-            )
-        self._buckets[network] = (level - 1, now)
-        if len(self._buckets) > self._max_networks:
-            self._buckets.popitem(last=False)
-
-
-def _network(address: str) -> str:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
+def sign_in_limiter(limit: int = SIGN_INS_PER_MINUTE) -> AttemptLimiter:
+    """The sign-in attempts allowed per client network, successful or not (edge/attempts.py)."""
+    return AttemptLimiter(limit, "too_many_sign_in_attempts", "sign-in attempts")
