@@ -72,6 +72,10 @@ class Keys:
     amounts: str
     tag: str
 
+    def admitted(self, admission: str) -> str:
+        """The marker that admission ``admission`` was charged (scripts.ADMIT)."""
+        return key(self.tag, "admitted", admission)
+
     def settled(self, reservation: str) -> str:
         """The marker that reservation ``reservation`` was settled (in the key's slot)."""
         return key(self.tag, "settled", reservation or "-")
@@ -168,7 +172,8 @@ class SharedLimits:
         budget = limits.budget_tokens if limits.budget_period is not None else None
         period_start, resets_at = period_bounds(limits.budget_period or "day", now)
         keys = Keys.of(api_key.id, period_start)
-        reservation = f"{self._node}:{next(self._ids)}" if budget is not None else ""
+        admission = f"{self._node}:{next(self._ids)}"
+        reservation = admission if budget is not None else ""
         args: list[str | int | float] = [
             repr(now),
             rpm,
@@ -180,13 +185,15 @@ class SharedLimits:
             repr(now + self.reservation_ttl),
             math.ceil(resets_at - now) + ACCOUNT_SLACK,
             "",
+            scripts.ADMITTED_MARKER_TTL,
         ]
-        names = [keys.rpm, keys.tpm, keys.account, keys.held, keys.amounts]
+        marker = keys.admitted(admission)
+        names = [keys.rpm, keys.tpm, keys.account, keys.held, keys.amounts, marker]
         answer = await self._admit(keys=names, args=args)
         if int(answer[0]) == _SEED:
             # The account is new this period (or Redis lost it): start it from what PostgreSQL
             # recorded. The script sets it only if it is still missing.
-            args[-1] = await self._store.usage.tokens_used(api_key.id, period_start)
+            args[-2] = await self._store.usage.tokens_used(api_key.id, period_start)
             answer = await self._admit(keys=names, args=args)
         code, wait = int(answer[0]), float(answer[1])
         headers = _headers(rpm, tpm, answer[2], answer[3])

@@ -26,12 +26,16 @@ forever (LiteLLM #30460).
 
 from __future__ import annotations
 
-# KEYS: rpm bucket, tpm bucket, budget account, reservations, reservation amounts.
+# KEYS: rpm bucket, tpm bucket, budget account, reservations, reservation amounts, the
+#       admission's marker.
 # ARGV: now, rpm cap (0: none), tpm cap (0: none), tpm charge, budget (-1: none), budget charge,
-#       reservation id, reservation expiry, account TTL (s), seed ('' : none given).
+#       reservation id, reservation expiry, account TTL (s), seed ('' : none given), marker TTL.
 # Returns {code, wait s, rpm level, tpm level, budget left} (numbers as strings: Redis would
 # truncate a Lua float). Codes: 0 admitted and charged, 1 requests short, 2 tokens short,
 # 3 budget short, 4 the account must be seeded first (call again with the stored usage).
+# An admission is charged once: the client sends the script again when a connection breaks
+# after sending it, and the script may have run; its marker (kept ADMITTED_MARKER_TTL seconds)
+# makes the second run answer "admitted" without charging again.
 ADMIT = """
 local now = tonumber(ARGV[1])
 local rpm_cap, tpm_cap = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -57,6 +61,15 @@ if tpm_cap > 0 then tpm_level, tpm_ts = bucket(KEYS[2], tpm_cap) end
 local function answer(code, wait, left)
   return {code, tostring(wait), tostring(rpm_level or ''), tostring(tpm_level or ''),
           tostring(left or '')}
+end
+
+if redis.call('EXISTS', KEYS[6]) == 1 then
+  local left = nil
+  if budget >= 0 then
+    local v = redis.call('HMGET', KEYS[3], 'spent', 'reserved')
+    left = budget - (tonumber(v[1]) or 0) - (tonumber(v[2]) or 0)
+  end
+  return answer(0, 0, left)
 end
 
 if rpm_cap > 0 and rpm_level < 1 then
@@ -107,8 +120,10 @@ if budget >= 0 then
   redis.call('EXPIRE', KEYS[5], ARGV[9])
   left = left - charge
 end
+redis.call('SET', KEYS[6], 1, 'EX', ARGV[11])
 return answer(0, 0, left)
 """
+ADMITTED_MARKER_TTL = 10  # seconds: a resend comes within the command timeout, not later
 
 # KEYS: tpm bucket, budget account, reservations, reservation amounts, settled marker.
 # ARGV: now, tpm cap (0: none), tpm charged, tokens used, reservation id ('' : no budget).

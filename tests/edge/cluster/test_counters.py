@@ -241,3 +241,25 @@ async def test_settlements_wait_for_redis_and_are_written_when_it_is_back(
         redis_server.stop()
         redis_server.start()
         await client.aclose()
+
+
+async def test_an_admission_sent_twice_is_charged_once(
+    nodes: list[SharedLimits], redis: Redis
+) -> None:
+    # redis-py sends a command again when the connection breaks after sending it, and the
+    # script may have run already: the second run must not charge again.
+    limits = nodes[0]
+    once = limits._admit
+
+    async def twice(**kwargs: object) -> object:
+        await once(**kwargs)
+        return await once(**kwargs)
+
+    limits._admit = twice  # type: ignore[method-assign]
+    key = _key(rpm=10, tpm=100_000, budget_tokens=10_000, budget_period="day")
+    admission = await limits.admit(key, _chat(max_tokens=300), NOW)
+    assert admission.charged > 0
+    account = "llmtunnel:{k1}:budget:2026-11-23"
+    assert int(await redis.hget(account, "reserved") or 0) == admission.charged
+    assert float(await redis.hget("llmtunnel:{k1}:rpm", "level") or 0) == 9  # one request
+    assert admission.headers["x-ratelimit-remaining-requests"] == "9"
