@@ -251,11 +251,11 @@ async def test_an_admission_sent_twice_is_charged_once(
     limits = nodes[0]
     once = limits._admit
 
-    async def twice(**kwargs: object) -> object:
-        await once(**kwargs)
-        return await once(**kwargs)
+    async def twice(keys: list[str], args: list[str | int | float]) -> object:
+        await once(keys=keys, args=args)
+        return await once(keys=keys, args=args)
 
-    limits._admit = twice  # type: ignore[method-assign]
+    limits._admit = twice  # type: ignore[assignment]
     key = _key(rpm=10, tpm=100_000, budget_tokens=10_000, budget_period="day")
     admission = await limits.admit(key, _chat(max_tokens=300), NOW)
     assert admission.charged > 0
