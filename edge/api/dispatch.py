@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from edge.agents.stream import StreamEvent, TunnelStream
-from edge.api import replies
+from edge.api import replies, sse
 from edge.api.dialect import Call, Dialect, EmbeddingsDialect, P, R, TextDialect, TextRenderer
 from edge.api.models import ModelInfo, visible_models
 from edge.auth import authenticate
@@ -55,7 +55,9 @@ async def serve_text(request: web.Request, dialect: TextDialect[P]) -> web.Strea
         deltas, end = await replies.collect_text(stream, first, config)
         body = renderer.body(deltas, end)
         await finished()
-        return web.json_response(body, headers=call.headers)
+        return web.Response(
+            body=sse.json_bytes(body), content_type="application/json", headers=call.headers
+        )
 
 
 async def serve_embeddings(request: web.Request, dialect: EmbeddingsDialect[P]) -> web.Response:

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
+
+import orjson
 
 from edge.errors import ApiError
 from protocol import Delta, End
@@ -21,19 +22,22 @@ HEADERS = {
 DONE = b"data: [DONE]\n\n"
 
 
-def _json(payload: JSONMap) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
+def json_bytes(payload: JSONMap) -> bytes:
+    """Compact JSON in UTF-8, as every reply body and event is written. orjson: an event is
+    written per few tokens, and a chat chunk takes 0.4 µs there against 3.9 µs with the standard
+    library's encoder (about a twentieth of the edge's CPU per event in the bench's (c))."""
+    return orjson.dumps(payload)
 
 
 def data(payload: JSONMap) -> bytes:
     """One ``data:`` event."""
-    return b"data: " + _json(payload) + b"\n\n"
+    return b"data: " + json_bytes(payload) + b"\n\n"
 
 
 def events(named: list[Event]) -> bytes:
     """Named events, written together: the tunnel already coalesced their tokens."""
     return b"".join(
-        b"event: " + name.encode() + b"\ndata: " + _json(payload) + b"\n\n"
+        b"event: " + name.encode() + b"\ndata: " + json_bytes(payload) + b"\n\n"
         for name, payload in named
     )
 
