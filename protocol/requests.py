@@ -238,6 +238,8 @@ class _Fields:
         return value
 
     def done(self) -> None:
+        if self._data.keys() <= self._seen:  # the common case, one set operation
+            return
         unknown = sorted(str(key) for key in self._data if key not in self._seen)
         if unknown:
             raise _fail(f"{self._where} has unknown fields {unknown}")
