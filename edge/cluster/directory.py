@@ -108,9 +108,13 @@ class Directory:
         ]
         return sorted(found, key=lambda m: m.node_id)
 
-    def suspect(self, node_id: str) -> None:
-        """A forward to ``node_id`` could not reach it: route elsewhere for a while."""
-        self._suspects[node_id] = asyncio.get_running_loop().time() + SUSPECT_FOR
+    def suspect(self, node_id: str) -> bool:
+        """A forward to ``node_id`` failed: route elsewhere for a while. Whether it was not
+        suspected already (requests sent there at once fail together: one log line)."""
+        now = asyncio.get_running_loop().time()
+        new = self._suspects.get(node_id, 0) <= now
+        self._suspects[node_id] = now + SUSPECT_FOR
+        return new
 
     def nodes_frame(self) -> Nodes | None:
         """NODES for this node's agents, or ``None`` when this node is not advertised."""

@@ -9,13 +9,16 @@ same API key), opens the stream, and answers with the stream's frames as they co
 leased and the stream open, so a refusal there (404, 503 busy…) is an HTTP error the first node
 raises as its own (docs/ARCHITECTURE.md "Several edge nodes").
 
-The hop is signed: HMAC-SHA256, under a key derived from the server secret every node shares,
-over the sending node, the time and the body's digest; a signature older than ``MAX_SKEW`` is
-refused. The HTTPS connection keeps it private. Flow control holds end to end: the first node
-reads the hop's body only as its client takes the reply (at most ``WINDOW`` ahead), so TCP
-stops the second node, which stops handing credit to the agent (PROTOCOL.md §8). Closing the
-hop's response (the client went away) cancels the second node's handler, which CANCELs the
-stream on the GPU box.
+The hop is signed (``edge.cluster.hop_auth``): HMAC-SHA256, under a key derived from the server
+secret every node shares, over headers naming the sending and the receiving node, the time, a
+nonce and the body's digest, checked before the body is read. The HTTPS connection keeps it
+private. A 403 from the other node means it refuses this node's signature (another secret, or
+clocks apart): ``HopRefusedByPeer``, which routing treats as that node failing.
+
+Flow control holds end to end: the first node reads the hop's body only as its client takes
+the reply (at most ``WINDOW`` ahead), so TCP stops the second node, which stops handing credit
+to the agent (PROTOCOL.md §8). Closing the hop's response (the client went away) cancels the
+second node's handler, which CANCELs the stream on the GPU box.
 """
 
 from __future__ import annotations
@@ -23,18 +26,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
-import hmac
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import msgpack
 
 from edge.agents.stream import TunnelStream
 from edge.cluster.directory import RemoteMachine
+from edge.cluster.hop_auth import sign
 from edge.errors import ApiError
 from protocol import Delta, Embeddings, End, Error, decode
 from protocol.errors import ProtocolError
@@ -44,7 +45,6 @@ from protocol.requests import Request, to_wire
 log = logging.getLogger(__name__)
 
 PATH = "/cluster/v1/streams"
-MAX_SKEW = 30.0  # seconds a signed hop is good for (nodes keep NTP time)
 WINDOW = 256 * 1024  # bytes of reply the first node reads ahead of its client
 MAX_FRAME = 64 * 1024 * 1024  # the largest frame a hop carries (an agent's EMBEDDINGS are less)
 CONNECT_TIMEOUT = 2.0  # seconds to reach another node before it counts as unreachable
@@ -56,38 +56,9 @@ class NodeUnreachable(Exception):
     """The other node did not answer: route elsewhere."""
 
 
-def hop_key(server_secret: bytes) -> bytes:
-    """The hop's HMAC key: derived, so that the server secret itself signs nothing else."""
-    return hmac.new(server_secret, b"llmtunnel node-to-node hop v1", hashlib.sha256).digest()
-
-
-def sign(key: bytes, node_id: str, body: bytes, now: float) -> dict[str, str]:
-    stamp = str(int(now))
-    return {
-        "x-llmtunnel-node": node_id,
-        "x-llmtunnel-time": stamp,
-        "x-llmtunnel-signature": _mac(key, node_id, stamp, body),
-    }
-
-
-def fresh(headers: Any, now: float) -> bool:
-    """Whether the hop's headers are there and recent (checked before reading its body)."""
-    stamp = headers.get("x-llmtunnel-time", "")
-    signed = bool(headers.get("x-llmtunnel-signature")) and bool(headers.get("x-llmtunnel-node"))
-    return signed and stamp.isdigit() and abs(now - int(stamp)) <= MAX_SKEW
-
-
-def verify(key: bytes, headers: Any, body: bytes, now: float) -> bool:
-    """Whether ``body`` was signed by a node of this cluster within ``MAX_SKEW``."""
-    if not fresh(headers, now):
-        return False
-    node, stamp = headers["x-llmtunnel-node"], headers["x-llmtunnel-time"]
-    return hmac.compare_digest(headers["x-llmtunnel-signature"], _mac(key, node, stamp, body))
-
-
-def _mac(key: bytes, node_id: str, stamp: str, body: bytes) -> str:
-    message = f"{node_id}\n{stamp}\n{hashlib.sha256(body).hexdigest()}".encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+class HopRefusedByPeer(NodeUnreachable):
+    """The other node answered 403: it does not take this node's signature (another server
+    secret, or a clock more than ``MAX_SKEW`` apart). Route elsewhere, as from a dead node."""
 
 
 # ---------------------------------------------------------------------- the node that asks
@@ -128,12 +99,15 @@ async def forward(
         },
         use_bin_type=True,
     )
-    headers = sign(hop.key, hop.node_id, body, time.time())
+    headers = sign(hop.key, PATH, hop.node_id, machine.node_id, body, time.time())
     try:
         async with asyncio.timeout(queue_timeout + CONNECT_TIMEOUT * 2):
             response = await hop.client.post(machine.node_url + PATH, data=body, headers=headers)
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise NodeUnreachable(f"{machine.node_url}: {exc or type(exc).__name__}") from None
+    if response.status == 403:
+        response.release()
+        raise HopRefusedByPeer(f"{machine.node_url} answered 403")
     if response.status != 200:
         raise await _refusal(response)
     name = response.headers.get("x-llmtunnel-machine", machine.machine_name)

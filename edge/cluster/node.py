@@ -20,7 +20,8 @@ from edge.agents.session import AgentSession
 from edge.cluster.broadcast import Broadcast, Change
 from edge.cluster.counters import SharedLimits
 from edge.cluster.directory import Directory
-from edge.cluster.hop import CONNECT_TIMEOUT, Hop, hop_key
+from edge.cluster.hop import CONNECT_TIMEOUT, Hop
+from edge.cluster.hop_auth import SeenNonces, hop_key
 from edge.cluster.redis_link import REDIS_ERRORS, BadRedisUrl, describe, open_redis
 from edge.cluster.routing import ClusterRouter
 from edge.config import EdgeConfig
@@ -49,6 +50,7 @@ class ClusterNode:
     directory: Directory
     router: ClusterRouter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    nonces: SeenNonces = field(default_factory=SeenNonces)  # of the hops this node accepted
 
     @property
     def hop_key(self) -> bytes:

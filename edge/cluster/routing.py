@@ -21,7 +21,7 @@ from edge.agents.registry import Registry
 from edge.agents.routing import ModelInfo, Router, Slot
 from edge.agents.session import AgentSession
 from edge.cluster.directory import Directory, RemoteMachine
-from edge.cluster.hop import Hop, NodeUnreachable, forward
+from edge.cluster.hop import Hop, HopRefusedByPeer, NodeUnreachable, forward
 from edge.config import EdgeConfig
 from edge.errors import ApiError
 from protocol.requests import Request
@@ -74,11 +74,21 @@ class ClusterRouter(Router):
                         key_id,
                         request_id,
                     )
+                except HopRefusedByPeer as exc:
+                    # Never the client's 403: the client did nothing wrong. Once per suspicion,
+                    # so a misconfigured node is one line every SUSPECT_FOR, not one a request.
+                    if self.directory.suspect(machine.node_id):
+                        log.error(
+                            "node %s refuses our hop signature (%s): check that every node has"
+                            " the same server.secret and keeps NTP time; routing elsewhere",
+                            machine.node_id,
+                            exc,
+                        )
                 except NodeUnreachable as exc:
-                    log.warning(
-                        "node %s is unreachable (%s): routing elsewhere", machine.node_id, exc
-                    )
-                    self.directory.suspect(machine.node_id)
+                    if self.directory.suspect(machine.node_id):
+                        log.warning(
+                            "node %s is unreachable (%s): routing elsewhere", machine.node_id, exc
+                        )
                 except ApiError as exc:
                     if exc.code not in STALE:
                         raise
