@@ -210,11 +210,16 @@ class Nodes(Frame):
         for entry in self.nodes:
             pair = isinstance(entry, list) and len(entry) == 2
             _require(pair and all(type(v) is str for v in entry), "a node is [id, url], 2 strings")
-            _check_node_id(entry[0])
-            url_ok = 0 < len(entry[1]) <= MAX_NODE_URL and entry[1].startswith(
-                ("https://", "http://")
-            )
-            _require(url_ok, f"a node URL is http(s)://… of at most {MAX_NODE_URL} characters")
+            check_node(entry[0], entry[1])
+
+
+def check_node(node_id: str, url: str) -> None:
+    """One NODES entry's rules (§11); ``RemoteProtocolError`` naming the one broken. Also what
+    an edge checks its own ``--node-id``/``--advertise`` and the directory's entries against,
+    so that a NODES it builds is never refused."""
+    _check_node_id(node_id)
+    url_ok = 0 < len(url) <= MAX_NODE_URL and url.startswith(("https://", "http://"))
+    _require(url_ok, f"a node URL is http(s)://… of at most {MAX_NODE_URL} characters")
 
 
 def _check_node_id(node_id: str) -> None:

@@ -135,9 +135,15 @@ class AgentSession(Link):
         self._registry.notify(self.tenant_id)
 
     def announce(self, frame: Nodes) -> None:
-        """Tell the agent which edge nodes take tunnels now (PROTOCOL.md §11)."""
+        """Tell the agent which edge nodes take tunnels now (PROTOCOL.md §11). A NODES the
+        frame's own checks refuse is not sent, and never raises: the directory's task announces
+        to every session, and one bad list must neither end it nor a session's setup."""
         if self.conn.state is State.OPEN:
-            self.conn.send(frame)
+            try:
+                self.conn.send(frame)
+            except LocalProtocolError as exc:
+                self.log.error("NODES not sent to machine %s: %s", self.machine_id, exc)
+                return
             self.wake()
 
     def goaway(self, reason: str) -> None:
@@ -151,12 +157,17 @@ class AgentSession(Link):
     async def run(self) -> None:
         """Serve the connection until it ends; every open stream then ends with an error."""
         replaced = self._registry.add(self)
-        if replaced is not None:
-            await replaced.close(ErrorCode.PROTOCOL_ERROR, "replaced by a newer connection")
-        if self._nodes is not None and (frame := self._nodes()) is not None:
-            self.announce(frame)
-        with contextlib.suppress(ClosedByPeer, RemoteProtocolError):  # logged by link_lost
-            await super().run()
+        try:
+            if replaced is not None:
+                await replaced.close(ErrorCode.PROTOCOL_ERROR, "replaced by a newer connection")
+            if self._nodes is not None and (frame := self._nodes()) is not None:
+                self.announce(frame)
+            with contextlib.suppress(ClosedByPeer, RemoteProtocolError):  # logged by link_lost
+                await super().run()
+        finally:
+            # link_lost has removed it when the link ran; this covers setup failing before, so
+            # no session that serves nothing stays routable.
+            self._registry.remove(self)
 
     def frame_received(self, frame: Frame) -> None:
         if isinstance(frame, (Delta, Embeddings, End, Error)):

@@ -26,8 +26,8 @@ from redis.asyncio import Redis
 from edge.agents.registry import Registry
 from edge.agents.session import AgentSession
 from edge.cluster.redis_link import REDIS_ERRORS, key
-from protocol import Nodes
-from protocol.frames import MAX_NODES
+from protocol import Nodes, ProtocolError
+from protocol.frames import MAX_NODES, check_node
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class Directory:
         self.draining = False
         self._suspects: dict[str, float] = {}  # node id → until when (loop time)
         self._announced: Nodes | None = None
+        self._refused: set[tuple[str, str]] = set()  # entries NODES could not carry, logged
 
     # ------------------------------------------------------------------ reading the view
 
@@ -122,9 +123,23 @@ class Directory:
             return None
         nodes = [] if self.draining else [[self.node_id, self.url]]
         for entry in sorted(self.view.values(), key=lambda e: e.node_id):
-            if entry.url and not entry.draining and len(nodes) < MAX_NODES:
+            listed = entry.url and not entry.draining and len(nodes) < MAX_NODES
+            if listed and entry.url and self._sendable(entry.node_id, entry.url):
                 nodes.append([entry.node_id, entry.url])
         return Nodes(self.node_id, nodes)
+
+    def _sendable(self, node_id: str, url: str) -> bool:
+        """Whether NODES may list this entry (PROTOCOL.md §11). Each node checks its own flags
+        at start, but Redis may hold anything: one bad entry must not make every NODES refused
+        (and the agents' session setup with it)."""
+        try:
+            check_node(node_id, url)
+        except ProtocolError as exc:
+            if (node_id, url) not in self._refused and len(self._refused) < 100:
+                self._refused.add((node_id, url))
+                log.warning("node %r is left out of NODES: %s", node_id[:80], exc)
+            return False
+        return True
 
     # ------------------------------------------------------------------ keeping it current
 

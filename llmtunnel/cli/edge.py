@@ -31,6 +31,35 @@ def _default_data_dir() -> Path:
     return base / "llmtunnel" / "edge"
 
 
+def _check_node_flags(node_id: str | None, advertise: str | None, plain_http: bool) -> str | None:
+    """``--node-id`` and ``--advertise`` as NODES will carry them (PROTOCOL.md §11), checked
+    now: a value NODES refuses would otherwise fail every agent's session setup later. The
+    advertised URL without its trailing slash."""
+    from urllib.parse import urlsplit
+
+    from protocol import ProtocolError
+    from protocol.frames import check_node
+
+    if node_id is not None:
+        try:
+            check_node(node_id, "https://x")
+        except ProtocolError as exc:
+            fail(f"--node-id: {exc}")
+    if advertise is None:
+        return None
+    url = advertise.rstrip("/")
+    try:
+        check_node("x", url)
+        host = urlsplit(url).hostname
+    except (ProtocolError, ValueError) as exc:
+        fail(f"--advertise: {exc}")
+    schemes = ("https://", "http://") if plain_http else ("https://",)
+    if not url.startswith(schemes) or not host:
+        # Agents dial it and nodes forward to it: over TLS, as the edge serves unless plain.
+        fail("--advertise is https://HOST[:PORT]" + (" or http://…" if plain_http else ""))
+    return url
+
+
 @edge_app.command(
     "serve",
     epilog="Example: llmtunnel edge serve --domain example.com --data-dir /var/lib/llmtunnel "
@@ -163,6 +192,7 @@ def edge_serve(
             "--redis shares limits between edge nodes, which must share a database too:"
             " give --database-url postgresql://…"
         )
+    advertise = _check_node_flags(node_id, advertise, plain_http)
     data_dir = data_dir or _default_data_dir()
     host, port = parse_listen(listen or ("127.0.0.1:8080" if plain_http else "0.0.0.0:443"))
     metrics_address = (
@@ -180,7 +210,7 @@ def edge_serve(
         database_url=database_url,
         redis_url=redis,
         node_id=node_id,
-        advertise_url=advertise.rstrip("/") if advertise else None,
+        advertise_url=advertise,
         peer_ca_file=peer_ca_file or ca_file,
         public_scheme="http" if plain_http else "https",
         public_port=public_port or port,

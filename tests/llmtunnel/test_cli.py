@@ -295,3 +295,38 @@ def test_machine_list_shows_a_degraded_machine_and_why(fake: FakeEdge) -> None:
     rows = {line.split()[0]: line.split()[1] for line in result.output.splitlines()[1:4]}
     assert rows == {"gpu-1": "online", "gpu-2": "degraded", "gpu-3": "offline"}
     assert "gpu-2 is degraded: its backend is not answering (cannot reach Ollama)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--advertise", "edge-2.example.com"], "--advertise: a node URL is http(s)://"),
+        (["--advertise", "https:///edge"], "--advertise is https://HOST[:PORT]"),
+        (["--advertise", "http://edge-2.example.com"], "--advertise is https://HOST[:PORT]"),
+        (["--advertise", "https://e.example.com/" + "p" * 2100], "at most 2048 characters"),
+        (["--node-id", "n" * 65], "--node-id: a node id is 1 to 64 printable characters"),
+        (["--node-id", "edge\n2"], "--node-id: a node id is 1 to 64 printable characters"),
+    ],
+)
+def test_node_flags_that_nodes_would_refuse_are_one_line_errors(
+    flags: list[str], message: str, tmp_path: Any
+) -> None:
+    """Checked before anything starts: NODES would refuse them in every agent's session."""
+    result = invoke(
+        *("edge", "serve", "--domain", "example.com", "--tls-cert", "c", "--tls-key", "k"),
+        *("--data-dir", str(tmp_path / "d"), "--redis", "redis://127.0.0.1:1"),
+        *("--database-url", "postgresql://127.0.0.1:1/x", *flags),
+    )
+    assert result.exit_code == 1
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+    assert not (tmp_path / "d").exists()  # refused before the data directory was made
+
+
+def test_plain_http_may_advertise_http() -> None:
+    from llmtunnel.cli.edge import _check_node_flags
+
+    assert _check_node_flags("edge-2", "http://127.0.0.1:8080/", True) == "http://127.0.0.1:8080"
+    assert _check_node_flags(None, "https://edge-2.example.com", False) == (
+        "https://edge-2.example.com"
+    )

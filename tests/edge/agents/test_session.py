@@ -21,6 +21,7 @@ from protocol import (
     GoAway,
     Hello,
     Models,
+    Nodes,
     Open,
     RemoteProtocolError,
     TunnelLimits,
@@ -190,3 +191,35 @@ async def test_a_newer_connection_of_the_machine_replaces_the_old_one() -> None:
     await old_running
     assert registry.sessions("t1") == [new]  # the old one leaving did not remove the new one
     new_running.cancel()
+
+
+@on_socket_pairs
+async def test_a_nodes_list_the_frame_refuses_is_not_sent_and_the_session_serves() -> None:
+    registry: Registry[AgentSession] = Registry()
+    edge, machine, _ = await logged_in(LIMITS)
+    bad = Nodes("n" * 65, [["n" * 65, "edge-2.example.com"]])  # what NODES' checks refuse
+    session = AgentSession(
+        edge.transport, edge.conn, _machine_record(), HELLO, registry, LIMITS, nodes=lambda: bad
+    )
+    running = asyncio.create_task(session.run())
+    await asyncio.sleep(0)
+    stream = await _stream(registry)  # routable, and its OPEN is the first frame the agent sees
+    assert [type(f) for f in await _machine_reads(machine, Open)] == [Open]
+    stream.close()
+    running.cancel()
+
+
+@on_socket_pairs
+async def test_a_session_whose_setup_fails_does_not_stay_registered() -> None:
+    registry: Registry[AgentSession] = Registry()
+    edge, _, _ = await logged_in(LIMITS)
+
+    def broken() -> Nodes | None:
+        raise RuntimeError("the directory failed")
+
+    session = AgentSession(
+        edge.transport, edge.conn, _machine_record(), HELLO, registry, LIMITS, nodes=broken
+    )
+    with pytest.raises(RuntimeError):
+        await session.run()
+    assert registry.sessions("t1") == []
