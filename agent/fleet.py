@@ -11,6 +11,12 @@ dialed at once. Each target has its own backoff with jitter after a failure; the
 dialed again whenever no tunnel is up and no listed node can be tried. An edge that never sends
 NODES gets one tunnel, reconnected with backoff, exactly as before.
 
+Only the edge URL's refusal of this machine (``auth_failed``, ``machine_revoked``) stops the
+agent, or every listed node's: a listed node that refuses it may be misconfigured (another
+server secret, a database behind), so it is left alone for ``backoff_cap`` and the others serve.
+A node listed with ``http://`` when the edge URL is ``https://`` is never dialed: NODES must not
+downgrade the tunnel to plain text.
+
 The machine's ``max_concurrency`` holds over all tunnels together (``agent.gate``).
 """
 
@@ -73,6 +79,8 @@ class Fleet:
     _backoff: dict[str, Backoff] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _fatal: AgentStopped | None = None
+    _refused: set[str] = field(default_factory=set)  # listed nodes that refused this machine
+    _downgrades: set[str] = field(default_factory=set)  # http:// URLs refused, logged once
 
     def __post_init__(self) -> None:
         self.gate = Gate(self.options.max_concurrency)
@@ -165,10 +173,7 @@ class Fleet:
             log.info("tunnel to %s closed by the edge", tunnel.url)
         except EdgeRefused as exc:
             if exc.fatal:
-                self._fatal = AgentStopped(
-                    f"the edge refused this machine ({exc}); pair it again with "
-                    "`llmtunnel agent pair CODE --edge URL`"
-                )
+                self._refused_by(tunnel, exc)
             else:
                 log.warning("the edge closed the tunnel: %s", exc)
         except InvalidStatus as exc:
@@ -180,6 +185,26 @@ class Fleet:
             self._ended(tunnel, loop.time() - started, loop.time())
             self._changed.set()
 
+    def _refused_by(self, tunnel: Tunnel, exc: EdgeRefused) -> None:
+        """The node ``tunnel`` reached refused this machine: fatal from the edge URL, or once
+        every listed node has; otherwise that node is dialed again only after ``backoff_cap``."""
+        if tunnel.target != EDGE_URL:
+            self._refused.add(tunnel.target)
+        if tunnel.target == EDGE_URL or (self.known and self._refused >= self.known.keys()):
+            self._fatal = AgentStopped(
+                f"the edge refused this machine ({exc}); pair it again with "
+                "`llmtunnel agent pair CODE --edge URL`"
+            )
+            return
+        log.warning(
+            "node %s (%s) refused this machine (%s) though the edge URL takes it: not dialing"
+            " it for %g s (its server.secret or database may differ from the others')",
+            tunnel.target,
+            tunnel.url,
+            exc,
+            self.options.backoff_cap,
+        )
+
     def _ended(self, tunnel: Tunnel, lived: float, now: float) -> None:
         """Back off before dialing the same target again: after any end (a closed tunnel is
         redialed after a pause too), longer after each failure, reset by a long-lived link."""
@@ -187,6 +212,8 @@ class Fleet:
         if lived >= self.options.stable_after:
             backoff.attempts = 0
         delay = backoff_delay(backoff.attempts, self.options.backoff_base, self.options.backoff_cap)
+        if tunnel.target in self._refused:
+            delay = self.options.backoff_cap
         backoff.attempts += 1
         backoff.retry_at = now + delay
         if not self.stop.is_set():
@@ -195,7 +222,9 @@ class Fleet:
     def _nodes(self, tunnel: Tunnel, frame: Nodes) -> None:
         """NODES from ``tunnel``'s node: who it is, which nodes take tunnels now."""
         tunnel.node_id = frame.node_id
-        self.known = {node_id: url for node_id, url in frame.nodes}
+        self._refused.discard(tunnel.target)  # NODES comes after a login: it took this machine
+        self._refused.discard(frame.node_id)
+        self.known = {node_id: url for node_id, url in frame.nodes if self._secure(node_id, url)}
         twin = any(
             t is not tunnel and (t.node_id or t.target) == frame.node_id
             for t in self.tunnels.values()
@@ -210,3 +239,13 @@ class Fleet:
         log.info("node %s is draining: dialing another", tunnel.node_id or tunnel.url)
         tunnel.draining = True
         self._changed.set()
+
+    def _secure(self, node_id: str, url: str) -> bool:
+        """Whether ``url`` keeps the edge URL's TLS: an edge reached over https:// that lists
+        an http:// node would have the machine log in and serve over plain text."""
+        if self.config.edge_url.startswith("https://") and not url.startswith("https://"):
+            if url not in self._downgrades and len(self._downgrades) < 100:
+                self._downgrades.add(url)
+                log.warning("node %s is listed at %s, not https://: not dialing it", node_id, url)
+            return False
+        return True
