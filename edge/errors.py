@@ -20,6 +20,7 @@ _TYPES = {
     405: "invalid_request_error",
     409: "conflict_error",
     413: "invalid_request_error",
+    421: "invalid_request_error",
     429: "rate_limit_error",
     501: "not_implemented_error",
     502: "api_error",

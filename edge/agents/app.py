@@ -7,6 +7,7 @@ from aiohttp import web
 
 from edge.agents import pairing
 from edge.agents.endpoint import accept_agent
+from edge.agents.hosts import AgentHosts
 from edge.context import CONTEXT
 from edge.middleware import json_errors, openai_shape
 
@@ -16,8 +17,9 @@ PREFIX = "/agent"
 async def _connect(request: web.Request) -> web.StreamResponse:
     ctx = request.config_dict[CONTEXT]
     nodes = ctx.cluster.directory.nodes_frame if ctx.cluster is not None else None
+    hosts = AgentHosts.of(ctx.config.domain, ctx.config.advertise_url)
     return await accept_agent(
-        request, ctx.store, ctx.registry, ctx.config.tunnel, ctx.traffic, nodes
+        request, ctx.store, ctx.registry, ctx.config.tunnel, ctx.traffic, nodes, hosts
     )
 
 

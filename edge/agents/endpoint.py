@@ -18,9 +18,11 @@ from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edge.agents.hosts import AgentHosts
 from edge.agents.registry import Registry
 from edge.agents.session import AgentSession
 from edge.agents.transport import AiohttpTransport
+from edge.errors import ApiError
 from edge.store import Machine, Store
 from protocol import Claim, Connection, EdgeLogin, Nodes, ProtocolError, Role, TunnelLimits
 from protocol.aio import Traffic, edge_login
@@ -42,10 +44,20 @@ async def accept_agent(
     limits: TunnelLimits,
     traffic: Traffic | None = None,
     nodes: Callable[[], Nodes | None] | None = None,
+    hosts: AgentHosts | None = None,
 ) -> web.WebSocketResponse:
     """Log the machine in (CHALLENGE/AUTH/READY/HELLO), then serve its session; what the
     session moves is counted in ``traffic``; ``nodes`` gives the NODES it hears first when this
-    edge is one of several (PROTOCOL.md §11)."""
+    edge is one of several (PROTOCOL.md §11). A ``Host`` that is not one of ``hosts`` is
+    refused (421) before the upgrade: CHALLENGE names the ``Host``, so a login signed for
+    another server's name must not be taken here (``edge.agents.hosts``)."""
+    if hosts is not None and not hosts.accepts(request.host, request.remote):
+        raise ApiError(
+            421,
+            "misdirected_request",
+            f"this edge does not serve {request.host[:100]!r}: agents connect to"
+            f" {hosts.domain}, a subdomain of it, or a node's advertised host",
+        )
     # max_msg_size: aiohttp refuses a message whose size *equals* its limit, and closes (1009)
     # before the edge can say why. +1 admits a frame of exactly max_frame, as PROTOCOL.md §4
     # promises; one more byte lets a message one byte over reach the codec, which refuses it
