@@ -241,11 +241,17 @@ class SharedLimits:
                     async with asyncio.timeout(max(0.0, next_renewal - loop.time())):
                         await self._wake.wait()
                 self._wake.clear()
-                if not await self.flush():
-                    await asyncio.sleep(RETRY_AFTER)  # Redis is down: try again in a moment
-                if loop.time() >= next_renewal:
-                    await self.renew()
-                    next_renewal = loop.time() + renew_every
+                try:
+                    if not await self.flush():
+                        await asyncio.sleep(RETRY_AFTER)  # Redis is down: try again in a moment
+                    if loop.time() >= next_renewal:
+                        await self.renew()
+                        next_renewal = loop.time() + renew_every
+                except Exception:
+                    # Redis's failures are handled above; a bug must not end settling and
+                    # renewing for good (reservations would expire under requests in flight).
+                    log.exception("settling or renewing reservations failed")
+                    await asyncio.sleep(RETRY_AFTER)
         finally:
             with contextlib.suppress(*REDIS_ERRORS, asyncio.CancelledError):
                 async with asyncio.timeout(2.0):

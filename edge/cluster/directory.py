@@ -150,7 +150,13 @@ class Directory:
                 await self.refresh()
             except REDIS_ERRORS as exc:
                 log.warning("Redis cannot answer (%s): the node directory is not refreshed", exc)
-            self._announce()
+            except Exception:
+                # A bug must not take this node out of the cluster for good: log, go on.
+                log.exception("refreshing the node directory failed")
+            try:
+                self._announce()
+            except Exception:
+                log.exception("announcing the nodes to this node's agents failed")
             await asyncio.sleep(INTERVAL)
 
     async def refresh(self) -> None:

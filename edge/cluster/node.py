@@ -8,6 +8,7 @@ import contextlib
 import logging
 import secrets
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -22,14 +23,22 @@ from edge.cluster.counters import SharedLimits
 from edge.cluster.directory import Directory
 from edge.cluster.hop import CONNECT_TIMEOUT, Hop
 from edge.cluster.hop_auth import SeenNonces, hop_key
-from edge.cluster.redis_link import REDIS_ERRORS, BadRedisUrl, describe, open_redis
+from edge.cluster.redis_link import (
+    REDIS_ERRORS,
+    BadRedisUrl,
+    describe,
+    open_listener,
+    open_redis,
+)
 from edge.cluster.routing import ClusterRouter
 from edge.config import EdgeConfig
 from edge.store import Clock, OpenFailed
-from edge.store.cache import CachedStore
+from edge.store.cache import MAX_AGE, CachedStore
 from protocol import ErrorCode
 
 log = logging.getLogger(__name__)
+
+RESTART_DELAY = 1.0  # seconds before a background task that ended is started again
 
 # What keeps a node from joining at start: Redis away, or refusing the URL's credentials.
 _START_ERRORS: tuple[type[BaseException], ...] = (
@@ -45,6 +54,7 @@ class ClusterNode:
 
     node_id: str
     redis: Redis
+    listener: Redis  # the broadcast's subscription (redis_link.open_listener)
     limits: SharedLimits
     broadcast: Broadcast
     directory: Directory
@@ -63,9 +73,9 @@ class ClusterNode:
     def start(self) -> None:
         """Run the background work: settlements and renewals, the change subscription."""
         self.tasks = [
-            asyncio.create_task(self.limits.run(), name="cluster-limits"),
-            asyncio.create_task(self.broadcast.run(), name="cluster-broadcast"),
-            asyncio.create_task(self.directory.run(), name="cluster-directory"),
+            asyncio.create_task(supervised("cluster-limits", self.limits.run)),
+            asyncio.create_task(supervised("cluster-broadcast", self.broadcast.run)),
+            asyncio.create_task(supervised("cluster-directory", self.directory.run)),
         ]
 
     async def leave(self) -> None:
@@ -78,8 +88,23 @@ class ClusterNode:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.directory.remove()
         await self.router.hop.client.close()
-        with contextlib.suppress(*REDIS_ERRORS):
-            await self.redis.aclose()
+        for client in (self.listener, self.redis):
+            with contextlib.suppress(*REDIS_ERRORS):
+                await client.aclose()
+
+
+async def supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run ``run`` until cancelled, starting it again if it ends. Each loop handles its own
+    failures; this is for the one it did not foresee, which would otherwise end the task with
+    nobody to log it (the exception stays in the task until ``close``) and leave the node
+    without its limits, its subscription or its place in the directory."""
+    while True:
+        try:
+            await run()
+            log.error("the %s task ended: starting it again", name)
+        except Exception:
+            log.exception("the %s task failed: starting it again", name)
+        await asyncio.sleep(RESTART_DELAY)
 
 
 async def open_cluster(
@@ -104,6 +129,7 @@ async def open_cluster(
     node_id = config.node_id or secrets.token_hex(6)
     cache = store.key_cache
     cache.trust(False)  # until subscribed: changes made before then were not heard
+    cache.max_age = MAX_AGE  # a change whose broadcast failed still reaches this cache
 
     def on_trust(trusted: bool) -> None:
         cache.trust(trusted)
@@ -113,13 +139,14 @@ async def open_cluster(
     async def apply(change: Change) -> None:
         await apply_change(change, store, registry)
 
-    broadcast = Broadcast(redis, apply, on_trust, node_id)
+    listener = open_listener(config.redis_url)
+    broadcast = Broadcast(redis, listener, apply, on_trust, node_id)
     limits = SharedLimits(redis, store, config.reservation_ttl, clock=clock)
     directory = Directory(redis, node_id, config.advertise_url, registry)
     secret = credentials.load_or_create_server_secret(config.data_dir / "server.secret")
     hop = Hop(node_id, hop_key(secret), _peer_client(config))
     router = ClusterRouter(registry, directory, hop, config)
-    node = ClusterNode(node_id, redis, limits, broadcast, directory, router)
+    node = ClusterNode(node_id, redis, listener, limits, broadcast, directory, router)
     store.changes = node
     return node
 

@@ -2,9 +2,13 @@
 
 Every command a request waits for must fail fast when Redis is gone (the request then follows
 the limit's own policy, docs/ARCHITECTURE.md "Several edge nodes"), so connecting and each
-command are bounded to about a second and retried once, not for the client's default tens of
-seconds. Every key the edge writes starts with ``PREFIX``; the parts that belong to one API key
-share a hash tag (``{k_…}``), so that a script touching them runs on one Redis Cluster slot.
+command are bounded to a couple of seconds, not the client's default tens of seconds. A command
+is retried once only when its connection broke (a pooled connection that a restarted Redis
+closed), never after a timeout: the command may have run, and an admission run twice charges
+twice. The change broadcast listens on a client of its own that never reconnects by itself
+(``open_listener``): a silent reconnection would hide the messages it missed. Every key the edge
+writes starts with ``PREFIX``; the parts that belong to one API key share a hash tag
+(``{k_…}``), so that a script touching them runs on one Redis Cluster slot.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from typing import Any
 
 from redis import exceptions
 from redis.asyncio import Redis
-from redis.backoff import ConstantBackoff
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
+from redis.backoff import ConstantBackoff, NoBackoff
 
 from edge.store.urls import redacted
 
@@ -27,20 +31,23 @@ CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 2.0
 HEALTH_CHECK_INTERVAL = 5  # a pooled connection idle this long is pinged before it is used
 
-# What "Redis cannot answer now" looks like through redis-py: no connection, a timeout, a
-# server still loading its data, a replica that refuses writes, a server out of memory.
+# What "Redis cannot answer now" looks like through redis-py: no connection, a timeout, and
+# every error reply (RedisError is the base of them all): a server still loading its data, a
+# replica that refuses writes, a server out of memory, MISCONF (a failed snapshot stops writes),
+# BUSY (a script runs too long), NOPERM (an ACL changed). Whatever Redis answers instead of doing
+# its part, the caller follows its outage policy; an error reply that escaped as something else
+# would turn into a 500, or end a background task for good.
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
-    exceptions.ConnectionError,
-    exceptions.TimeoutError,
-    exceptions.BusyLoadingError,
-    exceptions.ReadOnlyError,
-    exceptions.OutOfMemoryError,
-    exceptions.TryAgainError,
-    exceptions.MasterDownError,
+    exceptions.RedisError,
     ConnectionError,
     TimeoutError,
     OSError,
 )
+
+# What a command is retried after (once): a broken connection. Not a timeout: the command may
+# have run. This is the asyncio client's Retry (redis.asyncio.retry): given the synchronous one,
+# the client never awaited the command inside it, so nothing was ever retried.
+_RETRIED: tuple[type[exceptions.RedisError], ...] = (exceptions.ConnectionError,)
 
 
 class RedisDown(Exception):
@@ -54,13 +61,26 @@ class BadRedisUrl(ValueError):
 def open_redis(url: str) -> Redis:
     """A client for ``url`` (``redis://[:PASSWORD@]HOST:PORT/DB`` or ``rediss://`` for TLS).
     Nothing is sent until the first command; ``BadRedisUrl`` for another scheme."""
+    # Once, after a broken connection only (redis-py's default also retries on timeouts).
+    return _client(url, Retry(ConstantBackoff(0.05), 1, supported_errors=_RETRIED))
+
+
+def open_listener(url: str) -> Redis:
+    """A client for the change broadcast's subscription alone: it never retries nor reconnects
+    by itself, so that every break reaches the broadcast (which then distrusts its caches until
+    it has subscribed again), and it has its own pool, so that the counters dropping theirs after
+    a failure does not cut it."""
+    return _client(url, Retry(NoBackoff(), 0, supported_errors=_RETRIED))
+
+
+def _client(url: str, retry: Retry) -> Redis:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise BadRedisUrl(f"unsupported Redis URL {redacted(url)}: give a redis:// URL")
     options: dict[str, Any] = {
         "socket_connect_timeout": CONNECT_TIMEOUT,
         "socket_timeout": COMMAND_TIMEOUT,
         "health_check_interval": HEALTH_CHECK_INTERVAL,
-        "retry": Retry(ConstantBackoff(0.05), 1),
+        "retry": retry,
         "decode_responses": False,
     }
     client: Redis = Redis.from_url(url, **options)

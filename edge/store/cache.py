@@ -13,6 +13,11 @@ cost after the tunnel itself. A cached key is as good as a fresh lookup because:
   the other nodes and returns once they have dropped it too (``edge.cluster.broadcast``); a node
   that cannot hear the others stops trusting its cache (``KeyCache.trusted``) until it can, and
   then starts empty (docs/ARCHITECTURE.md "Several edge nodes");
+- on several edge nodes an entry is also read again from the store once it is ``MAX_AGE`` old:
+  a change whose broadcast failed (logged as an error) reaches every node within that time;
+- a lookup that read the store while a change dropped what it changed (or the cache was
+  emptied) does not cache what it read, which may be the copy from before the change
+  (``KeyCache.generation``);
 - nothing is cached for a digest the store did not know, so a new key works at once.
 
 The cache is bounded (least recently used entries go first).
@@ -20,7 +25,9 @@ The cache is bounded (least recently used entries go first).
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +45,9 @@ from edge.store.interface import (
 from edge.store.records import ApiKey, KeyLimits, Machine, Tenant
 
 MAX_ENTRIES = 100_000
+# Seconds an entry is served on several nodes before the store is read again: the backstop for
+# a change whose broadcast failed, so that a revoked key is never served longer than this.
+MAX_AGE = 30.0
 
 
 class Changes(Protocol):
@@ -58,18 +68,31 @@ class NoChanges:
 class _Entry:
     key: ApiKey
     secret_expires_at: float | None  # the end of this secret's grace, if it was rotated out
+    cached_at: float  # the cache's clock (monotonic)
 
 
 class KeyCache:
     """Digest → key, with each secret's own expiry; ``drop_key`` forgets every secret of a key."""
 
-    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(
+        self,
+        max_entries: int = MAX_ENTRIES,
+        max_age: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``max_age``: seconds an entry is served before the store is read again; ``None`` (one
+        node, where every change drops what it changes directly) for no limit."""
         self._max_entries = max_entries
+        self.max_age = max_age
+        self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._digests_of: dict[str, set[str]] = {}  # key id → its cached digests
         # False while this node may miss other nodes' changes: nothing is served from the cache
         # nor put in it (every lookup reads the store).
         self.trusted = True
+        # Moves on every drop, clear and change of trust: a lookup that read the store while it
+        # moved may hold the copy from before a change, and must not cache it (``put``).
+        self.generation = 0
 
     def trust(self, trusted: bool) -> None:
         """Start (emptied first: changes may have been missed) or stop trusting the cache."""
@@ -77,6 +100,7 @@ class KeyCache:
         self.trusted = trusted
 
     def clear(self) -> None:
+        self.generation += 1
         self._entries.clear()
         self._digests_of.clear()
 
@@ -89,13 +113,24 @@ class KeyCache:
         if entry.secret_expires_at is not None and entry.secret_expires_at <= now:
             self._forget(secret_hash)  # past its grace: the store will say so too
             return None
+        if self.max_age is not None and self._clock() - entry.cached_at >= self.max_age:
+            self._forget(secret_hash)  # a change to it may have been missed: read it again
+            return None
         self._entries.move_to_end(secret_hash)
         return entry.key
 
-    def put(self, secret_hash: str, key: ApiKey, secret_expires_at: float | None) -> None:
-        if not self.trusted:
+    def put(
+        self,
+        secret_hash: str,
+        key: ApiKey,
+        secret_expires_at: float | None,
+        generation: int | None = None,
+    ) -> None:
+        """Cache ``key``; nothing when ``generation`` (``self.generation`` before the store was
+        read) is no longer current: what was read may predate a change."""
+        if not self.trusted or (generation is not None and generation != self.generation):
             return
-        self._entries[secret_hash] = _Entry(key, secret_expires_at)
+        self._entries[secret_hash] = _Entry(key, secret_expires_at, self._clock())
         self._entries.move_to_end(secret_hash)
         self._digests_of.setdefault(key.id, set()).add(secret_hash)
         while len(self._entries) > self._max_entries:
@@ -109,10 +144,12 @@ class KeyCache:
             entry.key = _with_last_used(entry.key, when)
 
     def drop_key(self, key_id: str) -> None:
+        self.generation += 1
         for digest in self._digests_of.pop(key_id, set()):
             self._entries.pop(digest, None)
 
     def drop_keys_bound_to(self, machine_id: str) -> None:
+        self.generation += 1
         bound = {e.key.id for e in self._entries.values() if e.key.limits.machine_id == machine_id}
         for key_id in bound:
             self.drop_key(key_id)
@@ -168,11 +205,12 @@ class CachingKeys:
     async def by_hash(self, secret_hash: str, now: float | None = None) -> ApiKey | None:
         if now is not None and (cached := self._cache.get(secret_hash, now)) is not None:
             return cached
+        generation = self._cache.generation
         found = await self._inner.secret(secret_hash)
         if found is None:
             return None
         key, secret_expires_at = found
-        self._cache.put(secret_hash, key, secret_expires_at)
+        self._cache.put(secret_hash, key, secret_expires_at, generation)
         if now is not None and secret_expires_at is not None and secret_expires_at <= now:
             return None
         return key

@@ -16,6 +16,7 @@ from edge.errors import ApiError
 from edge.limits import estimate_prompt_tokens
 from edge.store import ApiKey, KeyLimits, SqliteStore
 from protocol.requests import ChatRequest, Message, Options
+from tests.edge.cluster.conftest import Acl
 from tests.redis_server import RedisServer
 
 NOW = datetime.datetime(2026, 11, 23, 15, 30, tzinfo=datetime.UTC).timestamp()
@@ -263,3 +264,55 @@ async def test_an_admission_sent_twice_is_charged_once(
     assert int(await redis.hget(account, "reserved") or 0) == admission.charged
     assert float(await redis.hget("llmtunnel:{k1}:rpm", "level") or 0) == 9  # one request
     assert admission.headers["x-ratelimit-remaining-requests"] == "9"
+
+
+async def test_error_replies_do_not_end_settling_which_resumes_when_redis_answers(
+    redis: Redis, store: SqliteStore, clock: Clock, acl: Acl
+) -> None:
+    node = SharedLimits(redis, store, reservation_ttl=3.0, clock=clock)  # renews every second
+    key = _key(budget_tokens=10_000, budget_period="day")
+    admission = await node.admit(key, _chat(max_tokens=300), NOW)
+    task = asyncio.create_task(node.run())
+    account = "llmtunnel:{k1}:budget:2026-11-23"
+    try:
+        await acl("-evalsha", "-eval")  # the scripts answered -NOPERM, as -MISCONF would be
+        admission.settle(42)
+        await asyncio.sleep(1.5)
+        assert not task.done()
+        assert await redis.hget(account, "spent") in (None, b"0")
+        await acl("+evalsha", "+eval")
+        async with asyncio.timeout(5):
+            while await redis.hget(account, "spent") != b"42":
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_unforeseen_failure_does_not_end_settling(
+    redis: Redis, store: SqliteStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = SharedLimits(redis, store, reservation_ttl=3.0, clock=clock)
+    key = _key(budget_tokens=10_000, budget_period="day")
+    admission = await node.admit(key, _chat(max_tokens=300), NOW)
+    flush = node.flush
+    calls = 0
+
+    async def broken_once() -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug")
+        return await flush()
+
+    monkeypatch.setattr(node, "flush", broken_once)
+    task = asyncio.create_task(node.run())
+    try:
+        admission.settle(42)
+        async with asyncio.timeout(5):
+            while await redis.hget("llmtunnel:{k1}:budget:2026-11-23", "spent") != b"42":
+                await asyncio.sleep(0.05)
+        assert calls >= 2 and not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -3,6 +3,7 @@ rest without a query (edge/store/cache.py); in front of every store (conftest.py
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -31,10 +32,18 @@ class CountingKeys:
     def __init__(self, inner: Keys) -> None:
         self._inner = inner
         self.lookups = 0
+        # When set, a lookup reads the store, then waits for the gate (``reading`` says it has
+        # read): a change can then happen between the read and the caching.
+        self.gate: asyncio.Event | None = None
+        self.reading = asyncio.Event()
 
     async def secret(self, secret_hash: str) -> tuple[ApiKey, float | None] | None:
         self.lookups += 1
-        return await self._inner.secret(secret_hash)
+        found = await self._inner.secret(secret_hash)
+        if self.gate is not None:
+            self.reading.set()
+            await self.gate.wait()
+        return found
 
     async def add(
         self,
@@ -194,3 +203,61 @@ def test_the_cache_is_bounded() -> None:
         cache.put(f"h{n}", ApiKey(f"k{n}", "t", "n", "p", 0, None, None, None), None)
     assert len(cache) == 3
     assert cache.get("h9", NOW) is not None and cache.get("h0", NOW) is None
+
+
+async def test_a_lookup_that_read_before_a_revocation_does_not_cache_what_it_read(
+    stores: tuple[Counting, CachedStore],
+) -> None:
+    inner, store = stores
+    inner.counting_keys.gate = asyncio.Event()
+    lookup = asyncio.create_task(store.keys.by_hash("h1", NOW))
+    await inner.counting_keys.reading.wait()  # it holds the copy from before the revocation
+    await store.keys.revoke("k1")
+    inner.counting_keys.gate.set()
+    stale = await lookup
+    assert stale is not None and stale.revoked_at is None  # that request raced the revocation
+    inner.counting_keys.gate = None
+    key = await store.keys.by_hash("h1", NOW)
+    assert key is not None and key.revoked_at is not None  # …but the next one reads the store
+
+
+@pytest.mark.parametrize("change", ["drop", "clear", "trust"])
+def test_a_put_after_a_drop_clear_or_trust_change_is_skipped(change: str) -> None:
+    cache = KeyCache()
+    key = ApiKey("k1", "t", "n", "p", 0, None, None, None)
+    generation = cache.generation
+    if change == "drop":
+        cache.drop_key("k1")
+    elif change == "clear":
+        cache.clear()
+    else:
+        cache.trust(True)
+    cache.put("h1", key, None, generation)
+    assert cache.get("h1", NOW) is None
+    cache.put("h1", key, None, cache.generation)
+    assert cache.get("h1", NOW) is key
+
+
+def test_with_a_max_age_an_entry_is_read_again_once_that_old() -> None:
+    now = [1000.0]
+    cache = KeyCache(max_age=30.0, clock=lambda: now[0])
+    key = ApiKey("k1", "t", "n", "p", 0, None, None, None)
+    cache.put("h1", key, None)
+    now[0] += 29.9
+    assert cache.get("h1", NOW) is key
+    now[0] += 0.1
+    assert cache.get("h1", NOW) is None  # a broadcast of its revocation may have been missed
+    assert len(cache) == 0
+
+
+async def test_one_node_has_no_max_age_and_still_drops_a_revoked_key_at_once(
+    stores: tuple[Counting, CachedStore],
+) -> None:
+    inner, store = stores
+    assert store.key_cache.max_age is None
+    assert await store.keys.by_hash("h1", NOW) is not None
+    await store.keys.revoke("k1")
+    lookups = inner.lookups
+    key = await store.keys.by_hash("h1", NOW)
+    assert key is not None and key.revoked_at is not None
+    assert inner.lookups == lookups + 1
