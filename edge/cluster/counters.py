@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from edge.cluster import scripts
-from edge.cluster.redis_link import REDIS_ERRORS, key
+from edge.cluster.redis_link import REDIS_ERRORS, is_outage_reply, key
 from edge.errors import ApiError
 from edge.limits import (
     Admission,
@@ -259,7 +259,8 @@ class SharedLimits:
 
     async def flush(self) -> bool:
         """Write the queued settlements in one pipeline; ``False`` when Redis cannot answer
-        (they stay queued)."""
+        (they stay queued). A settlement Redis refuses for itself (its script failed on it) is
+        dropped, logged and counted, so that it cannot hold back the ones after it."""
         batch, self._pending = self._pending, deque()
         if not batch:
             return True
@@ -276,18 +277,39 @@ class SharedLimits:
                         s.reservation,
                     ]
                     await self._settle(keys=names, args=args, client=pipe)
-                await pipe.execute()
+                results = await pipe.execute(raise_on_error=False)
         except REDIS_ERRORS as exc:
-            # Back in front of what came meanwhile; written when Redis answers again (a budget's
-            # settlement that the cut pipeline did apply is not applied twice: SETTLE).
-            batch.extend(self._pending)
-            self._pending = batch
-            while len(self._pending) > MAX_PENDING:
-                self._pending.popleft()
+            self._requeue(batch, exc)
+            return False
+        waiting: deque[Settlement] = deque()
+        outage: BaseException | None = None
+        for settlement, result in zip(batch, results, strict=True):
+            if not isinstance(result, BaseException):
+                continue
+            if is_outage_reply(result):
+                waiting.append(settlement)
+                outage = result
+            else:
                 self.dropped += 1
-            log.warning("Redis cannot answer (%s): %d settlements wait", exc, len(batch))
+                log.error(
+                    "Redis refused a settlement of key %s (%s): dropped",
+                    settlement.keys.tag,
+                    result,
+                )
+        if outage is not None:
+            self._requeue(waiting, outage)
             return False
         return True
+
+    def _requeue(self, batch: deque[Settlement], exc: BaseException) -> None:
+        # Back in front of what came meanwhile; written when Redis answers again (a budget's
+        # settlement that a cut pipeline did apply is not applied twice: SETTLE).
+        batch.extend(self._pending)
+        self._pending = batch
+        while len(self._pending) > MAX_PENDING:
+            self._pending.popleft()
+            self.dropped += 1
+        log.warning("Redis cannot answer (%s): %d settlements wait", exc, len(batch))
 
     async def renew(self) -> None:
         """Push back the expiry of this node's reservations in flight."""

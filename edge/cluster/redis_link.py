@@ -44,6 +44,28 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+# Error replies that say Redis cannot do anything now (its state, not the command): what is
+# refused with them is written again later. Any other error reply (a script failing on its
+# arguments, say) would fail the same way again, so the caller drops what it sent.
+_OUTAGE_REPLIES = ("MISCONF", "BUSY", "NOPERM", "READONLY", "OOM", "LOADING", "MASTERDOWN")
+_OUTAGE_CLASSES = (
+    exceptions.ReadOnlyError,
+    exceptions.OutOfMemoryError,
+    exceptions.NoPermissionError,
+    exceptions.NoScriptError,  # a restarted Redis lost the scripts; the next flush loads them
+)
+
+
+def is_outage_reply(error: BaseException) -> bool:
+    """Whether ``error`` (one command's result in a pipeline) means "not now" rather than
+    "never": anything but an error reply, or an error reply about Redis's state."""
+    if not isinstance(error, exceptions.ResponseError):
+        return True  # a connection or a timeout: not the command's fault
+    if isinstance(error, _OUTAGE_CLASSES):
+        return True
+    return str(error).startswith(_OUTAGE_REPLIES)
+
+
 # What a command is retried after (once): a broken connection. Not a timeout: the command may
 # have run. This is the asyncio client's Retry (redis.asyncio.retry): given the synchronous one,
 # the client never awaited the command inside it, so nothing was ever retried.

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from redis import exceptions
 from redis.asyncio import Redis
 
-from edge.cluster.counters import SharedLimits
-from edge.cluster.redis_link import open_redis
+from edge.cluster.counters import Keys, Settlement, SharedLimits
+from edge.cluster.redis_link import is_outage_reply, open_redis
 from edge.errors import ApiError
 from edge.limits import estimate_prompt_tokens
 from edge.store import ApiKey, KeyLimits, SqliteStore
@@ -316,3 +317,31 @@ async def test_an_unforeseen_failure_does_not_end_settling(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_settlement_redis_refuses_for_itself_does_not_hold_back_the_others(
+    nodes: list[SharedLimits], redis: Redis
+) -> None:
+    node = nodes[0]
+    key = _key(tpm=100_000, budget_tokens=10_000, budget_period="day")
+    good = await node.admit(key, _chat(max_tokens=300), NOW)
+    # A settlement whose script fails on its arguments (more tokens than a Redis integer holds)
+    # fails the same way however often it is sent: it is dropped and counted, and the good one
+    # is written.
+    await redis.hset("llmtunnel:{k2}:budget:2026-11-23", mapping={"spent": 0, "reserved": 0})
+    poison = Settlement(Keys.of("k2", "2026-11-23"), NOW, 0, 0.0, 2**64, "other:1")
+    node.settled(poison)
+    good.settle(42)
+    assert await node.flush() is True
+    assert node.dropped == 1
+    assert await redis.hget("llmtunnel:{k1}:budget:2026-11-23", "spent") == b"42"
+    assert await node.flush() is True  # nothing left behind to send again
+
+
+def test_which_error_replies_mean_not_now() -> None:
+    assert is_outage_reply(exceptions.ConnectionError("reset"))
+    assert is_outage_reply(exceptions.ResponseError("MISCONF Redis is configured to save RDB"))
+    assert is_outage_reply(exceptions.ResponseError("BUSY Redis is busy running a script"))
+    assert is_outage_reply(exceptions.NoPermissionError("NOPERM this user has no permissions"))
+    assert is_outage_reply(exceptions.ReadOnlyError("READONLY You can't write against a replica"))
+    assert not is_outage_reply(exceptions.ResponseError("ERR user_script:3: attempt to compare"))
