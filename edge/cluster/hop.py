@@ -182,6 +182,11 @@ class RemoteSlot:
             cause = exc or type(exc).__name__
             reason = f"the edge node holding the machine's tunnel went away ({cause})"
             stream.deliver(Error(_STREAM, "backend_unavailable", reason, True))
+        except Exception:  # a defect here must still end the client's stream, not leave it waiting
+            log.exception("reading a forwarded stream failed")
+            reason = "the forwarded stream failed on this edge node"
+            with contextlib.suppress(Exception):
+                stream.deliver(Error(_STREAM, "backend_unavailable", reason, True))
         finally:
             with contextlib.suppress(Exception):
                 self._response.close()

@@ -24,7 +24,7 @@ from edge.cluster.hop_server import PREFIX, create_hop_app
 from edge.config import MIB
 from edge.context import CONTEXT, EdgeContext
 from edge.middleware import json_errors, openai_shape
-from protocol import End
+from protocol import End, Error
 from protocol.requests import GenerateRequest, Request, to_wire
 
 KEY = hop_key(b"s" * 32)
@@ -209,3 +209,29 @@ async def raw_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int,
     writer.close()
     status = int(reply.split(b" ", 2)[1])
     return status, reply.decode(errors="replace")
+
+
+async def test_a_defect_reading_a_forwarded_stream_ends_it_with_an_error(
+    node2: Node2, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(data: bytes, max_frame: int) -> object:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr("edge.cluster.hop.decode", broken)
+    async with aiohttp.ClientSession() as http:
+        slot = await forward(
+            Hop("node-1", KEY, http),
+            machine_on(node2),
+            "t",
+            GenerateRequest("m", "hi"),
+            1,
+            5,
+            frozenset(),
+            "k",
+        )
+        stream = slot.open(GenerateRequest("m", "hi"), 5)
+        async with asyncio.timeout(5):  # not left waiting
+            event = await stream.next()
+        slot.release()
+    assert isinstance(event, Error) and event.code == "backend_unavailable"
+    assert "reading a forwarded stream failed" in caplog.text
