@@ -9,6 +9,7 @@ pass, which scheme to use, that nothing listens there.
 from __future__ import annotations
 
 import errno
+import json
 import socket
 import ssl
 from collections.abc import Iterator
@@ -77,3 +78,19 @@ def _reset_or_closed(exc: BaseException) -> bool:
         "ServerDisconnectedError",  # aiohttp
         "InvalidMessage",  # websockets: no HTTP response to the upgrade
     )
+
+
+MAX_QUOTED = 300  # characters of an edge's error message quoted in the agent's log
+
+
+def refusal(status: int, body: bytes | bytearray | None) -> str:
+    """An HTTP answer the edge gave instead of the WebSocket: its status and, when the body is
+    the edge's JSON error, its message (cut short), which says what to change (a 421 names the
+    hosts agents may dial)."""
+    try:
+        message = json.loads(body or b"")["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {status}"
+    if not isinstance(message, str):
+        return f"HTTP {status}"
+    return f"HTTP {status}: {message[:MAX_QUOTED]}"

@@ -34,7 +34,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 
 from agent.backend import Backend
 from agent.config import AgentConfig
-from agent.diagnose import explain
+from agent.diagnose import explain, refusal
 from agent.gate import Gate
 from agent.tunnel import AgentStopped, EdgeRefused, RunOptions, backoff_delay, connect_once
 from protocol import Nodes, ProtocolError
@@ -177,7 +177,8 @@ class Fleet:
             else:
                 log.warning("the edge closed the tunnel: %s", exc)
         except InvalidStatus as exc:
-            log.warning("%s refused the WebSocket: HTTP %d", tunnel.url, exc.response.status_code)
+            answer = refusal(exc.response.status_code, exc.response.body)
+            log.warning("%s refused the WebSocket: %s", tunnel.url, answer)
         except (OSError, TimeoutError, WebSocketException, ProtocolError) as exc:
             log.warning("tunnel to %s failed: %s", tunnel.url, explain(exc, tunnel.url))
         finally:

@@ -3,6 +3,7 @@ raise them, each explained with its fix: real sockets, a real TLS server."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,7 +15,7 @@ import pytest
 import websockets
 from aiohttp import web
 
-from agent.diagnose import explain
+from agent.diagnose import explain, refusal
 from edge.tls import ensure_self_signed, server_ssl_context
 
 
@@ -110,3 +111,36 @@ async def test_nothing_listening_says_so(client: Callable[[str], Awaitable[None]
     port = _free_port()
     message = await _failure(client, f"https://127.0.0.1:{port}")
     assert f"nothing listens at 127.0.0.1:{port}" in message
+
+
+async def test_an_http_answer_instead_of_the_websocket_quotes_the_edges_message() -> None:
+    async def misdirected(request: web.Request) -> web.Response:
+        error = {"message": "this edge does not serve 'x.test': agents connect to example.com"}
+        return web.json_response({"error": error}, status=421)
+
+    app = web.Application()
+    app.router.add_get("/agent/connect", misdirected)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(f"ws://127.0.0.1:{port}/agent/connect")
+        response = refused.value.response
+        assert refusal(response.status_code, response.body) == (
+            "HTTP 421: this edge does not serve 'x.test': agents connect to example.com"
+        )
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("body", [None, b"", b"<html>bad gateway</html>", b'{"error": "x"}'])
+def test_an_answer_without_the_edges_error_is_its_status(body: bytes | None) -> None:
+    assert refusal(502, body) == "HTTP 502"
+
+
+def test_a_long_message_is_cut() -> None:
+    body = json.dumps({"error": {"message": "m" * 5000}}).encode()
+    assert refusal(400, body) == "HTTP 400: " + "m" * 300
