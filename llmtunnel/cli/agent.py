@@ -273,7 +273,7 @@ async def _edge_problem(settings: AgentConfig) -> str | None:
     """What keeps the edge from serving this machine, or ``None`` when it accepts it."""
     from websockets.exceptions import InvalidStatus, WebSocketException
 
-    from agent.diagnose import explain
+    from agent.diagnose import explain, refusal
     from agent.login import check_accepted
     from protocol import ClosedByPeer, ProtocolError
 
@@ -285,7 +285,8 @@ async def _edge_problem(settings: AgentConfig) -> str | None:
             " pair it again with `llmtunnel agent pair CODE --edge URL`"
         )
     except InvalidStatus as exc:
-        return f"NOT serving agents: it refused the WebSocket with HTTP {exc.response.status_code}"
+        answer = refusal(exc.response.status_code, exc.response.body)
+        return f"NOT serving agents: it refused the WebSocket with {answer}"
     except (OSError, TimeoutError, WebSocketException, ProtocolError) as exc:
         return f"NOT reachable: {explain(exc, settings.edge_url)}"
     return None
