@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from edge.store import AUDIT_COLUMNS, RejectedRow, StoreError, StoreUnavailable
+from edge.store import AUDIT_COLUMNS, RejectedRow, StoreUnavailable
 from protocol import Delta, End, Error
 
 if TYPE_CHECKING:
@@ -219,6 +219,10 @@ class Recorder:
             return False
         except RejectedRow:
             return await self._write_one_by_one(events, rows)
+        except Exception:  # what no store names still must not lose the batch
+            log.exception("audit: writing failed unexpectedly; retrying next flush")
+            self._requeue(events, usage)
+            return False
         return True
 
     def _requeue(self, events: list[tuple[Any, ...]], usage: dict[_UsageKey, list[Any]]) -> None:
@@ -266,7 +270,7 @@ class Recorder:
         try:
             while True:
                 await asyncio.sleep(self.flush_interval)
-                await self.flush()
+                await self.flush()  # never raises
                 now = time.time()
                 if now - self._last_prune >= PRUNE_EVERY:
                     await self._prune_logged(now)
@@ -277,7 +281,7 @@ class Recorder:
         try:
             if pruned := await self.prune(now):
                 log.info("audit: pruned %d events past retention", pruned)
-        except StoreError as exc:
+        except Exception as exc:  # a failed prune must not end the recorder
             log.warning("audit: pruning failed (%s); trying again next hour", exc)
 
 

@@ -175,3 +175,33 @@ async def test_unauthenticated_requests_are_not_filed(store: SqliteStore) -> Non
     recorder.request(RequestRecord("POST /v1/chat/completions", None, None), 401)
     await recorder.flush()
     assert await store.usage.audit_events("t1", 0, None, 10) == []
+
+
+async def test_a_failure_no_store_names_keeps_the_batch_and_the_recorder(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # asyncpg raised "cannot switch to state 15; another operation is in progress" when a
+    # server shutting down cut a connection mid-statement: the batch must wait, not be lost,
+    # and the recorder must go on flushing.
+    recorder = Recorder(store, flush_interval=0.05)
+    record = store.usage.record
+    failures = 0
+
+    async def failing_twice(*args: object) -> None:
+        nonlocal failures
+        failures += 1
+        if failures <= 2:
+            raise RuntimeError("cannot switch to state 15; another operation is in progress")
+        await record(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store.usage, "record", failing_twice)
+    task = asyncio.create_task(recorder.run())
+    recorder.request(_record(), 200)
+    async with asyncio.timeout(2):
+        while not await store.usage.audit_events("t1", 0, None, 10):
+            await asyncio.sleep(0.01)
+    assert failures == 3 and not task.done() and recorder.dropped == 0
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [u.requests for u in await store.usage.daily("t1", "2000-01-01")] == [1]

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
+from asyncpg.exceptions import InternalClientError
 
 from edge.store.interface import Clock
 from edge.store.postgres.migrations import migrate
@@ -53,8 +54,10 @@ def classify(exc: BaseException) -> StoreError | None:
         if state[:2] in _NOW_CLASSES or state in _NOW_STATES:
             return StoreUnavailable(_message(exc))
         return RejectedRow(f"{type(exc).__name__}: {_message(exc)}")
-    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
-        # Refused, reset or timed-out connections; asyncpg's own "connection is closed".
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError | InternalClientError):
+        # Refused, reset or timed-out connections; asyncpg's own "connection is closed", and its
+        # "cannot switch to state …; another operation is in progress" from a connection that a
+        # server shutting down cut mid-statement (seen in the cluster's restart test).
         return StoreUnavailable(_message(exc))
     if isinstance(exc, ValueError | TypeError | OverflowError):
         return RejectedRow(f"{type(exc).__name__}: {_message(exc)}")

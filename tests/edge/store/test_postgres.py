@@ -310,6 +310,12 @@ async def test_the_recorder_drops_only_the_rows_postgresql_refuses(store: Postgr
         (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"), StoreUnavailable),
         (asyncpg.exceptions.InsufficientPrivilegeError("permission denied"), StoreUnavailable),
         (asyncpg.exceptions.InterfaceError("connection is closed"), StoreUnavailable),
+        (
+            asyncpg.exceptions.InternalClientError(
+                "cannot switch to state 15; another operation (2) is in progress"
+            ),
+            StoreUnavailable,
+        ),
         (ConnectionRefusedError(111, "Connect call failed"), StoreUnavailable),
         (TimeoutError(), StoreUnavailable),
         (asyncpg.exceptions.NumericValueOutOfRangeError("bigint out of range"), RejectedRow),
