@@ -64,7 +64,7 @@ class Node:
 
     @property
     def url(self) -> str:
-        return f"https://localhost:{self.port}"
+        return f"https://127.0.0.1:{self.port}"  # where it listens: "localhost" may try ::1 first
 
     @property
     def alive(self) -> bool:
