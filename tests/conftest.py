@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 
@@ -15,23 +16,29 @@ from tests.redis_server import RedisServer, find_redis_server
 logging.getLogger("edge").setLevel(logging.WARNING)
 logging.getLogger("agent").setLevel(logging.WARNING)
 
+T = TypeVar("T")
+
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 
 
+def _required(found: T | None, what: str, package: str) -> T:
+    """What a test needs from the system; skipped without it, except in CI, where .ci/run
+    installs ``package`` and the tests must run."""
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} is not installed, and CI must run its tests (.ci/run)")
+        pytest.skip(f"{what} is not installed (apt-get install {package})")
+    return found
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL server for the whole run, started when a test first needs it
-    (tests/postgres_server.py). Without PostgreSQL the tests that need it skip, except in CI,
-    where .ci/run installs it and they must run."""
-    bindir = find_bindir()
-    if bindir is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed, and CI must run its tests (.ci/run)")
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    server = PostgresServer(bindir)
+    (tests/postgres_server.py)."""
+    server = PostgresServer(_required(find_bindir(), "PostgreSQL", "postgresql"))
     try:
         server.start()
         yield server
@@ -51,14 +58,8 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One throwaway Redis server for the whole run, started when a test first needs it
-    (tests/redis_server.py). Without ``redis-server`` the tests that need it skip, except in CI,
-    where .ci/run installs it and they must run."""
-    program = find_redis_server()
-    if program is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed, and CI must run its tests (.ci/run)")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(program)
+    (tests/redis_server.py)."""
+    server = RedisServer(_required(find_redis_server(), "redis-server", "redis-server"))
     try:
         server.start()
         yield server
