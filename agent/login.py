@@ -14,8 +14,8 @@ from websockets.asyncio.client import connect
 
 from agent.config import AgentConfig
 from agent.transport import WebsocketsTransport
+from llmtunnel.tunnel import Transport, agent_login, agent_probe
 from protocol import AgentLogin, Connection, Hello, Ready, Role
-from protocol.aio import Transport, agent_login, agent_probe
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 
 AGENT_VERSION = "0.1.0"

@@ -21,7 +21,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from protocol.aio import Traffic
+from llmtunnel.tunnel import Traffic
 
 if TYPE_CHECKING:
     from prometheus_client import Metric

@@ -1,6 +1,6 @@
 """One logged-in tunnel on the agent: serve the edge's streams until the link ends.
 
-The session is a ``protocol.aio.Link`` (the read loop, the single writer, the watchdog, bounded
+The session is a ``llmtunnel.tunnel.Link`` (the read loop, the single writer, the watchdog, bounded
 writes and closing are shared with the edge); what is the agent's own is here. Every OPEN
 becomes a task that runs the backend call and appends its output to the stream's ``Outgoing``
 buffer; before each write the writer turns buffers into DELTA and EMBEDDINGS frames as credit
@@ -35,6 +35,7 @@ from agent.backend import Backend, BackendError, Finish, Piece, Vectors
 from agent.gate import Gate
 from agent.log_fields import serving
 from agent.outgoing import Outgoing
+from llmtunnel.tunnel import Link, Transport
 from protocol import (
     NO_STREAM,
     Cancel,
@@ -52,7 +53,6 @@ from protocol import (
     State,
     Window,
 )
-from protocol.aio import Link, Transport
 from protocol.frames import MAX_HEALTH_REASON, tool_call_size
 from protocol.requests import Request, UnsupportedRequest
 

@@ -1,4 +1,4 @@
-"""The tunnel's transport over the websockets client connection (``protocol.aio.Transport``).
+"""The tunnel's transport over the websockets client connection (``llmtunnel.tunnel.Transport``).
 
 websockets' exceptions stop here: a link closed cleanly is ``None`` from ``recv``, one that broke
 is a ``ConnectionError``, a text message is a ``RemoteProtocolError``.

@@ -19,7 +19,7 @@ from edge.data_dir import secure_data_dir
 from edge.limits import Limiter, Limits
 from edge.store import Store, open_store
 from edge.store.cache import CachedStore
-from protocol.aio import Traffic
+from llmtunnel.tunnel import Traffic
 
 Clock = Callable[[], float]
 

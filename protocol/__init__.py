@@ -2,8 +2,8 @@
 
 Sans-I/O: nothing here touches a socket or an event loop, so edge and agent share it unchanged and
 its tests run synchronously. The specification is ``docs/PROTOCOL.md``; comments cite its sections.
-The one asyncio adapter both ends run it in is the subpackage ``protocol.aio``, which this package
-does not import.
+The one asyncio adapter both ends run it in is ``llmtunnel.tunnel``, outside this package, which
+imports no asyncio at all.
 """
 
 from protocol.codec import DEFAULT_MAX_FRAME, decode, encode

@@ -1,7 +1,7 @@
 """What a tunnel carried, for the metrics (README "Operating it"): plain integers that the
 connection (frames) and the asyncio adapter (WebSocket messages and their bytes) bump as they go,
 read only when the metrics are scraped. Several links may share one, so that an edge counts all
-its machines' tunnels together. Counted from the login's end on (``protocol.aio.Link`` hands it
+its machines' tunnels together. Counted from the login's end on (``llmtunnel.tunnel.Link`` hands it
 to its ``Connection``)."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     pairing.py    ``POST /agent/pair``: a one-time code and a public key make a machine
     endpoint.py   ``GET /agent/connect``: the WebSocket, the login, then the session
     transport.py  the tunnel's transport over aiohttp's WebSocket
-    session.py    ``AgentSession``: one logged-in machine, on the shared ``protocol.aio.Link``
+    session.py    ``AgentSession``: one logged-in machine, on the shared ``llmtunnel.tunnel.Link``
     stream.py     ``TunnelStream``: one request's stream, buffered as bytes within its credit
     registry.py   which machines are online; routing, the fair queue and slot leases
 

@@ -1,5 +1,5 @@
 """``GET /agent/connect``: a machine's tunnel. Accept the WebSocket, log the machine in through the
-sans-I/O login (``protocol.login.EdgeLogin``, driven by ``protocol.aio.edge_login``), then serve
+sans-I/O login (``protocol.login.EdgeLogin``, driven by ``llmtunnel.tunnel.edge_login``), then serve
 its ``AgentSession`` until the link ends.
 
 The one thing the login leaves to the edge is checking the claim against the store. An unknown
@@ -24,8 +24,8 @@ from edge.agents.session import AgentSession
 from edge.agents.transport import AiohttpTransport
 from edge.errors import ApiError
 from edge.store import Machine, Store
+from llmtunnel.tunnel import Traffic, edge_login
 from protocol import Claim, Connection, EdgeLogin, Nodes, ProtocolError, Role, TunnelLimits
-from protocol.aio import Traffic, edge_login
 from protocol.codec import AGENT_MAX_RECEIVE_FRAME
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """A logged-in machine's session on the edge: its streams, its models, its place in the registry.
 
-The session is a ``protocol.aio.Link`` (the read loop, the single writer, heartbeats, bounded
+The session is a ``llmtunnel.tunnel.Link`` (the read loop, the single writer, heartbeats, bounded
 writes and closing are shared with the agent); what is the edge's own is here. Stream frames go
 to the ``TunnelStream`` a request handler reads; a MODELS replaces the machine's model list; a
 HEALTH saying its backend is down takes it out of routing until one says it is back; a GOAWAY
@@ -25,6 +25,7 @@ from edge.agents.registry import Registry
 from edge.agents.stream import TunnelStream
 from edge.errors import ApiError
 from edge.store import Machine
+from llmtunnel.tunnel import Link, Traffic, Transport
 from protocol import (
     Cancel,
     Connection,
@@ -46,7 +47,6 @@ from protocol import (
     State,
     TunnelLimits,
 )
-from protocol.aio import Link, Traffic, Transport
 from protocol.errors import ClosedByPeer
 from protocol.frames import MAX_TIMEOUT
 from protocol.mux import FLOW_CONTROLLED

@@ -1,4 +1,4 @@
-"""The tunnel's transport over aiohttp's server WebSocket (``protocol.aio.Transport``).
+"""The tunnel's transport over aiohttp's server WebSocket (``llmtunnel.tunnel.Transport``).
 
 aiohttp's own exceptions and message types stop here: a link that is gone is ``ConnectionError``
 or ``None`` from ``recv``, anything but a binary message is a ``RemoteProtocolError``.

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from edge.agents.registry import Registry
     from edge.audit import Recorder
     from edge.observability.labels import BoundedLabel
-    from protocol.aio import Traffic
+    from llmtunnel.tunnel import Traffic
 
 MAX_MACHINE_SERIES = 1000  # machines with a round-trip series; the rest are left out
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from edge.agents.registry import Registry
     from edge.audit import Recorder, RequestRecord
     from edge.store import Store
-    from protocol.aio import Traffic
+    from llmtunnel.tunnel import Traffic
 
 MAX_TENANTS = 1000  # tenant label values per process; the rest are "(other)"
 MAX_MODELS = 200  # model label values per process; the rest are "(other)"

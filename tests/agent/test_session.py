@@ -29,8 +29,8 @@ from protocol import (
     TunnelLimits,
 )
 from protocol.requests import GenerateRequest, Request, UnsupportedRequest
-from tests.protocol.aio.pair import End as Side
-from tests.protocol.aio.pair import logged_in, on_socket_pairs
+from tests.llmtunnel.tunnel.pair import End as Side
+from tests.llmtunnel.tunnel.pair import logged_in, on_socket_pairs
 
 LIMITS = TunnelLimits(stream_window=1024, connection_window=4096, heartbeat_interval=5.0)
 MODELS = [{"name": "m", "capabilities": ["completion"]}]

@@ -29,8 +29,8 @@ from protocol import (
     encode,
 )
 from protocol.requests import GenerateRequest
-from tests.protocol.aio.pair import HELLO, MACHINE, logged_in, on_socket_pairs
-from tests.protocol.aio.pair import End as Side
+from tests.llmtunnel.tunnel.pair import HELLO, MACHINE, logged_in, on_socket_pairs
+from tests.llmtunnel.tunnel.pair import End as Side
 
 LIMITS = TunnelLimits(stream_window=1024, connection_window=4096, heartbeat_interval=5.0)
 

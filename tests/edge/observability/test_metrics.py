@@ -14,8 +14,8 @@ from edge.agents.registry import Registry
 from edge.audit import Recorder, RequestRecord
 from edge.observability.metrics import EdgeMetrics
 from edge.store import StoreUnavailable, Tenant
+from llmtunnel.tunnel import Traffic
 from protocol import End
-from protocol.aio import Traffic
 from tests.metrics_scrape import Scrape
 
 

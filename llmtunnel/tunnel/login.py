@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from protocol.aio.transport import Transport, send_all
+from llmtunnel.tunnel.transport import Transport, send_all
 from protocol.errors import ProtocolError, RemoteProtocolError
 from protocol.frames import Frame, Hello, Ready
 from protocol.login import AgentLogin, Claim, EdgeLogin

@@ -33,7 +33,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, ClassVar
 
-from protocol.aio.transport import Transport, send_all
+from llmtunnel.tunnel.transport import Transport, send_all
 from protocol.errors import (
     ClosedByPeer,
     ErrorCode,

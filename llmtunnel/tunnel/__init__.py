@@ -1,6 +1,7 @@
 """The asyncio adapter both ends of the tunnel run the sans-I/O core in (websockets' ``asyncio/``
-beside its ``protocol.py``): the only part of ``protocol`` that imports asyncio, and it imports no
-WebSocket library either. Each end gives it a ``Transport`` over its own library.
+beside its ``protocol.py``), kept outside ``protocol/`` so that the protocol stays sans-I/O. It
+imports asyncio and the protocol only, no WebSocket library: each end gives it a ``Transport``
+over its own library.
 
     transport.py  Transport: send / recv / close / abort of whole binary messages; send_all, the
                   one loop that writes what a connection queued, each write bounded in time
@@ -12,9 +13,9 @@ WebSocket library either. Each end gives it a ``Transport`` over its own library
                   (Traffic, from protocol.traffic: what links moved, for the metrics)
 """
 
-from protocol.aio.link import Link
-from protocol.aio.login import agent_login, agent_probe, edge_login
-from protocol.aio.transport import Transport
+from llmtunnel.tunnel.link import Link
+from llmtunnel.tunnel.login import agent_login, agent_probe, edge_login
+from llmtunnel.tunnel.transport import Transport
 from protocol.traffic import Traffic
 
 __all__ = ["Link", "Traffic", "Transport", "agent_login", "agent_probe", "edge_login"]

@@ -1,4 +1,4 @@
-"""Two ends of a tunnel over ``socket.socketpair()``, for testing ``protocol.aio`` without a
+"""Two ends of a tunnel over ``socket.socketpair()``, for testing ``llmtunnel.tunnel`` without a
 WebSocket: ``SocketTransport`` frames each message with a 4-byte length, as a WebSocket would
 frame it, and records what it saw so that tests can look at the wire."""
 
@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, ParamSpec
 
+from llmtunnel.tunnel import agent_login, edge_login
 from protocol import (
     AgentLogin,
     Claim,
@@ -25,7 +26,6 @@ from protocol import (
     TunnelLimits,
     encode,
 )
-from protocol.aio import agent_login, edge_login
 from protocol.codec import decode_many
 from tests.virtual_time import virtual_time
 
@@ -37,7 +37,7 @@ _OPENED: list[SocketTransport] = []
 
 
 class SocketTransport:
-    """``protocol.aio.Transport`` over one end of a stream socket pair."""
+    """``llmtunnel.tunnel.Transport`` over one end of a stream socket pair."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader

@@ -1,4 +1,4 @@
-"""The login drivers (``protocol.aio.login``) over a socket pair, on a virtual clock: both ways,
+"""The login drivers (``llmtunnel.tunnel.login``) over a socket pair, on a virtual clock: both ways,
 refused, timed out, and turned down by the agent (PROTOCOL.md §3)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from llmtunnel.tunnel import agent_login, edge_login
 from protocol import (
     AgentLogin,
     Challenge,
@@ -21,9 +22,8 @@ from protocol import (
     TunnelLimits,
     auth_message,
 )
-from protocol.aio import agent_login, edge_login
 from protocol.login import AUTH_FAILED_MESSAGE, Claim
-from tests.protocol.aio.pair import (
+from tests.llmtunnel.tunnel.pair import (
     HELLO,
     HOST,
     MACHINE,

@@ -1,4 +1,4 @@
-"""The shared asyncio adapter (``protocol.aio.Link``) over a socket pair, on a virtual clock: a
+"""The shared asyncio adapter (``llmtunnel.tunnel.Link``) over a socket pair, on a virtual clock: a
 stream end to end with credit coming back, heartbeats, the watchdog, the write bound, and every
 way a link ends (PROTOCOL.md §4, §6, §8, §9).
 
@@ -11,6 +11,7 @@ import asyncio
 
 import pytest
 
+from llmtunnel.tunnel import Link
 from protocol import (
     ClosedByPeer,
     Delta,
@@ -28,11 +29,10 @@ from protocol import (
     TunnelLimits,
     Window,
 )
-from protocol.aio import Link
 from protocol.codec import decode_many
 from protocol.requests import GenerateRequest
-from tests.protocol.aio.pair import End as Side
-from tests.protocol.aio.pair import logged_in, on_socket_pairs
+from tests.llmtunnel.tunnel.pair import End as Side
+from tests.llmtunnel.tunnel.pair import logged_in, on_socket_pairs
 
 INTERVAL = 1.0
 LIMITS = TunnelLimits(stream_window=1024, connection_window=4096, heartbeat_interval=INTERVAL)
